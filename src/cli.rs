@@ -1,0 +1,53 @@
+//! The command line: one subcommand per job.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "opsdeck", version, about = "Terminal operations console: live health, codified runbooks, SSH/Docker/MySQL/Redis", long_about = None)]
+pub struct Cli {
+    /// Inventory file (TOML). Without one, opsdeck watches this machine (local transport).
+    #[arg(
+        short = 'i',
+        long,
+        global = true,
+        env = "OPSDECK_INVENTORY",
+        value_name = "FILE"
+    )]
+    pub inventory: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the inventory (and, as they land, runbooks and themes); exit 2 on any error.
+    Check,
+    /// Print the resolved topology: tiers, hosts, transports, services.
+    Inventory {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one shell command on every selected host in parallel.
+    Exec {
+        /// `all`, a host, a tier, `tier:role` (e.g. `db:primary`), or a comma-separated list.
+        selector: String,
+        /// One JSON document with a result per host.
+        #[arg(long)]
+        json: bool,
+        /// Per-host limit for connecting and running (e.g. `10s`, `500ms`).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// The command, after `--`.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 10s, 500ms, 2m)"))
+}

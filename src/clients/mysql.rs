@@ -1,0 +1,1 @@
+//! MySQL/MariaDB client (mysql_async). Placeholder until the clients work lands.

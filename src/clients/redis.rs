@@ -1,0 +1,1 @@
+//! Redis and Sentinel client (redis crate). Placeholder until the clients work lands.

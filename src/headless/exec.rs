@@ -1,0 +1,124 @@
+//! `opsdeck exec`: one command on many hosts at once, a result per host.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::inventory::Host;
+use crate::transport::{self, Connections, ExecOutcome, ExitStatus};
+
+/// One host's result. `error` is set when the command could not run or finish (connect,
+/// host key, auth, timeout); then `status` is absent.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostResult {
+    pub host: String,
+    pub transport: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<ExitStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: f64,
+}
+
+impl HostResult {
+    pub fn ok(&self) -> bool {
+        self.status.as_ref().is_some_and(ExitStatus::success)
+    }
+}
+
+/// Runs `command` on every host concurrently; results come back in `hosts` order. The
+/// timeout covers connecting and running, per host.
+pub async fn exec_all(
+    conns: &Arc<Connections>,
+    hosts: &[&Host],
+    command: &str,
+    timeout: Duration,
+) -> Vec<HostResult> {
+    let cancel = CancellationToken::new();
+    let futs = hosts.iter().map(|h| {
+        let conn = conns.host(h);
+        let cancel = cancel.clone();
+        let name = h.name.clone();
+        async move {
+            let started = Instant::now();
+            let t = conn.transport();
+            let r = transport::run(t, command, timeout, cancel).await;
+            to_result(name, t.label(), r, started.elapsed())
+        }
+    });
+    futures::future::join_all(futs).await
+}
+
+fn to_result(
+    host: String,
+    transport: String,
+    r: Result<ExecOutcome, transport::TransportError>,
+    elapsed: Duration,
+) -> HostResult {
+    match r {
+        Ok(o) => HostResult {
+            host,
+            transport,
+            status: Some(o.status),
+            error: None,
+            stdout: o.stdout,
+            stderr: o.stderr,
+            duration_ms: ms(o.duration),
+        },
+        Err(e) => HostResult {
+            host,
+            transport,
+            status: None,
+            error: Some(e.masked()),
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: ms(elapsed),
+        },
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+pub fn render_text(results: &[HostResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let head = match (&r.status, &r.error) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(e)) => format!("FAILED: {e}"),
+            (None, None) => "unknown".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "== {} ({}) {head} in {:.1} ms",
+            r.host, r.transport, r.duration_ms
+        );
+        if !r.stdout.is_empty() {
+            out.push_str(&r.stdout);
+            if !r.stdout.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        if !r.stderr.is_empty() {
+            let _ = writeln!(out, "-- stderr");
+            out.push_str(&r.stderr);
+            if !r.stderr.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    let failed = results.iter().filter(|r| !r.ok()).count();
+    let _ = writeln!(
+        out,
+        "{} hosts, {} ok, {failed} failed",
+        results.len(),
+        results.len() - failed
+    );
+    out
+}

@@ -1,0 +1,147 @@
+//! `opsdeck inventory` and `opsdeck check`.
+
+use std::fmt::Write as _;
+
+use crate::inventory::{Host, Inventory, TransportSpec};
+
+pub fn render_text(inv: &Inventory) -> String {
+    let mut out = String::new();
+    let source = inv.source.as_ref().map_or_else(
+        || "embedded default".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let _ = writeln!(
+        out,
+        "inventory {} ({source}): {} tiers, {} hosts",
+        inv.name,
+        inv.tiers.len(),
+        inv.hosts.len()
+    );
+    for tier in &inv.tiers {
+        let desc = tier
+            .description
+            .as_deref()
+            .map(|d| format!(" — {d}"))
+            .unwrap_or_default();
+        let ro = if tier.read_only { " [read-only]" } else { "" };
+        let _ = writeln!(out, "\n{}{desc}{ro}", tier.name);
+        for h in inv.hosts_in(&tier.name) {
+            host_text(&mut out, h);
+        }
+    }
+    out
+}
+
+fn host_text(out: &mut String, h: &Host) {
+    let transport = match &h.transport {
+        TransportSpec::Ssh(s) => {
+            let jump = s
+                .jump
+                .as_ref()
+                .map(|j| format!(" via {}", j.display()))
+                .unwrap_or_default();
+            format!(
+                "ssh {}{jump} (host keys: {:?})",
+                s.display(),
+                s.host_key_policy
+            )
+            .replace("Strict", "strict")
+            .replace("AcceptNew", "accept-new")
+        }
+        TransportSpec::Docker(d) => {
+            let ep = d
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "default engine".to_owned());
+            match &d.target {
+                crate::inventory::ContainerTarget::Name(n) => {
+                    format!("docker container {n} on {ep}")
+                }
+                crate::inventory::ContainerTarget::Compose { project, service } => {
+                    format!("docker compose {project}/{service} on {ep}")
+                }
+            }
+        }
+        TransportSpec::Local => "local".to_owned(),
+    };
+    let roles = if h.roles.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", h.roles.join(", "))
+    };
+    let ro = if h.read_only { " read-only" } else { "" };
+    let _ = writeln!(out, "  {}{roles}{ro}: {transport}", h.name);
+    let s = &h.services;
+    for m in &s.mysql {
+        let pw = m
+            .password
+            .as_ref()
+            .map(|p| format!(", password from {}", p.source))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    mysql {:?} {}:{} user {} via {:?}{pw}",
+            m.role, m.address, m.port, m.user, m.via
+        );
+    }
+    for r in &s.redis {
+        let pw = r
+            .password
+            .as_ref()
+            .map(|p| format!(", password from {}", p.source))
+            .unwrap_or_default();
+        let master = r
+            .master_name
+            .as_ref()
+            .map(|m| format!(" master {m}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    redis {:?} {}:{}{master} via {:?}{pw}",
+            r.role, r.address, r.port, r.via
+        );
+    }
+    for c in &s.http {
+        let _ = writeln!(
+            out,
+            "    http {}{}",
+            c.url,
+            if c.app_health { " (app health)" } else { "" }
+        );
+    }
+    if let Some(n) = &s.nginx {
+        let _ = writeln!(
+            out,
+            "    nginx{}{}",
+            n.status_url
+                .as_ref()
+                .map(|u| format!(" status {u}"))
+                .unwrap_or_default(),
+            if n.upstreams.is_empty() {
+                String::new()
+            } else {
+                format!(" upstreams {}", n.upstreams.join(", "))
+            }
+        );
+    }
+    if let Some(p) = &s.php_fpm {
+        let _ = writeln!(out, "    php-fpm status {}", p.status_url);
+    }
+    if !s.mounts.is_empty() {
+        let _ = writeln!(out, "    mounts {}", s.mounts.join(", "));
+    }
+    for q in &s.queues {
+        let _ = writeln!(
+            out,
+            "    queue {}{}",
+            q.name,
+            q.redis_host
+                .as_ref()
+                .map(|r| format!(" on {r}"))
+                .unwrap_or_default()
+        );
+    }
+    if !s.processes.is_empty() {
+        let _ = writeln!(out, "    processes {}", s.processes.join(", "));
+    }
+}

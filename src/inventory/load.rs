@@ -1,0 +1,613 @@
+//! Reading, checking and resolving an inventory file.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{InventoryError, Located};
+use super::model::{self, HostDef, InventoryFile, SshDef};
+use super::ssh_config::{UserSshConfig, home_dir};
+use super::{
+    ContainerTarget, DockerSpec, Host, HostKeyPolicy, Inventory, MysqlService, Password,
+    RedisService, Services, SshSpec, Tier, TransportSpec, Via,
+};
+use crate::secret::Secret;
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// sshd's default `MaxSessions`.
+pub const DEFAULT_MAX_SESSIONS: usize = 10;
+
+const FORMAT_HINT: &str = "the inventory format is documented in README.md (\"Inventory\")";
+
+/// Loads an inventory file, or the embedded default when `path` is `None`.
+pub fn load(path: Option<&Path>) -> Result<Inventory, InventoryError> {
+    match path {
+        None => Ok(super::defaults::local_default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| InventoryError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            load_str(&text, p)
+        }
+    }
+}
+
+/// Parses and resolves inventory text; `path` names it in errors and anchors relative paths.
+pub fn load_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    let file: InventoryFile = toml::from_str(text).map_err(|e| {
+        let loc = Located::at(path, text, e.span(), e.message().trim_end().to_owned());
+        InventoryError::Invalid(vec![loc.hint(toml_hint(e.message()))])
+    })?;
+    Resolver {
+        path,
+        text,
+        base: base_dir(path),
+        errors: Vec::new(),
+        ssh_config: None,
+    }
+    .resolve(file)
+}
+
+fn toml_hint(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        format!("remove or correct the field; {FORMAT_HINT}")
+    } else if message.contains("unknown variant") {
+        "use one of the values listed above".to_owned()
+    } else {
+        format!("fix the TOML at this position; {FORMAT_HINT}")
+    }
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+struct Resolver<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: PathBuf,
+    errors: Vec<Located>,
+    ssh_config: Option<UserSshConfig>,
+}
+
+impl Resolver<'_> {
+    fn err(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let loc = Located::at(self.path, self.text, span, message).hint(hint);
+        self.errors.push(loc);
+    }
+
+    fn ssh_config(&mut self) -> &UserSshConfig {
+        self.ssh_config.get_or_insert_with(UserSshConfig::load)
+    }
+
+    /// `~/x` → home; relative → next to the inventory file.
+    fn path_of(&self, p: &str) -> PathBuf {
+        if let Some(rest) = p.strip_prefix("~/") {
+            if let Some(h) = home_dir() {
+                return h.join(rest);
+            }
+        }
+        let pb = PathBuf::from(p);
+        if pb.is_absolute() {
+            pb
+        } else {
+            self.base.join(pb)
+        }
+    }
+
+    fn resolve(mut self, file: InventoryFile) -> Result<Inventory, InventoryError> {
+        let mut tiers: Vec<Tier> = file
+            .tiers
+            .iter()
+            .map(|(name, t)| Tier {
+                name: name.clone(),
+                description: t.description.clone(),
+                read_only: t.read_only,
+                thresholds: t.thresholds.clone(),
+            })
+            .collect();
+        let declared_tiers = !tiers.is_empty();
+
+        let mut hosts = Vec::new();
+        for (name, def) in &file.hosts {
+            let span = def.span();
+            let def = def.get_ref();
+            let tier = def.tier.get_ref().clone();
+            if tiers.iter().all(|t| t.name != tier) {
+                if declared_tiers {
+                    let known: Vec<&str> = tiers.iter().map(|t| t.name.as_str()).collect();
+                    self.err(
+                        Some(def.tier.span()),
+                        format!("host {name:?} names unknown tier {tier:?}"),
+                        format!("declare [tiers.{tier}] or use one of: {}", known.join(", ")),
+                    );
+                } else {
+                    tiers.push(Tier {
+                        name: tier.clone(),
+                        description: None,
+                        read_only: false,
+                        thresholds: None,
+                    });
+                }
+            }
+            if let Some(h) = self.host(name, span, def, &file) {
+                hosts.push(h);
+            }
+        }
+        self.check_queue_hosts(&hosts, &file);
+
+        if !self.errors.is_empty() {
+            return Err(InventoryError::Invalid(self.errors));
+        }
+        let name = file.name.clone().unwrap_or_else(|| {
+            self.path.file_stem().map_or_else(
+                || "inventory".to_owned(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        });
+        Ok(Inventory {
+            name,
+            source: Some(self.path.to_path_buf()),
+            tiers,
+            hosts,
+            thresholds: file.defaults.thresholds.clone(),
+        })
+    }
+
+    fn check_queue_hosts(&mut self, hosts: &[Host], file: &InventoryFile) {
+        for (name, def) in &file.hosts {
+            for q in &def.get_ref().queues {
+                if let Some(rh) = &q.redis_host {
+                    if !hosts
+                        .iter()
+                        .any(|h| h.name == *rh && !h.services.redis.is_empty())
+                    {
+                        self.err(
+                            Some(def.span()),
+                            format!("queue {:?} of host {name:?} names redis_host {rh:?}, which is not a host with a redis service", q.name),
+                            "name an inventory host that lists a [[hosts.NAME.redis]] service",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn host(
+        &mut self,
+        name: &str,
+        span: Range<usize>,
+        def: &HostDef,
+        file: &InventoryFile,
+    ) -> Option<Host> {
+        let transports = [def.ssh.is_some(), def.docker.is_some(), def.local.is_some()];
+        let transport = match transports.iter().filter(|t| **t).count() {
+            1 => {
+                if let Some(ssh) = &def.ssh {
+                    let ssh_span = ssh.span();
+                    TransportSpec::Ssh(self.ssh_spec(name, ssh.get_ref(), ssh_span, file, 0)?)
+                } else if let Some(d) = &def.docker {
+                    TransportSpec::Docker(self.docker_spec(name, d)?)
+                } else {
+                    TransportSpec::Local
+                }
+            }
+            n => {
+                self.err(
+                    Some(span),
+                    format!("host {name:?} has {n} transports; it needs exactly one"),
+                    "give the host one of `ssh = {...}`, `docker = {...}` or `local = {}`",
+                );
+                return None;
+            }
+        };
+
+        let mut roles = def.roles.clone();
+        let mut services = Services {
+            http: def.http.clone(),
+            nginx: def.nginx.clone(),
+            php_fpm: def.php_fpm.clone(),
+            mounts: def.mounts.clone(),
+            queues: def.queues.clone(),
+            processes: def.processes.clone(),
+            ..Services::default()
+        };
+        let default_addr = match &transport {
+            TransportSpec::Ssh(s) => s.address.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let service_addr = |addr: &Option<String>, via: Via| {
+            addr.clone().unwrap_or_else(|| {
+                if via == Via::Ssh {
+                    "127.0.0.1".to_owned()
+                } else {
+                    default_addr.clone()
+                }
+            })
+        };
+        for m in &def.mysql {
+            let m_span = m.span();
+            let m = m.get_ref();
+            if m.via == Via::Ssh && !matches!(transport, TransportSpec::Ssh(_)) {
+                self.err(
+                    Some(m_span.clone()),
+                    format!("host {name:?}: mysql via = \"ssh\" needs an ssh transport"),
+                    "use via = \"direct\" or give the host `ssh = {...}`",
+                );
+            }
+            let password = self.password(
+                name,
+                "mysql",
+                m_span,
+                &m.password,
+                &m.password_env,
+                &m.password_file,
+                &m.password_cmd,
+            );
+            push_role(
+                &mut roles,
+                match m.role {
+                    model::MysqlRole::Primary => "primary",
+                    model::MysqlRole::Replica => "replica",
+                },
+            );
+            services.mysql.push(MysqlService {
+                role: m.role,
+                address: service_addr(&m.address, m.via),
+                port: m.port.unwrap_or(3306),
+                user: m.user.clone().unwrap_or_else(|| "root".to_owned()),
+                via: m.via,
+                password,
+                database: m.database.clone(),
+            });
+        }
+        for r in &def.redis {
+            let r_span = r.span();
+            let r = r.get_ref();
+            if r.via == Via::Ssh && !matches!(transport, TransportSpec::Ssh(_)) {
+                self.err(
+                    Some(r_span.clone()),
+                    format!("host {name:?}: redis via = \"ssh\" needs an ssh transport"),
+                    "use via = \"direct\" or give the host `ssh = {...}`",
+                );
+            }
+            if r.role == model::RedisRole::Sentinel && r.master_name.is_none() {
+                self.err(
+                    Some(r_span.clone()),
+                    format!("host {name:?}: a sentinel needs master_name"),
+                    "add master_name = \"mymaster\" (the name in `sentinel monitor`)",
+                );
+            }
+            let password = self.password(
+                name,
+                "redis",
+                r_span,
+                &r.password,
+                &r.password_env,
+                &r.password_file,
+                &r.password_cmd,
+            );
+            push_role(
+                &mut roles,
+                match r.role {
+                    model::RedisRole::Master => "master",
+                    model::RedisRole::Replica => "replica",
+                    model::RedisRole::Sentinel => "sentinel",
+                },
+            );
+            let default_port = if r.role == model::RedisRole::Sentinel {
+                26379
+            } else {
+                6379
+            };
+            services.redis.push(RedisService {
+                role: r.role,
+                address: service_addr(&r.address, r.via),
+                port: r.port.unwrap_or(default_port),
+                via: r.via,
+                master_name: r.master_name.clone(),
+                password,
+            });
+        }
+        let tier_ro = file
+            .tiers
+            .get(def.tier.get_ref())
+            .is_some_and(|t| t.read_only);
+        Some(Host {
+            name: name.to_owned(),
+            tier: def.tier.get_ref().clone(),
+            roles,
+            description: def.description.clone(),
+            read_only: def.read_only || tier_ro,
+            transport,
+            services,
+            thresholds: def.thresholds.clone(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn password(
+        &mut self,
+        host: &str,
+        service: &str,
+        span: Range<usize>,
+        plain: &Option<Spanned<toml::Value>>,
+        env: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+        cmd: &Option<Spanned<String>>,
+    ) -> Option<Password> {
+        if let Some(p) = plain {
+            // Say where, never what: the value itself is not echoed.
+            self.err(
+                Some(p.span()),
+                format!("host {host:?}: {service} password written in plain text"),
+                "passwords never sit in the inventory: use password_env = \"VAR\", password_file = \"path\" or password_cmd = \"command\"",
+            );
+            return None;
+        }
+        let given = [env.is_some(), file.is_some(), cmd.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if given > 1 {
+            self.err(Some(span), format!("host {host:?}: {service} has more than one of password_env, password_file, password_cmd"), "keep exactly one");
+            return None;
+        }
+        if let Some(var) = env {
+            return match std::env::var(var.get_ref()) {
+                Ok(v) => Some(Password {
+                    source: format!("env:{}", var.get_ref()),
+                    value: Secret::new(v),
+                }),
+                Err(_) => {
+                    self.err(
+                        Some(var.span()),
+                        format!("host {host:?}: environment variable {:?} for the {service} password is not set", var.get_ref()),
+                        format!("export {}=... before starting opsdeck, or use password_file", var.get_ref()),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(f) = file {
+            let p = self.path_of(f.get_ref());
+            return match std::fs::read_to_string(&p) {
+                Ok(v) => Some(Password {
+                    source: format!("file:{}", p.display()),
+                    value: Secret::new(v.trim_end_matches(['\r', '\n'])),
+                }),
+                Err(e) => {
+                    self.err(Some(f.span()), format!("host {host:?}: cannot read {service} password file {}: {e}", p.display()), "create the file (mode 0600) or fix the path; relative paths are relative to the inventory file");
+                    None
+                }
+            };
+        }
+        if let Some(c) = cmd {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(c.get_ref())
+                .stdin(std::process::Stdio::null())
+                .output();
+            return match out {
+                Ok(o) if o.status.success() => {
+                    let v = String::from_utf8_lossy(&o.stdout);
+                    Some(Password {
+                        source: format!("cmd:{}", c.get_ref()),
+                        value: Secret::new(v.trim_end_matches(['\r', '\n'])),
+                    })
+                }
+                Ok(o) => {
+                    self.err(
+                        Some(c.span()),
+                        format!(
+                            "host {host:?}: {service} password_cmd exited with {}",
+                            o.status
+                        ),
+                        "run the command by hand to see why; it must print the password on stdout",
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(
+                        Some(c.span()),
+                        format!("host {host:?}: cannot run {service} password_cmd: {e}"),
+                        "check that `sh` and the command exist",
+                    );
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    fn docker_spec(&mut self, name: &str, d: &Spanned<model::DockerDef>) -> Option<DockerSpec> {
+        let span = d.span();
+        let d = d.get_ref();
+        let target = match (&d.container, &d.project, &d.service) {
+            (Some(c), None, None) => ContainerTarget::Name(c.clone()),
+            (None, Some(p), Some(s)) => ContainerTarget::Compose {
+                project: p.clone(),
+                service: s.clone(),
+            },
+            _ => {
+                self.err(Some(span), format!("host {name:?}: docker needs either container, or project and service"), "write docker = { container = \"name\" } or docker = { project = \"p\", service = \"s\" }");
+                return None;
+            }
+        };
+        Some(DockerSpec {
+            endpoint: d.endpoint.clone(),
+            target,
+        })
+    }
+
+    /// Merges host settings, `[defaults.ssh]` and `~/.ssh/config` (in that order of precedence).
+    fn ssh_spec(
+        &mut self,
+        name: &str,
+        def: &SshDef,
+        span: Range<usize>,
+        file: &InventoryFile,
+        depth: u8,
+    ) -> Option<SshSpec> {
+        let d = &file.defaults.ssh;
+        let alias = def
+            .host
+            .clone()
+            .or_else(|| d.host.clone())
+            .unwrap_or_else(|| name.to_owned());
+        let cfg = self.ssh_config().query(&alias);
+        let address = cfg.host_name.clone().unwrap_or_else(|| alias.clone());
+        let user = def
+            .user
+            .clone()
+            .or_else(|| cfg.user.clone())
+            .or_else(|| d.user.clone())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".to_owned());
+        let port = def.port.or(cfg.port).or(d.port).unwrap_or(22);
+        let mut identity_files: Vec<PathBuf> =
+            def.identity_files.iter().map(|p| self.path_of(p)).collect();
+        if identity_files.is_empty() {
+            identity_files = cfg.identity_files.clone();
+        }
+        if identity_files.is_empty() {
+            identity_files = d.identity_files.iter().map(|p| self.path_of(p)).collect();
+        }
+        if identity_files.is_empty() {
+            if let Some(h) = home_dir() {
+                for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                    let p = h.join(".ssh").join(f);
+                    if p.exists() {
+                        identity_files.push(p);
+                    }
+                }
+            }
+        }
+        let agent = def
+            .agent
+            .or(d.agent)
+            .unwrap_or_else(|| std::env::var_os("SSH_AUTH_SOCK").is_some());
+        if identity_files.is_empty() && !agent {
+            self.err(Some(span.clone()), format!("host {name:?}: no identity file and no ssh-agent to authenticate with"), "set identity_files = [\"~/.ssh/id_ed25519\"] or agent = true with SSH_AUTH_SOCK set");
+        }
+        let known_hosts = def
+            .known_hosts
+            .as_deref()
+            .or(d.known_hosts.as_deref())
+            .map_or_else(
+                || {
+                    home_dir()
+                        .unwrap_or_default()
+                        .join(".ssh")
+                        .join("known_hosts")
+                },
+                |p| self.path_of(p),
+            );
+        let jump_name = def
+            .jump
+            .as_ref()
+            .map(|j| (j.get_ref().clone(), Some(j.span())))
+            .or_else(|| cfg.proxy_jump.clone().map(|j| (j, None)));
+        let jump = match jump_name {
+            None => None,
+            Some(_) if depth >= 4 => {
+                self.err(
+                    Some(span),
+                    format!("host {name:?}: jump hosts nest more than 4 deep (a loop?)"),
+                    "check the jump settings of these hosts",
+                );
+                return None;
+            }
+            Some((j, jspan)) => {
+                if let Some(jh) = file.hosts.get(&j) {
+                    let Some(jssh) = &jh.get_ref().ssh else {
+                        self.err(
+                            jspan,
+                            format!("host {name:?}: jump host {j:?} has no ssh transport"),
+                            "a jump host must be reached over ssh",
+                        );
+                        return None;
+                    };
+                    Some(Box::new(self.ssh_spec(
+                        &j,
+                        jssh.get_ref(),
+                        jssh.span(),
+                        file,
+                        depth + 1,
+                    )?))
+                } else {
+                    // An ssh_config alias or [user@]host[:port].
+                    let (user, rest) = j
+                        .split_once('@')
+                        .map_or((None, j.as_str()), |(u, r)| (Some(u.to_owned()), r));
+                    let (host, port) = rest
+                        .rsplit_once(':')
+                        .and_then(|(h, p)| p.parse().ok().map(|p| (h.to_owned(), Some(p))))
+                        .unwrap_or((rest.to_owned(), None));
+                    let jdef = SshDef {
+                        host: Some(host),
+                        user,
+                        port,
+                        ..SshDef::default()
+                    };
+                    Some(Box::new(self.ssh_spec(
+                        &j,
+                        &jdef,
+                        span.clone(),
+                        file,
+                        depth + 1,
+                    )?))
+                }
+            }
+        };
+        let max_sessions = def
+            .max_sessions
+            .or(d.max_sessions)
+            .unwrap_or(DEFAULT_MAX_SESSIONS);
+        if max_sessions == 0 {
+            self.err(
+                Some(span),
+                format!("host {name:?}: max_sessions must be at least 1"),
+                "sshd allows 10 by default (MaxSessions)",
+            );
+            return None;
+        }
+        Some(SshSpec {
+            address,
+            port,
+            user,
+            identity_files,
+            agent,
+            known_hosts,
+            host_key_policy: def
+                .host_key_policy
+                .or(d.host_key_policy)
+                .unwrap_or(HostKeyPolicy::Strict),
+            jump,
+            connect_timeout: def
+                .connect_timeout
+                .or(d.connect_timeout)
+                .or(cfg.connect_timeout)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            keepalive: def.keepalive.or(d.keepalive).unwrap_or(DEFAULT_KEEPALIVE),
+            max_sessions,
+        })
+    }
+}
+
+fn push_role(roles: &mut Vec<String>, role: &str) {
+    if !roles.iter().any(|r| r == role) {
+        roles.push(role.to_owned());
+    }
+}

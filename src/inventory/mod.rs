@@ -1,0 +1,207 @@
+//! The inventory: the stack's tiers, hosts, transports and services.
+//!
+//! `model` is the file as written; this module is the resolved form every other part uses:
+//! defaults applied, `~/.ssh/config` consulted, secrets loaded into [`Secret`]s, references
+//! checked. Loading is the only place that reads inventory files.
+
+mod defaults;
+mod error;
+mod load;
+pub mod model;
+mod selector;
+mod ssh_config;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use error::{InventoryError, Located};
+pub use load::{load, load_str};
+pub use model::{HostKeyPolicy, MysqlRole, RedisRole, Via};
+pub use selector::{Selector, SelectorError};
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    pub name: String,
+    /// The file it came from; `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    pub tiers: Vec<Tier>,
+    pub hosts: Vec<Host>,
+    /// Threshold overrides for every host, as written (interpreted by the probes).
+    #[serde(skip)]
+    pub thresholds: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tier {
+    pub name: String,
+    pub description: Option<String>,
+    pub read_only: bool,
+    #[serde(skip)]
+    pub thresholds: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub name: String,
+    pub tier: String,
+    /// Explicit roles plus those implied by services (`primary`, `replica`, `master`,
+    /// `sentinel`, ...).
+    pub roles: Vec<String>,
+    pub description: Option<String>,
+    pub read_only: bool,
+    pub transport: TransportSpec,
+    pub services: Services,
+    #[serde(skip)]
+    pub thresholds: Option<toml::Table>,
+}
+
+impl Host {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TransportSpec {
+    Ssh(SshSpec),
+    Docker(DockerSpec),
+    Local,
+}
+
+impl TransportSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportSpec::Ssh(_) => "ssh",
+            TransportSpec::Docker(_) => "docker",
+            TransportSpec::Local => "local",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SshSpec {
+    /// The name used to look the host up in `known_hosts` (address or DNS name).
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub agent: bool,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    pub jump: Option<Box<SshSpec>>,
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub keepalive: Duration,
+    pub max_sessions: usize,
+}
+
+impl SshSpec {
+    /// `user@address:port`, for messages.
+    pub fn display(&self) -> String {
+        format!("{}@{}:{}", self.user, self.address, self.port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DockerSpec {
+    /// `None`: `DOCKER_HOST` or the local socket.
+    pub endpoint: Option<String>,
+    pub target: ContainerTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerTarget {
+    Name(String),
+    Compose { project: String, service: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Services {
+    pub mysql: Vec<MysqlService>,
+    pub redis: Vec<RedisService>,
+    pub http: Vec<model::HttpDef>,
+    pub nginx: Option<model::NginxDef>,
+    pub php_fpm: Option<model::PhpFpmDef>,
+    pub mounts: Vec<String>,
+    pub queues: Vec<model::QueueDef>,
+    pub processes: Vec<String>,
+}
+
+impl Services {
+    pub fn is_empty(&self) -> bool {
+        self.mysql.is_empty()
+            && self.redis.is_empty()
+            && self.http.is_empty()
+            && self.nginx.is_none()
+            && self.php_fpm.is_none()
+            && self.mounts.is_empty()
+            && self.queues.is_empty()
+            && self.processes.is_empty()
+    }
+}
+
+/// A password as configured: where it comes from (shown) and the value (never shown).
+#[derive(Debug, Clone, Serialize)]
+pub struct Password {
+    /// `env:NAME`, `file:PATH` or `cmd:...`.
+    pub source: String,
+    #[serde(skip)]
+    pub value: Secret,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MysqlService {
+    pub role: MysqlRole,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub via: Via,
+    pub password: Option<Password>,
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisService {
+    pub role: RedisRole,
+    pub address: String,
+    pub port: u16,
+    pub via: Via,
+    pub master_name: Option<String>,
+    pub password: Option<Password>,
+}
+
+impl Inventory {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn tier(&self, name: &str) -> Option<&Tier> {
+        self.tiers.iter().find(|t| t.name == name)
+    }
+
+    /// Hosts of a tier, in inventory order.
+    pub fn hosts_in<'a>(&'a self, tier: &'a str) -> impl Iterator<Item = &'a Host> + 'a {
+        self.hosts.iter().filter(move |h| h.tier == tier)
+    }
+
+    /// Resolve a selector to hosts, in inventory order, without duplicates.
+    pub fn select(&self, selector: &Selector) -> Result<Vec<&Host>, SelectorError> {
+        selector.resolve(self)
+    }
+}
+
+mod humantime_serde_compat {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}

@@ -1,0 +1,6 @@
+//! The lab: a local stack of real servers on loopback (sshd, nginx, php-fpm, MariaDB, Redis and
+//! Sentinel, a queue worker, Docker containers), and the drills that break it.
+//!
+//! The server launchers here are also what the integration tests use to start real servers.
+
+pub mod process;

@@ -1,0 +1,13 @@
+//! opsdeck: a terminal operations console for classic web stacks.
+//!
+//! One core, two front ends: the console (`tui`, `ui`) and the headless commands (`headless`)
+//! drive the same inventory, transports, probes and runbook engine.
+
+pub mod cli;
+pub mod clients;
+pub mod headless;
+pub mod inventory;
+pub mod lab;
+pub mod logging;
+pub mod secret;
+pub mod transport;

@@ -1,0 +1,91 @@
+//! The `opsdeck` binary: parse the command line, set up logging, dispatch.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use opsdeck::cli::{Cli, Command};
+use opsdeck::headless::{self, exit};
+use opsdeck::inventory::{self, Inventory, Selector};
+use opsdeck::secret;
+use opsdeck::transport::Connections;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log = opsdeck::logging::init();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // The one place errors become text for a person; masked like everything else.
+            eprintln!("opsdeck: {}", secret::mask(&format!("{e:#}")));
+            exit::CONFIG
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn load_inventory(cli: &Cli) -> anyhow::Result<Inventory> {
+    Ok(inventory::load(cli.inventory.as_deref())?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let Some(command) = &cli.command else {
+        let inv = load_inventory(&cli)?;
+        print!("{}", headless::inventory::render_text(&inv));
+        return Ok(exit::OK);
+    };
+    match command {
+        Command::Check => {
+            let inv = load_inventory(&cli)?;
+            println!(
+                "inventory {}: ok ({} tiers, {} hosts)",
+                inv.name,
+                inv.tiers.len(),
+                inv.hosts.len()
+            );
+            Ok(exit::OK)
+        }
+        Command::Inventory { json } => {
+            let inv = load_inventory(&cli)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                print!("{}", headless::inventory::render_text(&inv));
+            }
+            Ok(exit::OK)
+        }
+        Command::Exec {
+            selector,
+            json,
+            timeout,
+            command,
+        } => {
+            let inv = load_inventory(&cli)?;
+            let sel: Selector = selector.parse()?;
+            let hosts = inv.select(&sel)?;
+            let command = command.join(" ");
+            let conns = Arc::new(Connections::new());
+            let results =
+                runtime()?.block_on(headless::exec::exec_all(&conns, &hosts, &command, *timeout));
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                print!("{}", headless::exec::render_text(&results));
+            }
+            Ok(if results.iter().all(headless::exec::HostResult::ok) {
+                exit::OK
+            } else {
+                exit::FAILED
+            })
+        }
+    }
+}
