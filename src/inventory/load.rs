@@ -397,6 +397,7 @@ impl Resolver<'_> {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(c.get_ref())
+                .current_dir(&self.base)
                 .stdin(std::process::Stdio::null())
                 .output();
             return match out {
