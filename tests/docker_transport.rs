@@ -403,3 +403,24 @@ async fn compose_targeting_prefers_the_running_container_of_a_service() {
         "{msg}"
     );
 }
+
+#[test]
+fn lab_setup_is_idempotent() {
+    support::docker::engine();
+    let state = tempfile::tempdir().expect("tempdir");
+    let again = opsdeck::lab::docker::ensure_dockerd(state.path()).expect("ensure_dockerd");
+    assert_eq!(again, opsdeck::lab::docker::EngineState::AlreadyRunning);
+    assert!(
+        !state.path().join("dockerd.log").exists(),
+        "no second dockerd was started"
+    );
+    opsdeck::lab::docker::build_image(support::docker::BUSYBOX_IMAGE, &[])
+        .expect("building an existing tag is a no-op");
+    assert!(opsdeck::lab::docker::image_exists(support::docker::BUSYBOX_IMAGE).expect("inspect"));
+    let err = opsdeck::lab::docker::build_image(
+        "opsdeck-test-bad:1",
+        &[std::path::Path::new("relative/bin")],
+    )
+    .expect_err("relative path");
+    assert!(err.to_string().contains("relative/bin"), "{err}");
+}
