@@ -509,3 +509,45 @@ impl Transport for DockerHost {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(json: &str) -> ContainerStatsResponse {
+        serde_json::from_str(json).expect("stats fixture")
+    }
+
+    #[test]
+    fn cpu_and_memory_are_computed_as_docker_stats_does() {
+        // 2 CPUs; the container used 0.5 s of CPU while the system used 4 s: 25 % of one CPU.
+        let s = sample(
+            r#"{"cpu_stats":{"cpu_usage":{"total_usage":1500000000},"system_cpu_usage":9000000000,"online_cpus":2},
+                "precpu_stats":{"cpu_usage":{"total_usage":1000000000},"system_cpu_usage":5000000000},
+                "memory_stats":{"usage":10485760,"limit":1073741824,"stats":{"total_inactive_file":2097152}}}"#,
+        );
+        let st = compute_stats(&s);
+        assert_eq!(st.cpu_percent, Some(25.0));
+        assert_eq!(st.mem_used_bytes, Some(8 * 1024 * 1024));
+        assert_eq!(st.mem_limit_bytes, Some(1024 * 1024 * 1024));
+    }
+
+    #[test]
+    fn missing_fields_give_no_figure_rather_than_a_wrong_one() {
+        let st = compute_stats(&sample(r#"{"cpu_stats":{"cpu_usage":{"total_usage":5}}}"#));
+        assert_eq!(
+            st,
+            ContainerStats {
+                cpu_percent: None,
+                mem_used_bytes: None,
+                mem_limit_bytes: None
+            }
+        );
+        // Without online_cpus the per-CPU list gives the count (older engines).
+        let st = compute_stats(&sample(
+            r#"{"cpu_stats":{"cpu_usage":{"total_usage":300,"percpu_usage":[1,2,3,4]},"system_cpu_usage":1400},
+                "precpu_stats":{"cpu_usage":{"total_usage":100},"system_cpu_usage":600}}"#,
+        ));
+        assert_eq!(st.cpu_percent, Some(100.0));
+    }
+}
