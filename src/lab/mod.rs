@@ -3,4 +3,5 @@
 //!
 //! The server launchers here are also what the integration tests use to start real servers.
 
+pub mod docker;
 pub mod process;
