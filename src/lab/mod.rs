@@ -4,3 +4,4 @@
 //! The server launchers here are also what the integration tests use to start real servers.
 
 pub mod process;
+pub mod sshd;
