@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 use super::process::{Daemon, find_program};
 
 /// What to start.
@@ -42,6 +45,22 @@ pub struct Sshd {
 impl Sshd {
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::new(self.addr, self.port)
+    }
+
+    /// Stops sshd like a host going down: every connection it forked is killed too (sshd's
+    /// per-connection processes start their own session, so stopping the listener's process
+    /// group leaves them, and their users' commands, running).
+    pub fn crash(&mut self) {
+        let descendants = descendants_of(self.daemon.pid);
+        let _ = self.daemon.signal(Signal::SIGSTOP);
+        for pid in descendants_of(self.daemon.pid)
+            .into_iter()
+            .chain(descendants)
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid.cast_signed()), Signal::SIGKILL);
+        }
+        let _ = self.daemon.signal(Signal::SIGKILL);
+        self.daemon.stop(Duration::from_millis(500));
     }
 
     /// The `known_hosts` line that trusts this server.
@@ -218,4 +237,36 @@ fn absolute(path: &Path) -> io::Result<PathBuf> {
     } else {
         Ok(std::env::current_dir()?.join(path))
     }
+}
+
+/// Every process below `root` in the process tree (children, grandchildren, ...).
+fn descendants_of(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
