@@ -331,6 +331,61 @@ fn unreachable_hosts_fail_alone_with_clear_errors() {
     assert!(err.contains(&format!("127.0.0.6:{closed_port}")), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_users_share_one_connect_attempt_and_its_failure() {
+    let lab = SshHosts::start(1);
+    // Counts the TCP connections it accepts, and never speaks.
+    let mute = TcpListener::bind("127.0.0.5:0").expect("bind");
+    let mute_port = mute.local_addr().expect("addr").port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in mute.incoming() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+    }
+    let host = SshHost::new(SshSpec {
+        address: "127.0.0.5".to_owned(),
+        port: mute_port,
+        connect_timeout: Duration::from_secs(1),
+        ..lab.spec(0)
+    });
+    let runs = (0..5).map(|_| {
+        transport::run(
+            &host,
+            "true",
+            Duration::from_secs(30),
+            CancellationToken::new(),
+        )
+    });
+    for r in futures::future::join_all(runs).await {
+        let err = r.expect_err("nothing answers");
+        assert!(
+            matches!(err, TransportError::ConnectTimeout { .. }),
+            "{err:?}"
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A later user tries again.
+    let err = transport::run(
+        &host,
+        "true",
+        Duration::from_secs(30),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("still mute");
+    assert!(
+        matches!(err, TransportError::ConnectTimeout { .. }),
+        "{err:?}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 // f. ---------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

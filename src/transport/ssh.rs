@@ -51,8 +51,8 @@ struct Inner {
     /// The shared connection. Held across a connect attempt so concurrent first users wait
     /// for that one attempt instead of starting their own.
     slot: Mutex<Slot>,
-    /// Counts connect attempts, so a caller that waited for someone else's failed attempt
-    /// gets that failure instead of trying again at once.
+    /// Counts finished connect attempts, so a caller that waited for someone else's failed
+    /// attempt gets that failure instead of trying again at once.
     attempts: AtomicU64,
     sessions: Arc<Semaphore>,
     forwards: Mutex<HashMap<(String, u16), SocketAddr>>,
@@ -228,8 +228,10 @@ impl Inner {
         {
             return Err(duplicate(e));
         }
+        let outcome = connect(&self.spec).await;
+        // Counted when the attempt ends: everyone who queued behind it shares its outcome.
         self.attempts.fetch_add(1, Ordering::AcqRel);
-        match connect(&self.spec).await {
+        match outcome {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 slot.conn = Some(conn.clone());
