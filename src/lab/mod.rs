@@ -5,3 +5,4 @@
 
 pub mod docker;
 pub mod process;
+pub mod sshd;
