@@ -3,4 +3,6 @@
 //!
 //! The server launchers here are also what the integration tests use to start real servers.
 
+pub mod mariadb;
 pub mod process;
+pub mod redis;
