@@ -1,0 +1,6 @@
+//! Live health: what to measure per service, typed samples, thresholds, checks, history and
+//! the scheduler that runs probes through [`crate::transport::Connections`].
+
+pub mod model;
+pub mod parse;
+pub mod thresholds;
