@@ -1,6 +1,7 @@
 //! Live health: what to measure per service, typed samples, thresholds, checks, history and
 //! the scheduler that runs probes through [`crate::transport::Connections`].
 
+pub mod check;
 pub mod model;
 pub mod parse;
 pub mod thresholds;
