@@ -2,6 +2,9 @@
 //! the scheduler that runs probes through [`crate::transport::Connections`].
 
 pub mod check;
+pub mod history;
 pub mod model;
 pub mod parse;
+pub mod plan;
+pub mod state;
 pub mod thresholds;
