@@ -3,6 +3,7 @@
 //! One core, two front ends: the console (`tui`, `ui`) and the headless commands (`headless`)
 //! drive the same inventory, transports, probes and runbook engine.
 
+pub mod app;
 pub mod cli;
 pub mod clients;
 pub mod headless;
@@ -12,3 +13,4 @@ pub mod logging;
 pub mod probes;
 pub mod secret;
 pub mod transport;
+pub mod ui;
