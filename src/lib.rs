@@ -10,6 +10,7 @@ pub mod headless;
 pub mod inventory;
 pub mod lab;
 pub mod logging;
+pub mod probes;
 pub mod secret;
 pub mod transport;
 pub mod ui;
