@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::probes::state::metric_name;
 
 /// Width of one host pill, including its trailing gap.
-pub const PILL_WIDTH: u16 = 30;
+pub const PILL_WIDTH: u16 = 38;
 
 /// One drawn line of the dashboard: a tier heading, or a row of host indexes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +137,7 @@ fn pill(app: &App, theme: &Theme, i: usize) -> Vec<Span<'static>> {
     let inner = usize::from(PILL_WIDTH) - 1;
     let sym = state_span(theme, state, false);
     let sym_w = sym.content.chars().count();
-    let name_w = 9usize;
+    let name_w = 8usize;
     let checks = app.host_checks(&host.name);
     // The figure: the worst failing check's reason, else the CPU figure, else the count of
     // checks.
@@ -160,7 +160,12 @@ fn pill(app: &App, theme: &Theme, i: usize) -> Vec<Span<'static>> {
         .series(&host.name, &metric_name("host.cpu", ""))
         .map(|r| r.iter().map(|p| p.value).collect())
         .unwrap_or_default();
-    let spark_w = if series.is_empty() { 0 } else { 6 };
+    // A failing host shows its reason at full width; a healthy one its CPU trend.
+    let spark_w = if series.is_empty() || state != StateKind::Ok {
+        0
+    } else {
+        6
+    };
     let fig_w = inner.saturating_sub(sym_w + 1 + name_w + 1 + spark_w + usize::from(spark_w > 0));
     let name_style = if selected {
         theme.selection().add_modifier(Modifier::BOLD)

@@ -68,7 +68,7 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         let n = count(s);
         if n > 0 {
             spans.push(state_span(theme, s, false));
-            spans.push(styled(format!("{n} "), theme.header()));
+            spans.push(styled(format!(" {n}  "), theme.header()));
         }
     }
     spans.push(styled(

@@ -196,14 +196,14 @@ impl Theme {
             selection_fg: Color::Reset,
             selection_bg: Color::Reset,
             header_bg: Color::Reset,
-            bold_states: true,
-            always_label: true,
+            bold_states: false,
+            always_label: false,
             ok: s("●", "ok"),
             warning: s("▲", "warn"),
             critical: s("✖", "crit"),
             down: s("▼", "down"),
             unknown: s("?", "unkn"),
-            monochrome: true,
+            monochrome: false,
         }
     }
 
