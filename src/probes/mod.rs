@@ -2,6 +2,7 @@
 //! the scheduler that runs probes through [`crate::transport::Connections`].
 
 pub mod check;
+pub mod collect;
 pub mod history;
 pub mod model;
 pub mod parse;
