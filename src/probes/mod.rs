@@ -7,5 +7,7 @@ pub mod history;
 pub mod model;
 pub mod parse;
 pub mod plan;
+pub mod scheduler;
 pub mod state;
+pub mod suggest;
 pub mod thresholds;
