@@ -207,7 +207,7 @@ mod tests {
         };
         assert!(
             t.validate()
-                .unwrap_err()
+                .expect_err("ok state")
                 .to_string()
                 .contains("use warning")
         );

@@ -6,6 +6,7 @@
 //! prints every file and the `stat -f` figures); an SFTP reader over the shared SSH
 //! connection (no remote process per poll) plugs in behind the same trait.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -105,10 +106,11 @@ const MARK: &str = "@@opsdeck:";
 pub fn exec_command(mounts: &[String], baseline: bool) -> String {
     let mut cmd = String::new();
     if baseline {
-        cmd.push_str(&format!(
+        let _ = write!(
+            cmd,
             "echo {MARK}stat0; head -n1 /proc/stat; sleep {:.1}; ",
             CPU_BASELINE_GAP.as_secs_f64()
-        ));
+        );
     }
     for (name, file) in [
         ("stat", "/proc/stat"),
@@ -116,12 +118,15 @@ pub fn exec_command(mounts: &[String], baseline: bool) -> String {
         ("meminfo", "/proc/meminfo"),
         ("uptime", "/proc/uptime"),
     ] {
-        cmd.push_str(&format!("echo {MARK}{name}; cat {file}; "));
+        let _ = write!(cmd, "echo {MARK}{name}; cat {file}; ");
     }
-    cmd.push_str(&format!("echo {MARK}df; for p in"));
+    let _ = write!(cmd, "echo {MARK}df; for p in");
     for m in mounts {
         cmd.push(' ');
-        cmd.push_str(&shlex::try_quote(m).map_or_else(|_| "/".into(), |q| q.into_owned()));
+        // Only a NUL byte cannot be quoted; `''` then fails `stat` and reports an error.
+        cmd.push_str(
+            &shlex::try_quote(m).map_or_else(|_| "''".into(), std::borrow::Cow::into_owned),
+        );
     }
     cmd.push_str(
         "; do stat -f -c '%S %b %f %a %c %d %n' -- \"$p\" 2>/dev/null || echo \"ERR $p\"; done",

@@ -213,19 +213,16 @@ impl Runner {
             },
         };
         for u in &def.upstreams {
-            let (addr, port) = match u
+            let Some((addr, port)) = u
                 .rsplit_once(':')
                 .and_then(|(a, p)| Some((a, p.parse::<u16>().ok()?)))
-            {
-                Some(x) => x,
-                None => {
-                    sample.upstreams.push(UpstreamSample {
-                        address: u.clone(),
-                        up: false,
-                        error: Some("not host:port".to_owned()),
-                    });
-                    continue;
-                }
+            else {
+                sample.upstreams.push(UpstreamSample {
+                    address: u.clone(),
+                    up: false,
+                    error: Some("not host:port".to_owned()),
+                });
+                continue;
             };
             let r = async {
                 let a = self
