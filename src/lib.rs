@@ -13,4 +13,5 @@ pub mod logging;
 pub mod probes;
 pub mod secret;
 pub mod transport;
+pub mod tui;
 pub mod ui;
