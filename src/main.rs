@@ -46,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match command {
         Command::Check => {
             let inv = load_inventory(&cli)?;
+            opsdeck::probes::thresholds::resolve(&inv)?;
             println!(
                 "inventory {}: ok ({} tiers, {} hosts)",
                 inv.name,
@@ -86,6 +87,40 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 exit::FAILED
             })
+        }
+        Command::Health {
+            selector,
+            json,
+            watch,
+            interval,
+            timeout,
+            count,
+            concurrency,
+        } => {
+            let inv = load_inventory(&cli)?;
+            let sel: Selector = selector.parse()?;
+            let hosts = inv.select(&sel)?;
+            let opts = headless::health::Options {
+                interval: *interval,
+                timeout: *timeout,
+                concurrency: *concurrency,
+            };
+            let conns = Arc::new(Connections::new());
+            let rt = runtime()?;
+            if *watch {
+                let mut out = std::io::stdout();
+                let worst = rt.block_on(headless::health::watch(
+                    conns, &inv, &hosts, &opts, *count, &mut out,
+                ))?;
+                return Ok(headless::health::exit_code(worst));
+            }
+            let report = rt.block_on(headless::health::once(&conns, &inv, &hosts, &opts))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", headless::health::render_text(&inv, &report));
+            }
+            Ok(headless::health::exit_code(report.worst))
         }
     }
 }
