@@ -18,6 +18,11 @@ pub struct Cli {
     )]
     pub inventory: Option<PathBuf>,
 
+    /// Console theme: dark, light, high-contrast, colorblind, or a file name in
+    /// ~/.config/opsdeck/themes/. NO_COLOR is honoured.
+    #[arg(long, global = true, env = "OPSDECK_THEME", default_value = "dark", value_name = "NAME")]
+    pub theme: String,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

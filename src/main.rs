@@ -40,7 +40,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let Some(command) = &cli.command else {
         let inv = load_inventory(&cli)?;
-        print!("{}", headless::inventory::render_text(&inv));
+        let theme = opsdeck::tui::theme_from_env(&cli.theme)?;
+        let keymap = opsdeck::app::keymap::Keymap::load()?;
+        runtime()?.block_on(opsdeck::tui::launch(inv, theme, keymap))?;
         return Ok(exit::OK);
     };
     match command {

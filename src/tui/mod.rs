@@ -12,7 +12,14 @@ use crossterm::execute;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::app::keymap::Keymap;
 use crate::app::{self, App, Event};
+use crate::inventory::Inventory;
+use crate::probes::history::History;
+use crate::probes::plan::{self, Intervals};
+use crate::probes::scheduler::{self, SchedulerConfig};
+use crate::probes::state::HealthState;
+use crate::transport::Connections;
 use crate::probes::model::ProbeResult;
 use crate::ui::{self, theme::Theme};
 
@@ -100,4 +107,34 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The theme to draw with: `name` (built in or from the user's theme dir), stripped of colour
+/// when `NO_COLOR` is set to anything non-empty.
+pub fn theme_from_env(name: &str) -> Result<Theme, crate::ui::theme::ThemeError> {
+    let theme = Theme::load(name)?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    Ok(if no_color { theme.monochrome() } else { theme })
+}
+
+/// Opens the console on `inv`: starts the probe scheduler over every host and runs the
+/// terminal loop until the user quits. The first frame is drawn before any probe answers.
+pub async fn launch(inv: Inventory, theme: Theme, keymap: Keymap) -> anyhow::Result<()> {
+    let thresholds = crate::probes::thresholds::resolve(&inv)?;
+    let inv = std::sync::Arc::new(inv);
+    let intervals = Intervals::default();
+    let hosts: Vec<_> = inv.hosts.iter().collect();
+    let specs = plan::plan(&inv, &hosts, &intervals);
+    let history = History::covering(Duration::from_secs(600), intervals.default);
+    let health = HealthState::new(&specs, thresholds, history);
+    let conns = std::sync::Arc::new(Connections::new());
+    let (tx, rx) = mpsc::channel(1024);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sched = tokio::spawn(scheduler::run(conns, specs, SchedulerConfig::default(), tx, cancel.clone()));
+    let app = App::new(std::sync::Arc::clone(&inv), health, keymap, Instant::now(), chrono::Utc::now());
+    let result = run(app, theme, rx).await;
+    cancel.cancel();
+    // Probes in flight may be waiting on slow hosts: do not hold the exit for them.
+    sched.abort();
+    Ok(result?)
 }
