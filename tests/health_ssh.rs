@@ -72,6 +72,16 @@ fn one_sweep_over_ssh_then_a_stopped_sshd_is_down() {
     assert_eq!(code, 6);
 }
 
+async fn next(
+    rx: &mut mpsc::Receiver<opsdeck::probes::model::ProbeResult>,
+    deadline: tokio::time::Instant,
+) -> opsdeck::probes::model::ProbeResult {
+    tokio::time::timeout_at(deadline, rx.recv())
+        .await
+        .expect("results keep coming")
+        .expect("scheduler running")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_host_goes_down_while_the_other_keeps_updating() {
     let mut lab = SshHosts::start(2);
@@ -101,15 +111,6 @@ async fn watched_host_goes_down_while_the_other_keeps_updating() {
     ));
     // Safety net against a hang, not a timing assertion.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    async fn next(
-        rx: &mut mpsc::Receiver<opsdeck::probes::model::ProbeResult>,
-        deadline: tokio::time::Instant,
-    ) -> opsdeck::probes::model::ProbeResult {
-        tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("results keep coming")
-            .expect("scheduler running")
-    }
     let reachable = |state: &HealthState, host: &str| {
         state
             .checks(Instant::now())
