@@ -20,7 +20,13 @@ pub struct Cli {
 
     /// Console theme: dark, light, high-contrast, colorblind, or a file name in
     /// ~/.config/opsdeck/themes/. NO_COLOR is honoured.
-    #[arg(long, global = true, env = "OPSDECK_THEME", default_value = "dark", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "OPSDECK_THEME",
+        default_value = "dark",
+        value_name = "NAME"
+    )]
     pub theme: String,
 
     #[command(subcommand)]

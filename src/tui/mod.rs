@@ -16,11 +16,11 @@ use crate::app::keymap::Keymap;
 use crate::app::{self, App, Event};
 use crate::inventory::Inventory;
 use crate::probes::history::History;
+use crate::probes::model::ProbeResult;
 use crate::probes::plan::{self, Intervals};
 use crate::probes::scheduler::{self, SchedulerConfig};
 use crate::probes::state::HealthState;
 use crate::transport::Connections;
-use crate::probes::model::ProbeResult;
 use crate::ui::{self, theme::Theme};
 
 /// Default pacing: at most ~60 frames a second.
@@ -130,8 +130,20 @@ pub async fn launch(inv: Inventory, theme: Theme, keymap: Keymap) -> anyhow::Res
     let conns = std::sync::Arc::new(Connections::new());
     let (tx, rx) = mpsc::channel(1024);
     let cancel = tokio_util::sync::CancellationToken::new();
-    let sched = tokio::spawn(scheduler::run(conns, specs, SchedulerConfig::default(), tx, cancel.clone()));
-    let app = App::new(std::sync::Arc::clone(&inv), health, keymap, Instant::now(), chrono::Utc::now());
+    let sched = tokio::spawn(scheduler::run(
+        conns,
+        specs,
+        SchedulerConfig::default(),
+        tx,
+        cancel.clone(),
+    ));
+    let app = App::new(
+        std::sync::Arc::clone(&inv),
+        health,
+        keymap,
+        Instant::now(),
+        chrono::Utc::now(),
+    );
     let result = run(app, theme, rx).await;
     cancel.cancel();
     // Probes in flight may be waiting on slow hosts: do not hold the exit for them.
