@@ -1,6 +1,6 @@
 //! MySQL/MariaDB client for probes and runbook steps (`mysql_async`).
 //!
-//! Built for an ops tool, not an application: a pool of at most two connections, TCP only
+//! Built for an ops tool, not an application: a pool of a single connection, TCP only
 //! (`prefer_socket` off, so a loopback address never silently switches to the server's socket),
 //! and every network wait bounded by the caller's timeout, since `mysql_async` has no connect
 //! timeout of its own.
@@ -166,7 +166,7 @@ impl QueryResult {
     }
 }
 
-/// A connection pool (at most two connections) to one MySQL/MariaDB server.
+/// A pooled connection (one, redialled when it breaks) to one MySQL/MariaDB server.
 pub struct MysqlClient {
     pool: Pool,
     target: String,
@@ -246,7 +246,11 @@ impl MysqlClient {
         database: Option<&str>,
         timeout: Duration,
     ) -> Result<MysqlClient, MysqlError> {
-        let constraints = PoolConstraints::new(0, 2).ok_or_else(|| MysqlError::Invalid {
+        // One connection: the pool hands a returned connection back through a background
+        // recycler, so with room for two, back-to-back calls would often dial a second
+        // connection. On a full server only one (the reserved admin slot) may be available,
+        // and an ops tool should not add load. Concurrent calls on one client queue.
+        let constraints = PoolConstraints::new(0, 1).ok_or_else(|| MysqlError::Invalid {
             target: target.clone(),
             reason: "invalid pool constraints".to_owned(),
         })?;
@@ -306,7 +310,7 @@ impl MysqlClient {
             Ok(r) => r.map_err(|e| MysqlError::from_driver(&self.target, false, e)),
             Err(_) => Err(MysqlError::Timeout {
                 target: self.target.clone(),
-                what: what.to_owned(),
+                what: mask(what).into_owned(),
                 after: self.timeout,
             }),
         }
