@@ -8,7 +8,6 @@ mod support;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
 use opsdeck::clients::mysql::{MysqlClient, MysqlError};
 use opsdeck::clients::redis::{RedisClient, RedisError, Role, SentinelClient, resolve_master};
 use opsdeck::secret::{MASK, Secret};
@@ -105,13 +104,12 @@ async fn mariadb_status_variables_processlist_and_kill() {
     let impatient = MysqlClient::connect(db.addr(), "root", None, None, Duration::from_millis(500))
         .await
         .expect("root, short timeout");
-    let slow = impatient.query_table("SELECT SLEEP(30) AS slept").await;
-    assert!(matches!(slow, Err(MysqlError::Timeout { .. })), "{slow:?}");
-    assert!(
-        slow.unwrap_err()
-            .to_string()
-            .contains("timed out after 500ms")
-    );
+    let slow = impatient
+        .query_table("SELECT SLEEP(30) AS slept")
+        .await
+        .expect_err("a 30 s statement with a 500 ms timeout");
+    assert!(matches!(slow, MysqlError::Timeout { .. }), "{slow:?}");
+    assert!(slow.to_string().contains("timed out after 500ms"), "{slow}");
     let sleeper = wait_for("the SLEEP in the processlist", TIMEOUT, || async {
         let procs = root.processlist().await.ok()?;
         procs

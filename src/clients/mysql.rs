@@ -14,6 +14,11 @@
 //! Server error 1040 (`Too many connections`) is its own variant: a full server is a health
 //! fact to report, not a reason for a probe to crash.
 
+#![allow(
+    clippy::doc_markdown,
+    reason = "product names (MySQL, MariaDB) are prose here, not code"
+)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -533,29 +538,30 @@ impl<'a> Columns<'a> {
 }
 
 /// A cell as masked text; `None` for SQL NULL or a missing column.
-fn cell(row: &Row, i: usize) -> Option<String> {
-    let v = row.as_ref(i)?;
-    let text = match v {
+fn cell(row: &Row, index: usize) -> Option<String> {
+    let text = match row.as_ref(index)? {
         Value::NULL => return None,
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Int(n) => n.to_string(),
         Value::UInt(n) => n.to_string(),
         Value::Float(f) => f.to_string(),
         Value::Double(f) => f.to_string(),
-        Value::Date(y, mo, d, h, mi, s, us) => {
-            if *us == 0 {
-                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+        Value::Date(year, month, day, hour, min, sec, micros) => {
+            let date = format!("{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02}");
+            if *micros == 0 {
+                date
             } else {
-                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+                format!("{date}.{micros:06}")
             }
         }
-        Value::Time(neg, days, h, mi, s, us) => {
-            let sign = if *neg { "-" } else { "" };
-            let hours = u64::from(*days) * 24 + u64::from(*h);
-            if *us == 0 {
-                format!("{sign}{hours:02}:{mi:02}:{s:02}")
+        Value::Time(negative, days, hour, min, sec, micros) => {
+            let sign = if *negative { "-" } else { "" };
+            let hours = u64::from(*days) * 24 + u64::from(*hour);
+            let time = format!("{sign}{hours:02}:{min:02}:{sec:02}");
+            if *micros == 0 {
+                time
             } else {
-                format!("{sign}{hours:02}:{mi:02}:{s:02}.{us:06}")
+                format!("{time}.{micros:06}")
             }
         }
     };
