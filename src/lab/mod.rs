@@ -3,4 +3,7 @@
 //!
 //! The server launchers here are also what the integration tests use to start real servers.
 
+pub mod layout;
 pub mod process;
+pub mod web;
+pub mod wire;
