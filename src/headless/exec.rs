@@ -48,7 +48,11 @@ pub async fn exec_all(
             let started = Instant::now();
             let t = conn.transport();
             let r = transport::run(t, command, timeout, cancel).await;
-            to_result(name, t.label(), r, started.elapsed())
+            let result = to_result(name, t.label(), r, started.elapsed());
+            // The log writer masks secrets too; output is only logged at trace level.
+            tracing::info!(host = %result.host, status = ?result.status, error = ?result.error, ms = result.duration_ms, "exec finished");
+            tracing::trace!(host = %result.host, stdout = %result.stdout, stderr = %result.stderr, "exec output");
+            result
         }
     });
     futures::future::join_all(futs).await

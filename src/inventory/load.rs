@@ -93,10 +93,10 @@ impl Resolver<'_> {
 
     /// `~/x` → home; relative → next to the inventory file.
     fn path_of(&self, p: &str) -> PathBuf {
-        if let Some(rest) = p.strip_prefix("~/") {
-            if let Some(h) = home_dir() {
-                return h.join(rest);
-            }
+        if let Some(rest) = p.strip_prefix("~/")
+            && let Some(h) = home_dir()
+        {
+            return h.join(rest);
         }
         let pb = PathBuf::from(p);
         if pb.is_absolute() {
@@ -168,17 +168,16 @@ impl Resolver<'_> {
     fn check_queue_hosts(&mut self, hosts: &[Host], file: &InventoryFile) {
         for (name, def) in &file.hosts {
             for q in &def.get_ref().queues {
-                if let Some(rh) = &q.redis_host {
-                    if !hosts
+                if let Some(rh) = &q.redis_host
+                    && !hosts
                         .iter()
                         .any(|h| h.name == *rh && !h.services.redis.is_empty())
-                    {
-                        self.err(
-                            Some(def.span()),
-                            format!("queue {:?} of host {name:?} names redis_host {rh:?}, which is not a host with a redis service", q.name),
-                            "name an inventory host that lists a [[hosts.NAME.redis]] service",
-                        );
-                    }
+                {
+                    self.err(
+                        Some(def.span()),
+                        format!("queue {:?} of host {name:?} names redis_host {rh:?}, which is not a host with a redis service", q.name),
+                        "name an inventory host that lists a [[hosts.NAME.redis]] service",
+                    );
                 }
             }
         }
@@ -397,6 +396,7 @@ impl Resolver<'_> {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(c.get_ref())
+                .current_dir(&self.base)
                 .stdin(std::process::Stdio::null())
                 .output();
             return match out {
@@ -484,13 +484,13 @@ impl Resolver<'_> {
         if identity_files.is_empty() {
             identity_files = d.identity_files.iter().map(|p| self.path_of(p)).collect();
         }
-        if identity_files.is_empty() {
-            if let Some(h) = home_dir() {
-                for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-                    let p = h.join(".ssh").join(f);
-                    if p.exists() {
-                        identity_files.push(p);
-                    }
+        if identity_files.is_empty()
+            && let Some(h) = home_dir()
+        {
+            for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                let p = h.join(".ssh").join(f);
+                if p.exists() {
+                    identity_files.push(p);
                 }
             }
         }
