@@ -204,7 +204,13 @@ pub fn mariadb_cli(cnf: &Path, sql: &str) -> io::Result<std::result::Result<Stri
     })?;
     let mut child = Command::new(client)
         .arg(format!("--defaults-file={}", cnf.display()))
-        .args(["-N", "-B", "--connect-timeout=3"])
+        // Vertical output (`\G`) is only readable with its field names.
+        .args(if sql.contains("\\G") {
+            &["-B"][..]
+        } else {
+            &["-N", "-B"][..]
+        })
+        .arg("--connect-timeout=3")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
