@@ -3,6 +3,7 @@
 //! One core, two front ends: the console (`tui`, `ui`) and the headless commands (`headless`)
 //! drive the same inventory, transports, probes and runbook engine.
 
+pub mod app;
 pub mod cli;
 pub mod clients;
 pub mod headless;
@@ -11,3 +12,4 @@ pub mod lab;
 pub mod logging;
 pub mod secret;
 pub mod transport;
+pub mod ui;
