@@ -87,5 +87,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 exit::FAILED
             })
         }
+        Command::Lab { action } => Ok(opsdeck::lab::cli::lab(action)?),
+        Command::Drill { name, check, dir } => Ok(opsdeck::lab::cli::drill(name, *check, dir)?),
+        Command::Demo { dir } => {
+            let lab = opsdeck::lab::cli::demo(dir)?;
+            let inv = inventory::load(Some(&lab.inventory()))?;
+            print!("{}", headless::inventory::render_text(&inv));
+            Ok(exit::OK)
+        }
     }
 }
