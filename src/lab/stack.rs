@@ -266,6 +266,7 @@ pub fn root_sql(lab: &Lab, h: &LabHost, sql: &str) -> Result<String> {
 
 fn start_databases(lab: &Lab, s: &Secrets) -> Result<Vec<(String, Started)>> {
     let (p, r) = (layout::primary_db(), layout::replica_db());
+    seed_datadirs(lab);
     let (ps, rs) = std::thread::scope(|sc| {
         let a = sc.spawn(|| start_mariadb(lab, p));
         let b = sc.spawn(|| start_mariadb(lab, r));
@@ -283,6 +284,62 @@ fn start_databases(lab: &Lab, s: &Secrets) -> Result<Vec<(String, Started)>> {
     configure_replica(lab, &s.repl)?;
     wait_replication(lab, Duration::from_secs(20))?;
     Ok(vec![(p.name.to_owned(), ps), (r.name.to_owned(), rs)])
+}
+
+/// Creates both servers' data directories with one `mariadb-install-db` run and a copy, which
+/// is faster on a small machine than two installs and avoids their racing on one tmpdir.
+/// On any failure the launcher installs each data directory itself.
+fn seed_datadirs(lab: &Lab) {
+    let dirs: Vec<PathBuf> = [layout::primary_db(), layout::replica_db()]
+        .iter()
+        .map(|h| mariadb_options(lab, h).datadir())
+        .collect();
+    let empty = |d: &Path| fs::read_dir(d).map_or(true, |mut it| it.next().is_none());
+    if !dirs.iter().all(|d| empty(d)) {
+        return;
+    }
+    let Some(install) = find_program("mariadb-install-db") else {
+        return;
+    };
+    let template = lab.run().join("db-template");
+    let tmp = lab.run().join("db-template-tmp");
+    let _ = fs::remove_dir_all(&template);
+    let ok = fs::create_dir_all(&tmp).is_ok()
+        && Command::new(install)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", template.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+                "--innodb-buffer-pool-size=16M",
+                "--innodb-log-file-size=8M",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if ok {
+        for d in &dirs {
+            if let Some(parent) = d.parent() {
+                let _ = fs::create_dir_all(parent);
+            }
+            let _ = fs::remove_dir_all(d);
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(d)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !copied {
+                let _ = fs::remove_dir_all(d);
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(&template);
+    let _ = fs::remove_dir_all(&tmp);
 }
 
 fn quote_sql(s: &str) -> String {

@@ -11,9 +11,8 @@ if (!is_array($cfg)) {
     exit(1);
 }
 cli_set_process_title('php artisan queue:work redis --queue=default (opsdeck lab worker1)');
+// SIGTERM keeps its default action: a job here is one INCR, nothing to finish gracefully.
 $running = true;
-pcntl_async_signals(true);
-pcntl_signal(SIGTERM, function () use (&$running) { $running = false; });
 
 function master(array $cfg): array {
     $r = $cfg['redis'];
