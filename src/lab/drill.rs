@@ -194,8 +194,15 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
             let s = layout::sentinel_addrs()[0];
             let before = wire::sentinel_master(s, SENTINEL_MASTER)
                 .map_err(LabError::io("asking Sentinel for the master"))?;
-            wire::redis1(s, None, &["SENTINEL", "FAILOVER", SENTINEL_MASTER])
-                .map_err(LabError::io("SENTINEL FAILOVER"))?;
+            // Right after a restart Sentinel may not yet judge the replica fit (NOGOODSLAVE):
+            // it refreshes replica INFO every 10 s.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while let Err(e) = wire::redis1(s, None, &["SENTINEL", "FAILOVER", SENTINEL_MASTER]) {
+                if Instant::now() >= deadline {
+                    return Err(LabError::Failed(format!("SENTINEL FAILOVER: {e}")));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
             let after = wait_master(|m| m != before, Duration::from_secs(30))?;
             Ok(format!(
                 "sentinel-failover: Sentinel moved {SENTINEL_MASTER} from {before} to {after}"

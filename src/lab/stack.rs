@@ -94,6 +94,15 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
     packages::check_required()?;
     fs::create_dir_all(&lab.dir)
         .map_err(LabError::io(format!("creating {}", lab.dir.display())))?;
+    let ours = layout::components()
+        .iter()
+        .any(|c| web::running(lab, &c.name));
+    let lb = SocketAddr::new(layout::lb().ip(), layout::HTTP_PORT);
+    if !ours && wire::tcp_open(lb) {
+        return Err(LabError::Failed(format!(
+            "something already listens on {lb} (another lab directory?): run `opsdeck lab down --dir OTHER` first"
+        )));
+    }
     let secrets = prepare(lab)?;
     let _ = writeln!(out, "lab in {}", lab.dir.display());
 
@@ -444,6 +453,17 @@ pub fn start_redis(
     })
     .map_err(LabError::io(format!("starting Redis on {}", h.name)))?;
     d.detach();
+    // Replicas connect from 127.0.0.1; without this the master (and so Sentinel) would list
+    // every replica as 127.0.0.1:6379.
+    wire::redis1(
+        SocketAddr::new(h.ip(), REDIS_PORT),
+        Some(password),
+        &["CONFIG", "SET", "replica-announce-ip", &h.addr.to_string()],
+    )
+    .map_err(LabError::io(format!(
+        "setting replica-announce-ip on {}",
+        h.name
+    )))?;
     Ok(Started::Started)
 }
 
@@ -467,6 +487,22 @@ fn start_sentinel(lab: &Lab, h: &LabHost, password: &str) -> Result<Started> {
     })
     .map_err(LabError::io(format!("starting Sentinel on {}", h.name)))?;
     d.detach();
+    // Likewise each Sentinel must announce its own address, or all three look like one.
+    wire::redis1(
+        SocketAddr::new(h.ip(), SENTINEL_PORT),
+        None,
+        &[
+            "SENTINEL",
+            "CONFIG",
+            "SET",
+            "announce-ip",
+            &h.addr.to_string(),
+        ],
+    )
+    .map_err(LabError::io(format!(
+        "setting announce-ip on Sentinel {}",
+        h.name
+    )))?;
     Ok(Started::Started)
 }
 
@@ -491,8 +527,18 @@ fn start_redis_tier(lab: &Lab, password: &str) -> Result<Vec<(String, Started)>>
             })
             .collect()
     });
+    let mut fresh = false;
     for (h, st) in layout::sentinel_hosts().zip(sentinels) {
-        out.push((layout::sentinel_name(h.name), st?));
+        let st = st?;
+        fresh |= st == Started::Started;
+        out.push((layout::sentinel_name(h.name), st));
+    }
+    if fresh {
+        // Forget what was learnt before the announce addresses were set.
+        for s in layout::sentinel_addrs() {
+            wire::redis1(s, None, &["SENTINEL", "RESET", SENTINEL_MASTER])
+                .map_err(LabError::io(format!("SENTINEL RESET on {s}")))?;
+        }
     }
     Ok(out)
 }
@@ -831,7 +877,7 @@ pub fn usage_text(lab: &Lab, r: &UpReport) -> String {
     let _ = write!(
         s,
         "inventory: {inv}\n\nuse it with:\n  opsdeck -i {inv} inventory\n  export OPSDECK_INVENTORY={inv}\n\
-         then: opsdeck check, opsdeck exec app -- uptime, opsdeck drill list, opsdeck lab status, opsdeck lab down\n",
+         then: opsdeck check, opsdeck drill list, opsdeck lab status, opsdeck lab down\n",
         inv = inv.display()
     );
     s
