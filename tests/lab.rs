@@ -171,7 +171,7 @@ fn assert_stack_healthy(dir: &Path) {
     }
     mariadb(
         &dir.join("secrets/app@db1.cnf"),
-        "INSERT INTO users (email) VALUES ('test@marg.test') ON DUPLICATE KEY UPDATE email = email",
+        "INSERT INTO marg.users (email) VALUES ('test@marg.test') ON DUPLICATE KEY UPDATE email = email",
     )
     .unwrap();
     let mut status = String::new();
@@ -240,7 +240,11 @@ fn assert_stack_healthy(dir: &Path) {
     );
     // Every process is running.
     let status = ok(dir, &["lab", "status"]);
-    assert!(!status.contains("stopped"), "{status}");
+    assert!(!status.contains(" stopped  "), "{status}");
+    assert!(
+        status.contains("22 processes running, 0 stopped"),
+        "{status}"
+    );
 }
 
 /// A drill's fault as the servers see it, independent of `--check`.
@@ -298,12 +302,24 @@ fn fault_seen(dir: &Path, drill: &str) -> bool {
     }
 }
 
+/// Takes the lab down if a failed assertion leaves it up.
+struct DownOnDrop<'a>(&'a Path);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = run(self.0, &["lab", "down"]);
+        }
+    }
+}
+
 #[test]
 fn lab_up_drills_and_down_twice() {
     let lock = File::create(std::env::temp_dir().join("opsdeck-lab-tests.lock")).unwrap();
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
+    let _guard = DownOnDrop(&dir);
 
     // First round: up, idempotent up, every service, every drill, down.
     ok(&dir, &["lab", "up"]);

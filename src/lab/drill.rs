@@ -281,9 +281,14 @@ fn current_master() -> Result<SocketAddr> {
 fn wait_master(done: impl Fn(SocketAddr) -> bool, timeout: Duration) -> Result<SocketAddr> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(m) = current_master() {
-            if done(m) {
-                return Ok(m);
+        // Every Sentinel must agree, not just the first: clients may ask any of them.
+        let answers: Vec<Option<SocketAddr>> = layout::sentinel_addrs()
+            .into_iter()
+            .map(|s| wire::sentinel_master(s, SENTINEL_MASTER).ok())
+            .collect();
+        if let Some(Some(m)) = answers.first() {
+            if answers.iter().all(|a| *a == Some(*m)) && done(*m) {
+                return Ok(*m);
             }
         }
         if Instant::now() >= deadline {
