@@ -4,6 +4,7 @@
 //! module's bookkeeping) and says whether the fault is present; `reset` restores a healthy lab.
 //! Drill processes (sleepers, burners) keep their pid files in `DIR/drills/`.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -57,10 +58,10 @@ fn obs(present: bool, detail: impl Into<String>) -> Observation {
 }
 
 pub fn list_text() -> String {
-    DRILLS
-        .iter()
-        .map(|(n, d)| format!("{n:<22} {d}\n"))
-        .collect()
+    DRILLS.iter().fold(String::new(), |mut s, (n, d)| {
+        let _ = writeln!(s, "{n:<22} {d}");
+        s
+    })
 }
 
 fn known(name: &str) -> Result<()> {
@@ -286,10 +287,11 @@ fn wait_master(done: impl Fn(SocketAddr) -> bool, timeout: Duration) -> Result<S
             .into_iter()
             .map(|s| wire::sentinel_master(s, SENTINEL_MASTER).ok())
             .collect();
-        if let Some(Some(m)) = answers.first() {
-            if answers.iter().all(|a| *a == Some(*m)) && done(*m) {
-                return Ok(*m);
-            }
+        if let Some(Some(m)) = answers.first()
+            && answers.iter().all(|a| *a == Some(*m))
+            && done(*m)
+        {
+            return Ok(*m);
         }
         if Instant::now() >= deadline {
             return Err(LabError::Failed(format!(

@@ -53,9 +53,8 @@ pub fn render(lab: &Lab, docker: bool) -> String {
     for h in &layout::HOSTS {
         let roles: &[&str] = match h.role {
             Role::DbPrimary => &["primary"],
-            Role::DbReplica => &["replica"],
+            Role::DbReplica | Role::CacheReplica => &["replica"],
             Role::CacheMaster => &["master"],
-            Role::CacheReplica => &["replica"],
             _ => &[],
         };
         let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();

@@ -12,7 +12,7 @@
 //! DIR/drills/              drill state (pid files of sleepers and burners, flag files)
 //! ```
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::fs;
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -423,7 +423,10 @@ fn random_token() -> Result<String> {
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(LabError::io("reading /dev/urandom for a lab password"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(buf.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
 }
 
 /// Replaces every `{{KEY}}` in a template.

@@ -273,6 +273,10 @@ pub fn root_sql(lab: &Lab, h: &LabHost, sql: &str) -> Result<String> {
         .map_err(|e| LabError::Failed(format!("SQL on {}: {}", h.name, crate::secret::mask(&e))))
 }
 
+#[allow(
+    clippy::many_single_char_names,
+    reason = "p/r primary and replica, ps/rs their start results"
+)]
 fn start_databases(lab: &Lab, s: &Secrets) -> Result<Vec<(String, Started)>> {
     let (p, r) = (layout::primary_db(), layout::replica_db());
     seed_datadirs(lab);
@@ -831,8 +835,10 @@ pub fn down(lab: &Lab, out: &mut dyn Write) -> Result<()> {
             s.spawn(move || stop_pidfile(p, Duration::from_secs(15)));
         }
     });
-    if docker(&["inspect", SESSIONS_CONTAINER]).is_ok() {
-        if let Err(e) = docker(&["rm", "-f", SESSIONS_CONTAINER]) {
+    if docker(&["inspect", SESSIONS_CONTAINER]).is_ok()
+        && let Err(e) = docker(&["rm", "-f", SESSIONS_CONTAINER])
+    {
+        {
             let _ = writeln!(
                 out,
                 "warning: could not remove container {SESSIONS_CONTAINER}: {e}"

@@ -90,14 +90,15 @@ pub fn start_nginx(lab: &Lab, h: &LabHost) -> Result<Started> {
         return Ok(Started::AlreadyRunning);
     }
     let conf = if h.role == layout::Role::Lb {
-        let upstreams: String = layout::app_hosts()
+        let upstreams = layout::app_hosts()
             .map(|a| {
                 format!(
-                    "        server {}:{HTTP_PORT} max_fails=3 fail_timeout=10s;\n",
+                    "        server {}:{HTTP_PORT} max_fails=3 fail_timeout=10s;",
                     a.addr
                 )
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .join("\n");
         let mut vars = host_vars(lab, h, &name);
         vars.push(("UPSTREAMS", upstreams.trim_end().to_owned()));
         render(NGINX_LB, &vars)
@@ -252,12 +253,13 @@ fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(char::from(v));
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(char::from(v));
+            i += 4;
+            continue;
         }
         out.push(char::from(b[i]));
         i += 1;

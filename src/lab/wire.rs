@@ -103,10 +103,10 @@ pub fn redis(
     }
     (&stream).write_all(&out)?;
     let mut r = BufReader::new(stream);
-    if password.is_some() {
-        if let Reply::Error(e) = read_reply(&mut r)? {
-            return Err(io::Error::other(format!("AUTH refused by {addr}: {e}")));
-        }
+    if password.is_some()
+        && let Reply::Error(e) = read_reply(&mut r)?
+    {
+        return Err(io::Error::other(format!("AUTH refused by {addr}: {e}")));
     }
     commands.iter().map(|_| read_reply(&mut r)).collect()
 }
@@ -129,12 +129,12 @@ pub fn sentinel_master(sentinel: SocketAddr, master_name: &str) -> io::Result<So
         None,
         &["SENTINEL", "get-master-addr-by-name", master_name],
     )?;
-    if let Reply::Array(items) = reply {
-        if let [Reply::Bulk(Some(h)), Reply::Bulk(Some(p))] = items.as_slice() {
-            return format!("{h}:{p}")
-                .parse()
-                .map_err(|e| io::Error::other(format!("sentinel answered {h}:{p}: {e}")));
-        }
+    if let Reply::Array(items) = reply
+        && let [Reply::Bulk(Some(h)), Reply::Bulk(Some(p))] = items.as_slice()
+    {
+        return format!("{h}:{p}")
+            .parse()
+            .map_err(|e| io::Error::other(format!("sentinel answered {h}:{p}: {e}")));
     }
     Err(io::Error::other(format!(
         "sentinel {sentinel} does not know master {master_name:?}"
