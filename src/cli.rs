@@ -82,6 +82,54 @@ pub enum Command {
         #[arg(long, default_value_t = 128)]
         concurrency: usize,
     },
+    /// The lab: the seeds' stack as real servers on loopback (127.0.10.x), with its own
+    /// inventory. Needs root (tmpfs disks, port 80/22 on loopback addresses).
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Inject a real fault into the lab: `drill list`, `drill NAME [--check]`, `drill reset`.
+    Drill {
+        /// `list`, `reset`, or a drill name (see `opsdeck drill list`).
+        name: String,
+        /// Only look: exit 0 if the fault is present, 1 if not.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        dir: LabDir,
+    },
+    /// Bring the lab up if it is not running (installing its packages with apt-get when root)
+    /// and show it.
+    Demo {
+        #[command(flatten)]
+        dir: LabDir,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabDir {
+    /// Lab directory [default: $OPSDECK_LAB_DIR, else /var/tmp/opsdeck-lab].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Start every lab server that is not running and write DIR/inventory.toml.
+    Up {
+        #[command(flatten)]
+        dir: LabDir,
+    },
+    /// List every lab process (name, pid, state, address) and disk.
+    Status {
+        #[command(flatten)]
+        dir: LabDir,
+    },
+    /// Stop everything the lab started, unmount its disks and remove DIR.
+    Down {
+        #[command(flatten)]
+        dir: LabDir,
+    },
 }
 
 const HEALTH_HELP: &str = "Exit status: 0 ok, 3 warning, 4 unknown, 5 critical, 6 down (the worst \

@@ -124,5 +124,25 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(headless::health::exit_code(report.worst))
         }
+        Command::Lab { action } => Ok(opsdeck::lab::cli::lab(action)?),
+        Command::Drill { name, check, dir } => Ok(opsdeck::lab::cli::drill(name, *check, dir)?),
+        Command::Demo { dir } => {
+            let lab = opsdeck::lab::cli::demo(dir)?;
+            let inv = inventory::load(Some(&lab.inventory()))?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                let theme = opsdeck::tui::theme_from_env(&cli.theme)?;
+                let keymap = opsdeck::app::keymap::Keymap::load()?;
+                runtime()?.block_on(opsdeck::tui::launch(inv, theme, keymap))?;
+                return Ok(exit::OK);
+            }
+            // Not a terminal (a script, CI): one health sweep of the lab instead.
+            let hosts: Vec<_> = inv.hosts.iter().collect();
+            let opts = headless::health::Options::default();
+            let conns = Arc::new(Connections::new());
+            let report =
+                runtime()?.block_on(headless::health::once(&conns, &inv, &hosts, &opts))?;
+            print!("{}", headless::health::render_text(&inv, &report));
+            Ok(headless::health::exit_code(report.worst))
+        }
     }
 }

@@ -43,6 +43,16 @@ pub struct Options {
     pub concurrency: usize,
 }
 
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            concurrency: 128,
+        }
+    }
+}
+
 /// One health report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -1,0 +1,128 @@
+<?php
+// The lab's application: `/health` reports the database, Redis and the queue the way the
+// seeds' Laravel health route does; `/` does one query and one cache read, like a page would.
+// Credentials come from the lab's config file, never from the inventory.
+declare(strict_types=1);
+
+$cfg = json_decode((string) file_get_contents(getenv('LAB_CONFIG') ?: ($_SERVER['LAB_CONFIG'] ?? '')), true);
+if (!is_array($cfg)) {
+    http_response_code(500);
+    header('Content-Type: application/json');
+    echo json_encode(['status' => 'error', 'error' => 'lab config unreadable']);
+    exit;
+}
+mysqli_report(MYSQLI_REPORT_OFF);
+
+// The slow-api drill: a flag file adds latency to every request.
+if (is_file($cfg['flags_dir'] . '/slow-api')) {
+    usleep(400000);
+}
+
+function db_connect(array $cfg): array {
+    $m = mysqli_init();
+    $m->options(MYSQLI_OPT_CONNECT_TIMEOUT, 2);
+    $d = $cfg['db'];
+    if (!@$m->real_connect($d['host'], $d['user'], $d['password'], $d['database'], (int) $d['port'])) {
+        return [null, 'error: ' . $m->connect_errno . ' ' . $m->connect_error];
+    }
+    return [$m, 'ok'];
+}
+
+function redis_master(array $cfg): array {
+    $r = $cfg['redis'];
+    foreach ($r['sentinels'] as [$host, $port]) {
+        try {
+            $s = new RedisSentinel(['host' => $host, 'port' => (int) $port, 'connectTimeout' => 0.5]);
+            $addr = $s->getMasterAddrByName($r['master_name']);
+            if (is_array($addr) && count($addr) === 2) {
+                return [$addr[0], (int) $addr[1]];
+            }
+        } catch (Throwable $e) {
+            // Try the next sentinel.
+        }
+    }
+    return [$r['master'][0], (int) $r['master'][1]];
+}
+
+function redis_connect(array $cfg): array {
+    try {
+        [$host, $port] = redis_master($cfg);
+        $redis = new Redis();
+        $redis->connect($host, $port, 1.0);
+        $redis->auth($cfg['redis']['password']);
+        $pong = $redis->ping();
+        if ($pong !== true && $pong !== '+PONG' && $pong !== 'PONG') {
+            return [null, 'error: unexpected PING reply'];
+        }
+        return [$redis, 'ok'];
+    } catch (Throwable $e) {
+        return [null, 'error: ' . $e->getMessage()];
+    }
+}
+
+$path = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH);
+header('Content-Type: application/json');
+header('X-Lab-Host: ' . ($_SERVER['LAB_HOST'] ?? 'unknown'));
+
+if ($path === '/health') {
+    [$db, $dbStatus] = db_connect($cfg);
+    if ($db !== null) {
+        if (!$db->query('SELECT 1')) {
+            $dbStatus = 'error: ' . $db->errno . ' ' . $db->error;
+        }
+        $db->close();
+    }
+    [$redis, $redisStatus] = redis_connect($cfg);
+    $queue = [];
+    if ($redis !== null) {
+        try {
+            foreach ($cfg['queues'] as $name => $key) {
+                $queue[$name] = (int) $redis->lLen($key);
+            }
+        } catch (Throwable $e) {
+            $redisStatus = 'error: ' . $e->getMessage();
+        }
+        $redis->close();
+    }
+    $ok = $dbStatus === 'ok' && $redisStatus === 'ok';
+    http_response_code($ok ? 200 : 503);
+    echo json_encode([
+        'status' => $ok ? 'ok' : ($dbStatus === 'ok' ? 'degraded' : 'error'),
+        'database' => $dbStatus,
+        'redis' => $redisStatus,
+        'queue' => (object) $queue,
+        'host' => $_SERVER['LAB_HOST'] ?? 'unknown',
+    ]) . "\n";
+    exit;
+}
+
+// `/`: one database query and one cache read.
+$t0 = microtime(true);
+[$db, $dbStatus] = db_connect($cfg);
+$users = null;
+if ($db !== null) {
+    $res = $db->query('SELECT COUNT(*) FROM users');
+    $users = $res ? (int) $res->fetch_row()[0] : null;
+    $db->close();
+}
+[$redis, $redisStatus] = redis_connect($cfg);
+$hits = null;
+if ($redis !== null) {
+    try {
+        $hits = $redis->incr('marg_cache_page_hits');
+    } catch (Throwable $e) {
+        $redisStatus = 'error: ' . $e->getMessage();
+    }
+    $redis->close();
+}
+$ok = $db !== null && $redis !== null;
+http_response_code($ok ? 200 : 503);
+echo json_encode([
+    'app' => 'marg',
+    'host' => $_SERVER['LAB_HOST'] ?? 'unknown',
+    'users' => $users,
+    'page_hits' => $hits,
+    'database' => $dbStatus,
+    'redis' => $redisStatus,
+    'ms' => round((microtime(true) - $t0) * 1000, 1),
+]) . "\n";

@@ -1,0 +1,156 @@
+//! The inventory `lab up` writes (`DIR/inventory.toml`): every lab host with ssh transport to
+//! its own sshd, its services, and secrets by file reference (`secrets/...`, relative to the
+//! inventory).
+
+use std::fmt::Write as _;
+
+use super::layout::{
+    self, COMPOSE_PROJECT, HTTP_PORT, Lab, LabError, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result,
+    Role, SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
+};
+
+/// Secret file names under `DIR/secrets/`.
+pub const MYSQL_SECRET: &str = "mysql";
+pub const MYSQL_APP_SECRET: &str = "mysql-app";
+pub const MYSQL_REPL_SECRET: &str = "mysql-repl";
+pub const REDIS_SECRET: &str = "redis";
+
+/// Renders the inventory; `docker` adds the Docker-run sessions Redis as a `docker` tier host.
+pub fn render(lab: &Lab, docker: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `opsdeck lab up` for the lab in {dir}. Regenerated on every `lab up`.\n\
+         # Use it with: opsdeck -i {inv} ...   or   export OPSDECK_INVENTORY={inv}\n\
+         name = \"opsdeck-lab\"\n\n\
+         [defaults.ssh]\n\
+         user = \"root\"\n\
+         port = {SSH_PORT}\n\
+         identity_files = [\"ssh/id_ed25519\"]\n\
+         known_hosts = \"ssh/known_hosts\"\n\
+         host_key_policy = \"strict\"\n\
+         agent = false\n\
+         connect_timeout = \"5s\"\n",
+        dir = lab.dir.display(),
+        inv = lab.inventory().display(),
+    );
+    let tiers: &[(&str, &str)] = &[
+        ("lb", "nginx load balancer"),
+        ("app", "nginx + php-fpm application servers"),
+        ("cache", "Redis master, replica and Sentinels"),
+        ("db", "MariaDB primary and replica (GTID replication)"),
+        ("worker", "queue workers (queue:work)"),
+    ];
+    for (t, d) in tiers {
+        let _ = writeln!(s, "[tiers.{t}]\ndescription = \"{d}\"\n");
+    }
+    if docker {
+        let _ = writeln!(
+            s,
+            "[tiers.docker]\ndescription = \"containers of compose project {COMPOSE_PROJECT}\"\n"
+        );
+    }
+    for h in &layout::HOSTS {
+        let roles: &[&str] = match h.role {
+            Role::DbPrimary => &["primary"],
+            Role::DbReplica | Role::CacheReplica => &["replica"],
+            Role::CacheMaster => &["master"],
+            _ => &[],
+        };
+        let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+        let _ = writeln!(
+            s,
+            "[hosts.{name}]\ntier = \"{tier}\"\nroles = [{roles}]\nmounts = [\"{mount}\"]\nssh = {{ host = \"{addr}\" }}",
+            name = h.name,
+            tier = h.tier,
+            roles = roles.join(", "),
+            mount = lab.disk(h.name).display(),
+            addr = h.addr,
+        );
+        match h.role {
+            Role::Lb => {
+                let ups: Vec<String> = layout::app_hosts()
+                    .map(|a| format!("\"{}:{HTTP_PORT}\"", a.addr))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "nginx = {{ status_url = \"http://{a}/nginx_status\", upstreams = [{u}] }}\n\
+                     http = [{{ url = \"http://{a}/health\", app_health = true }}]",
+                    a = h.addr,
+                    u = ups.join(", ")
+                );
+            }
+            Role::App => {
+                let _ = writeln!(
+                    s,
+                    "nginx = {{ status_url = \"http://{a}/nginx_status\" }}\n\
+                     php_fpm = {{ status_url = \"http://{a}/fpm-status\" }}\n\
+                     http = [{{ url = \"http://{a}/health\", app_health = true }}, {{ url = \"http://{a}/\" }}]",
+                    a = h.addr
+                );
+            }
+            Role::DbPrimary | Role::DbReplica => {
+                let role = if h.role == Role::DbPrimary {
+                    "primary"
+                } else {
+                    "replica"
+                };
+                let _ = writeln!(
+                    s,
+                    "mysql = [{{ role = \"{role}\", address = \"{a}\", port = {MYSQL_PORT}, user = \"{u}\", password_file = \"secrets/{MYSQL_SECRET}\", database = \"{db}\" }}]",
+                    a = h.addr,
+                    u = layout::MONITOR_USER,
+                    db = layout::DATABASE,
+                );
+            }
+            Role::CacheMaster | Role::CacheReplica | Role::Worker => {}
+        }
+        let mut redis = Vec::new();
+        match h.role {
+            Role::CacheMaster | Role::CacheReplica => {
+                let role = if h.role == Role::CacheMaster {
+                    "master"
+                } else {
+                    "replica"
+                };
+                redis.push(format!(
+                    "{{ role = \"{role}\", address = \"{}\", port = {REDIS_PORT}, master_name = \"{SENTINEL_MASTER}\", password_file = \"secrets/{REDIS_SECRET}\" }}",
+                    h.addr
+                ));
+            }
+            _ => {}
+        }
+        if h.sentinel {
+            redis.push(format!(
+                "{{ role = \"sentinel\", address = \"{}\", port = {SENTINEL_PORT}, master_name = \"{SENTINEL_MASTER}\", password_file = \"secrets/{REDIS_SECRET}\" }}",
+                h.addr
+            ));
+        }
+        if !redis.is_empty() {
+            let _ = writeln!(s, "redis = [\n    {},\n]", redis.join(",\n    "));
+        }
+        if h.role == Role::Worker {
+            let _ = writeln!(
+                s,
+                "processes = [\"queue:work\"]\nqueues = [{{ name = \"{QUEUE_KEY}\", redis_host = \"{}\" }}]",
+                layout::redis_master().name
+            );
+        }
+        s.push('\n');
+    }
+    if docker {
+        let _ = writeln!(
+            s,
+            "[hosts.sessions1]\ntier = \"docker\"\nroles = [\"master\"]\ndescription = \"Redis for sessions, in a container\"\n\
+             docker = {{ project = \"{COMPOSE_PROJECT}\", service = \"sessions\" }}\n\
+             redis = [{{ role = \"master\", address = \"{SESSIONS_ADDR}\", port = {REDIS_PORT}, password_file = \"secrets/{REDIS_SECRET}\" }}]"
+        );
+    }
+    s
+}
+
+pub fn write(lab: &Lab, docker: bool) -> Result<()> {
+    let path = lab.inventory();
+    std::fs::write(&path, render(lab, docker))
+        .map_err(LabError::io(format!("writing {}", path.display())))
+}
