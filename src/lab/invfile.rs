@@ -122,7 +122,7 @@ pub fn render(lab: &Lab, docker: bool) -> String {
         }
         if h.sentinel {
             redis.push(format!(
-                "{{ role = \"sentinel\", address = \"{}\", port = {SENTINEL_PORT}, master_name = \"{SENTINEL_MASTER}\", password_file = \"secrets/{REDIS_SECRET}\" }}",
+                "{{ role = \"sentinel\", address = \"{}\", port = {SENTINEL_PORT}, master_name = \"{SENTINEL_MASTER}\" }}",
                 h.addr
             ));
         }

@@ -426,7 +426,12 @@ impl Runner {
     async fn process(&self, name: &str) -> Result<Sample, String> {
         let conn = self.conns.host(&self.spec.host);
         let quoted = shlex::try_quote(name).map_err(|e| format!("process name {name:?}: {e}"))?;
-        let cmd = format!("pgrep -x -- {quoted} | wc -l");
+        let pattern = cmdline_pattern(name);
+        let pattern =
+            shlex::try_quote(&pattern).map_err(|e| format!("process name {name:?}: {e}"))?;
+        // A process counts when its name is `name` (php-fpm8.2) or its command line contains it
+        // (`php artisan queue:work`, as supervisor starts workers).
+        let cmd = format!("{{ pgrep -x -- {quoted}; pgrep -f -- {pattern}; }} | sort -u | wc -l");
         let out = transport::run(
             conn.transport(),
             &cmd,
@@ -485,5 +490,33 @@ fn mysql_error_outcome(e: &MysqlError) -> Outcome {
         other => Outcome::Down {
             reason: other.to_string(),
         },
+    }
+}
+
+/// An extended regex matching `name` literally in a command line, written so that it does not
+/// match the shell command carrying it (`[q]ueue:work` matches `queue:work`, not itself).
+fn cmdline_pattern(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if i == 0 && c.is_ascii_alphanumeric() {
+            out.push('[');
+            out.push(c);
+            out.push(']');
+        } else if "\\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+            out.push(c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    #[test]
+    fn cmdline_pattern_is_literal_and_self_excluding() {
+        assert_eq!(super::cmdline_pattern("queue:work"), "[q]ueue:work");
+        assert_eq!(super::cmdline_pattern("php-fpm8.2"), "[p]hp-fpm8\\.2");
     }
 }
