@@ -595,3 +595,48 @@ fn wrong_key_is_an_auth_error_naming_what_was_tried() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_killed_by_a_signal_reports_the_signal_and_streams_output() {
+    let lab = SshHosts::start(1);
+    let host = SshHost::new(lab.spec(0));
+    let out = transport::run(
+        &host,
+        "echo before; echo warn >&2; kill -TERM $$",
+        Duration::from_secs(30),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(out.status, ExitStatus::Signal("TERM".to_owned()));
+    assert_eq!(out.stdout, "before\n");
+    assert_eq!(out.stderr, "warn\n");
+
+    // Output streams into the sink as it comes: the command waits for a file that is only
+    // created after its first line has arrived here.
+    let gate = lab.path("gate");
+    let cmd = format!(
+        "echo first; while [ ! -e {0} ]; do sleep 0.05; done; echo second",
+        gate.display()
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let exec = host.exec(&cmd, Some(tx), CancellationToken::new());
+    let driver = async {
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("first line arrives while the command still runs");
+        std::fs::write(&gate, "").expect("gate");
+        let second = rx.recv().await;
+        (first, second)
+    };
+    let (status, (first, second)) = tokio::join!(exec, driver);
+    assert_eq!(status.expect("runs"), ExitStatus::Code(0));
+    assert_eq!(
+        first,
+        Some(transport::OutputChunk::Stdout(b"first\n".to_vec()))
+    );
+    assert_eq!(
+        second,
+        Some(transport::OutputChunk::Stdout(b"second\n".to_vec()))
+    );
+}

@@ -105,6 +105,10 @@ pub fn start(opts: &SshdOptions) -> io::Result<Sshd> {
         // Many clients connect at once in tests and benchmarks: never drop a startup.
         "MaxStartups 200",
         "Subsystem sftp internal-sftp",
+        // bash sources ~/.bashrc for commands run by sshd only when it believes it is the
+        // first shell level; the pretend hosts share this machine's root account, whose rc
+        // files are the developer's (pyenv, ...), not a server's. SHLVL=1 skips them.
+        "SetEnv SHLVL=1",
     ] {
         let _ = writeln!(config, "{line}");
     }
