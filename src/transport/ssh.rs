@@ -10,6 +10,7 @@
 //! `accept-new` an unknown host's key is recorded once, under a process-wide lock and an
 //! `flock` on the file.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -25,7 +26,7 @@ use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelStream, ChannelWriteHalf, Sig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -44,6 +45,30 @@ pub struct SshHost {
     inner: Arc<Inner>,
     /// Accept loops of `forward_local` listeners, stopped when the host is dropped.
     forward_tasks: std::sync::Mutex<Vec<AbortHandle>>,
+    /// Per-host state of this host's users, one value per type (see [`SshHost::attachment`]).
+    attachments: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+/// A session channel running a subsystem (`sftp`), with the session slot it occupies.
+pub struct SubsystemChannel {
+    pub channel: russh::Channel<client::Msg>,
+    pub slot: SessionSlot,
+}
+
+/// One of the host's `max_sessions` slots, held by a long-lived channel for its whole life
+/// (sshd counts a subsystem channel against `MaxSessions` like a running command). Dropping it
+/// frees the slot; drop it together with the channel.
+pub struct SessionSlot {
+    _permit: OwnedSemaphorePermit,
+    conn: Arc<Conn>,
+}
+
+impl SessionSlot {
+    /// False once the connection that carries the channel is closed or was seen failing:
+    /// the channel is gone with it, open a new one.
+    pub fn connection_alive(&self) -> bool {
+        self.conn.alive()
+    }
 }
 
 struct Inner {
@@ -94,7 +119,78 @@ impl SshHost {
                 forwards: Mutex::new(HashMap::new()),
             }),
             forward_tasks: std::sync::Mutex::new(Vec::new()),
+            attachments: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The value of type `T` attached to this host, created with `T::default()` on first use
+    /// and kept as long as this `SshHost`. Lets a user keep per-host state next to the
+    /// connection (the host probe keeps its long-lived SFTP session here) without this module
+    /// knowing its type.
+    pub fn attachment<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = self
+            .attachments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        match Arc::clone(entry).downcast::<T>() {
+            Ok(v) => v,
+            // Unreachable: the key is T's own TypeId. Replace rather than panic.
+            Err(_) => {
+                let v = Arc::new(T::default());
+                *entry = v.clone();
+                v
+            }
+        }
+    }
+
+    /// Opens a session channel on the shared connection and starts subsystem `name` on it
+    /// (`sftp`). `Ok(None)` when the host refuses that subsystem (sshd has no `Subsystem`
+    /// line for it). The channel holds one of the host's `max_sessions` slots until its
+    /// [`SessionSlot`] is dropped; this waits while all slots are busy.
+    pub async fn open_subsystem(
+        &self,
+        name: &str,
+    ) -> Result<Option<SubsystemChannel>, TransportError> {
+        let inner = &self.inner;
+        let permit = inner.sessions.clone().acquire_owned().await.map_err(|_| {
+            TransportError::Cancelled {
+                target: inner.target(),
+            }
+        })?;
+        let (conn, mut channel) = inner.open_session().await?;
+        if let Err(e) = channel.request_subsystem(true, name).await {
+            conn.mark_dead();
+            return Err(inner.disconnected(&e));
+        }
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => break,
+                Some(ChannelMsg::Failure) => {
+                    let _ = channel.close().await;
+                    return Ok(None);
+                }
+                Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                    // sshd closes the channel when starting the subsystem fails.
+                    if conn.handle.is_closed() {
+                        conn.mark_dead();
+                        return Err(inner.disconnected(&"connection closed"));
+                    }
+                    return Ok(None);
+                }
+                Some(_) => {}
+            }
+        }
+        debug!(target = %inner.target(), "subsystem {name} started");
+        Ok(Some(SubsystemChannel {
+            channel,
+            slot: SessionSlot {
+                _permit: permit,
+                conn,
+            },
+        }))
     }
 
     pub fn spec(&self) -> &SshSpec {

@@ -2,9 +2,10 @@
 //!
 //! A [`HostReader`] fetches the raw text and filesystem numbers; parsing is pure
 //! ([`crate::probes::parse`]). The local reader reads `/proc` and calls `statvfs` in-process
-//! (no fork). Remote hosts use one `exec` per poll for now (a single shell command that
-//! prints every file and the `stat -f` figures); an SFTP reader over the shared SSH
-//! connection (no remote process per poll) plugs in behind the same trait.
+//! (no fork). SSH hosts are read over one long-lived SFTP session
+//! ([`super::sftp::SftpReader`], no remote process per poll); Docker hosts, and SSH hosts
+//! without a usable sftp subsystem, with one `exec` per poll (a single shell command that
+//! prints every file and the `stat -f` figures).
 
 use std::fmt::Write as _;
 use std::time::Duration;

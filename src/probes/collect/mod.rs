@@ -5,6 +5,7 @@
 
 pub mod host;
 pub mod http;
+pub mod sftp;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,10 +178,19 @@ impl Runner {
                 use host::HostReader as _;
                 host::LocalReader.read(mounts, baseline).await?
             }
-            other => {
+            // One long-lived SFTP session per host: no remote process per poll.
+            HostConn::Ssh(ssh) => {
+                use host::HostReader as _;
+                let reader = sftp::SftpReader {
+                    host: ssh,
+                    timeout: self.timeout,
+                };
+                reader.read(mounts, baseline).await?
+            }
+            docker @ HostConn::Docker(_) => {
                 use host::HostReader as _;
                 let reader = host::ExecReader {
-                    transport: other.transport(),
+                    transport: docker.transport(),
                     timeout: self.timeout,
                 };
                 reader.read(mounts, baseline).await?
