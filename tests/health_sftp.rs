@@ -29,7 +29,11 @@ struct Probe {
 
 impl Probe {
     fn new(lab: &SshHosts) -> Probe {
-        let inv = opsdeck::inventory::load(Some(&lab.inventory())).expect("inventory");
+        Probe::with_inventory(&lab.inventory())
+    }
+
+    fn with_inventory(path: &std::path::Path) -> Probe {
+        let inv = opsdeck::inventory::load(Some(path)).expect("inventory");
         let hosts: Vec<_> = inv.hosts.iter().collect();
         let specs: Vec<ProbeSpec> = plan::plan(&inv, &hosts, &Intervals::default())
             .into_iter()
@@ -210,4 +214,31 @@ async fn host_without_sftp_subsystem_is_read_with_a_command() {
     probe.sweep().await.expect("second read with exec");
     let log = lab.log(0);
     assert_eq!(log.matches(COMMAND_SESSION).count(), 2, "sshd log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_sessions_one_keeps_the_only_slot_free_for_commands() {
+    let lab = SshHosts::start(1);
+    let inv = lab.write_inventory(
+        "one-session.toml",
+        &[("h1".to_owned(), lab.ssh_table(0, ", max_sessions = 1"))],
+    );
+    let probe = Probe::with_inventory(&inv);
+    probe.sweep().await.expect("read with exec");
+    let reason = sftp::state_of(&probe.ssh())
+        .fallback()
+        .expect("the fallback is recorded");
+    assert!(reason.contains("max_sessions = 1"), "{reason}");
+    // The slot is free: a command runs.
+    let out = opsdeck::transport::run(
+        probe.ssh().as_ref(),
+        "echo free",
+        Duration::from_secs(10),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("command runs");
+    assert_eq!(out.stdout.trim(), "free");
+    let log = lab.log(0);
+    assert_eq!(log.matches(SFTP_SESSION).count(), 0, "sshd log:\n{log}");
 }

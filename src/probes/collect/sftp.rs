@@ -6,12 +6,13 @@
 //! The four `/proc` files stay open: each poll reads them again from offset 0 (procfs
 //! regenerates a file's text when it is read from the start) until EOF, since procfs reports
 //! a size of 0. Disks come from the `statvfs@openssh.com` extension. A poll therefore costs
-//! nine small requests in two round trips, all answered by the one `sftp-server` process the
-//! session started.
+//! nine small requests in two round trips (one per mount added), all answered by the one
+//! process sshd started for the session (`internal-sftp` or `sftp-server`).
 //!
 //! A session that failed, was cancelled mid-read, or whose connection dropped is replaced on
 //! the next poll (which reconnects the host if needed). A host without an sftp subsystem, or
-//! whose sftp cannot see `/proc` (a chrooted sftp), is read with one `exec` per poll instead
+//! whose sftp cannot see `/proc` (a chrooted sftp), or with `max_sessions = 1` (the session
+//! would hold the only slot), is read with one `exec` per poll instead
 //! ([`ExecReader`]); the reason is logged once per host and kept in [`SftpHost::fallback`].
 
 use std::sync::Arc;
@@ -133,6 +134,16 @@ impl SftpReader<'_> {
             if !usable {
                 // Drop the old session (closing its channel) before opening the next.
                 *state = State::Closed;
+                if self.host.spec().max_sessions < 2 {
+                    // The session would hold the only slot for good, starving commands.
+                    self.use_exec(
+                        &host,
+                        "max_sessions = 1 leaves no session for commands while an sftp \
+                         session is open",
+                    );
+                    *state = State::Exec;
+                    continue;
+                }
                 match open(self.host, self.timeout).await {
                     Ok(s) => *state = State::Open(s),
                     Err(Failure::Unsupported(reason)) => {
