@@ -9,5 +9,6 @@ pub mod headless;
 pub mod inventory;
 pub mod lab;
 pub mod logging;
+pub mod runbook;
 pub mod secret;
 pub mod transport;
