@@ -3,12 +3,15 @@
 //! One core, two front ends: the console (`tui`, `ui`) and the headless commands (`headless`)
 //! drive the same inventory, transports, probes and runbook engine.
 
+pub mod app;
 pub mod cli;
 pub mod clients;
 pub mod headless;
 pub mod inventory;
 pub mod lab;
 pub mod logging;
+pub mod probes;
 pub mod runbook;
 pub mod secret;
 pub mod transport;
+pub mod ui;

@@ -3,4 +3,8 @@
 //!
 //! The server launchers here are also what the integration tests use to start real servers.
 
+pub mod docker;
+pub mod mariadb;
 pub mod process;
+pub mod redis;
+pub mod sshd;

@@ -1,0 +1,3 @@
+//! The console's state, events and update: pure, no terminal, no network.
+
+pub mod keymap;

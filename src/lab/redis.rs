@@ -1,0 +1,211 @@
+//! Launching Redis servers and Sentinels for the lab and the tests.
+//!
+//! Each server gets a config file `DIR/NAME.conf` (mode 0600: it may hold the lab's password,
+//! as any Redis config does; opsdeck's own inventory only ever references passwords by file)
+//! and logs to `DIR/NAME.log` through [`Daemon::spawn`]. Nothing is persisted: `save ""`,
+//! no AOF.
+
+#![allow(
+    clippy::doc_markdown,
+    reason = "product names (MariaDB, InnoDB) are prose here, not code"
+)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::lab::mariadb::wait_until_listening;
+use crate::lab::process::{Daemon, find_program};
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Options for one Redis server.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub dir: PathBuf,
+    pub name: String,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// `requirepass` and `masterauth` (replicas of a protected master need the same).
+    pub password: Option<String>,
+    pub replica_of: Option<(IpAddr, u16)>,
+    pub maxclients: Option<u32>,
+}
+
+impl RedisOptions {
+    pub fn new(dir: impl Into<PathBuf>, name: &str, addr: IpAddr, port: u16) -> Self {
+        RedisOptions {
+            dir: dir.into(),
+            name: name.to_owned(),
+            addr,
+            port,
+            password: None,
+            replica_of: None,
+            maxclients: None,
+        }
+    }
+}
+
+/// Options for one Sentinel watching one master.
+#[derive(Debug, Clone)]
+pub struct SentinelOptions {
+    pub dir: PathBuf,
+    pub name: String,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub master_name: String,
+    pub master: (IpAddr, u16),
+    pub quorum: u32,
+    /// The master's (and replicas') `requirepass`.
+    pub password: Option<String>,
+    pub down_after_ms: u64,
+    pub failover_timeout_ms: u64,
+}
+
+/// Writes `DIR/NAME.conf`, starts `redis-server` on it and waits for the port.
+pub fn start_redis(opts: &RedisOptions) -> io::Result<Daemon> {
+    let mut conf = String::new();
+    common_conf(&mut conf, opts.addr, opts.port, &opts.dir);
+    let _ = writeln!(conf, "save \"\"");
+    let _ = writeln!(conf, "appendonly no");
+    let _ = writeln!(conf, "dbfilename {}", quote(&format!("{}.rdb", opts.name)));
+    // DEBUG (SLEEP, for slow-reply drills) only from loopback clients.
+    let _ = writeln!(conf, "enable-debug-command local");
+    if let Some(pw) = &opts.password {
+        let _ = writeln!(conf, "requirepass {}", quote(pw));
+        let _ = writeln!(conf, "masterauth {}", quote(pw));
+    }
+    if let Some((ip, port)) = opts.replica_of {
+        let _ = writeln!(conf, "replicaof {ip} {port}");
+    }
+    if let Some(n) = opts.maxclients {
+        let _ = writeln!(conf, "maxclients {n}");
+    }
+    let path = write_conf(&opts.dir, &opts.name, &conf)?;
+    spawn(
+        &opts.name,
+        &opts.dir,
+        &path,
+        false,
+        SocketAddr::new(opts.addr, opts.port),
+    )
+}
+
+/// Writes a (Sentinel-rewritable) `DIR/NAME.conf` and starts `redis-server CONF --sentinel`.
+pub fn start_sentinel(opts: &SentinelOptions) -> io::Result<Daemon> {
+    let mut conf = String::new();
+    common_conf(&mut conf, opts.addr, opts.port, &opts.dir);
+    let name = &opts.master_name;
+    let _ = writeln!(conf, "sentinel resolve-hostnames no");
+    let (mip, mport) = opts.master;
+    let _ = writeln!(
+        conf,
+        "sentinel monitor {name} {mip} {mport} {}",
+        opts.quorum
+    );
+    if let Some(pw) = &opts.password {
+        let _ = writeln!(conf, "sentinel auth-pass {name} {}", quote(pw));
+    }
+    let _ = writeln!(
+        conf,
+        "sentinel down-after-milliseconds {name} {}",
+        opts.down_after_ms
+    );
+    let _ = writeln!(
+        conf,
+        "sentinel failover-timeout {name} {}",
+        opts.failover_timeout_ms
+    );
+    let _ = writeln!(conf, "sentinel parallel-syncs {name} 1");
+    let path = write_conf(&opts.dir, &opts.name, &conf)?;
+    spawn(
+        &opts.name,
+        &opts.dir,
+        &path,
+        true,
+        SocketAddr::new(opts.addr, opts.port),
+    )
+}
+
+fn common_conf(conf: &mut String, addr: IpAddr, port: u16, dir: &Path) {
+    let _ = writeln!(conf, "bind {addr}");
+    let _ = writeln!(conf, "port {port}");
+    let _ = writeln!(conf, "daemonize no");
+    let _ = writeln!(conf, "protected-mode no");
+    let _ = writeln!(conf, "dir {}", quote(&dir.display().to_string()));
+    let _ = writeln!(conf, "logfile \"\"");
+}
+
+fn write_conf(dir: &Path, name: &str, conf: &str) -> io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{name}.conf"));
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(conf.as_bytes())?;
+    Ok(path)
+}
+
+fn spawn(
+    name: &str,
+    dir: &Path,
+    conf: &Path,
+    sentinel: bool,
+    addr: SocketAddr,
+) -> io::Result<Daemon> {
+    let program = find_program("redis-server").ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "redis-server not found: install redis-server",
+        )
+    })?;
+    let mut cmd = Command::new(program);
+    cmd.arg(conf);
+    if sentinel {
+        cmd.arg("--sentinel");
+    }
+    let mut daemon = Daemon::spawn(name, &mut cmd, dir)?;
+    if let Err(e) = wait_until_listening(&mut daemon, addr, START_TIMEOUT) {
+        daemon.stop(Duration::from_secs(3));
+        return Err(e);
+    }
+    Ok(daemon)
+}
+
+/// A Redis config string: double-quoted, with backslash and quote escaped.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quote(""), "\"\"");
+    }
+}

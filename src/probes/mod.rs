@@ -1,0 +1,10 @@
+//! Live health: what to measure per service, typed samples, thresholds, checks, history and
+//! the scheduler that runs probes through [`crate::transport::Connections`].
+
+pub mod check;
+pub mod history;
+pub mod model;
+pub mod parse;
+pub mod plan;
+pub mod state;
+pub mod thresholds;

@@ -1,0 +1,6 @@
+#![allow(dead_code)]
+
+pub mod docker;
+pub mod mariadb;
+pub mod redis;
+pub mod sshd;
