@@ -820,6 +820,9 @@ impl Validator<'_> {
                 }
             }
             StepKind::Wait => {
+                if exec.is_none() {
+                    self.err(span.clone(), "wait step without an executor to measure with", Some("e.g. shell = \"df --output=pcent / | tail -1\" with a capture, and until = \"used < 90\""));
+                }
                 if until.is_none() {
                     self.err(
                         span.clone(),
