@@ -2,6 +2,7 @@
 
 pub mod exec;
 pub mod inventory;
+pub mod run;
 
 /// Exit statuses shared by the headless commands.
 pub mod exit {
@@ -11,4 +12,12 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Usage or configuration error (bad flags, inventory, selector).
     pub const CONFIG: i32 = 2;
+    /// `opsdeck run`: a step needed approval (or a decision) that was not given; nothing of
+    /// that step ran.
+    pub const NEEDS_APPROVAL: i32 = 10;
+    /// `opsdeck run`: aborted by the operator.
+    pub const ABORTED: i32 = 11;
+    /// `opsdeck run`: refused: a changing step in read-only mode, or the runbook already
+    /// runs on this target (the holder is named).
+    pub const REFUSED: i32 = 12;
 }

@@ -838,8 +838,14 @@ impl Engine {
                         text: m,
                     });
                 }
+                // A condition on something no step captured (that step failed and went on)
+                // is false: the step is skipped, with the reason.
                 Err(e) => {
-                    return self.step_failed(format!("condition `{src}` cannot be evaluated: {e}"));
+                    self.finish_step(
+                        StepStatus::Skipped,
+                        format!("condition `{src}` is false: {e}"),
+                    );
+                    return self.advance();
                 }
             }
         }

@@ -834,7 +834,14 @@ impl Validator<'_> {
                 }
             }
             StepKind::Check => {
-                if expect.is_none() && exec.is_some() {
+                let http_status = matches!(
+                    exec,
+                    Some(Executor::Http {
+                        expect_status: Some(_),
+                        ..
+                    })
+                );
+                if expect.is_none() && exec.is_some() && !http_status {
                     self.err(
                         span.clone(),
                         "check step without `expect`",
