@@ -878,7 +878,7 @@ impl Validator<'_> {
                 );
             }
         }
-        if exec.is_some() && target.is_none() && !matches!(exec, Some(Executor::Http { .. })) {
+        if exec.is_some() && d.target.is_none() && !matches!(exec, Some(Executor::Http { .. })) {
             self.err(
                 span.clone(),
                 "step has an executor but no target",
