@@ -8,7 +8,10 @@ use opsdeck::runbook::{HealthState, RunbookError, load_dir, load_str};
 use proptest::prelude::*;
 
 fn inv() -> inventory::Inventory {
-    let p = format!("{}/tests/inventories/lab-shaped.toml", env!("CARGO_MANIFEST_DIR"));
+    let p = format!(
+        "{}/tests/inventories/lab-shaped.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
     inventory::load(Some(Path::new(&p))).expect("lab-shaped inventory loads")
 }
 
@@ -21,7 +24,11 @@ fn every_shipped_runbook_validates_against_the_lab_shaped_inventory() {
     for (path, r) in loaded {
         let (rb, _warnings) = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!rb.steps.is_empty(), "{}", rb.id);
-        assert!(!rb.triggers.is_empty(), "{} names the health checks it treats", rb.id);
+        assert!(
+            !rb.triggers.is_empty(),
+            "{} names the health checks it treats",
+            rb.id
+        );
         assert!(rb.rto.is_some(), "{} has an RTO", rb.id);
         for s in &rb.steps {
             if s.changes() {
@@ -48,14 +55,30 @@ fn every_shipped_runbook_validates_against_the_lab_shaped_inventory() {
 fn triggers_match_probe_check_ids() {
     let dir = format!("{}/runbooks", env!("CARGO_MANIFEST_DIR"));
     let loaded = load_dir(Path::new(&dir), None).expect("dir");
-    let rbs: Vec<_> = loaded.into_iter().filter_map(|(_, r)| r.ok()).map(|(rb, _)| rb).collect();
+    let rbs: Vec<_> = loaded
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .map(|(rb, _)| rb)
+        .collect();
     let suggested = |check: &str, state| -> Vec<String> {
-        rbs.iter().filter(|rb| rb.triggered_by(check, state)).map(|rb| rb.id.clone()).collect()
+        rbs.iter()
+            .filter(|rb| rb.triggered_by(check, state))
+            .map(|rb| rb.id.clone())
+            .collect()
     };
-    assert_eq!(suggested("disk./var/log", HealthState::Critical), vec!["disk-space-critical"]);
+    assert_eq!(
+        suggested("disk./var/log", HealthState::Critical),
+        vec!["disk-space-critical"]
+    );
     assert!(suggested("disk./var/log", HealthState::Ok).is_empty());
-    assert!(suggested("mysql.connections", HealthState::Critical).contains(&"db-connection-exhaustion".to_owned()));
-    assert!(suggested("redis.ping", HealthState::Warning).is_empty(), "warning is below the trigger");
+    assert!(
+        suggested("mysql.connections", HealthState::Critical)
+            .contains(&"db-connection-exhaustion".to_owned())
+    );
+    assert!(
+        suggested("redis.ping", HealthState::Warning).is_empty(),
+        "warning is below the trigger"
+    );
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -71,11 +94,21 @@ const HEAD: &str = "id = \"t\"\ntitle = \"t\"\n";
 #[test]
 fn broken_runbooks_point_at_the_line_column_and_step() {
     // Unknown field.
-    let e = errors(&format!("{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"diagnose\"\nshel = \"ls\"\n"));
-    assert!(e[0].starts_with("rb/t.toml:7:1: unknown field `shel`"), "{e:?}");
+    let e = errors(&format!(
+        "{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"diagnose\"\nshel = \"ls\"\n"
+    ));
+    assert!(
+        e[0].starts_with("rb/t.toml:7:1: unknown field `shel`"),
+        "{e:?}"
+    );
     // Unknown kind.
-    let e = errors(&format!("{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"fix\"\n"));
-    assert!(e[0].starts_with("rb/t.toml:6:8: unknown variant `fix`"), "{e:?}");
+    let e = errors(&format!(
+        "{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"fix\"\n"
+    ));
+    assert!(
+        e[0].starts_with("rb/t.toml:6:8: unknown variant `fix`"),
+        "{e:?}"
+    );
     // Action without confirm, undefined variable, bad selector, unsatisfiable target,
     // bad regex, goto to nowhere, duplicate id — all reported at once, each with its step.
     let text = format!(
@@ -111,7 +144,10 @@ kind = "manual"
     );
     let e = errors(&text);
     let all = e.join("\n");
-    assert!(!all.contains("but no target"), "no follow-on error for a bad selector:\n{all}");
+    assert!(
+        !all.contains("but no target"),
+        "no follow-on error for a bad selector:\n{all}"
+    );
     for want in [
         "rb/t.toml:4:1: step `a`: action step without `confirm`",
         "rb/t.toml:9:9: step `a`: undefined variable `{{nope}}`",
@@ -130,11 +166,18 @@ fn diagnose_steps_that_change_things_and_sql_on_hosts_without_mysql_are_refused(
     let e = errors(&format!(
         "{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"diagnose\"\ntarget = {{ selector = \"cache:master\" }}\nredis = [\"FLUSHALL\"]\n"
     ));
-    assert!(e.iter().any(|x| x.contains("diagnose step runs Redis `FLUSHALL`")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|x| x.contains("diagnose step runs Redis `FLUSHALL`")),
+        "{e:?}"
+    );
     let e = errors(&format!(
         "{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"diagnose\"\ntarget = {{ selector = \"app\" }}\nsql = \"SELECT 1\"\n"
     ));
-    assert!(e.iter().any(|x| x.contains("without a mysql service")), "{e:?}");
+    assert!(
+        e.iter().any(|x| x.contains("without a mysql service")),
+        "{e:?}"
+    );
 }
 
 proptest! {

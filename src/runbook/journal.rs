@@ -278,9 +278,11 @@ pub fn outcome(lines: &[Json]) -> Option<String> {
 
 /// Where an interrupted run continues: the first step that did not finish, the variables
 /// captured so far, and whether a changing command was in flight (intent without outcome).
-/// `None` if the run finished.
+/// `None` if the run succeeded.
 pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
-    if outcome(lines).is_some() {
+    // Only a run that succeeded is over; one that stopped for approval, failed, was refused
+    // or aborted continues at the step that did not finish.
+    if outcome(lines).as_deref() == Some("succeeded") {
         return None;
     }
     let mut vars = Vars::new();
@@ -297,7 +299,8 @@ pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
             }
         } else if event_is(l, "step_started") {
             current = Some(s(l, "step").to_owned());
-        } else if event_is(l, "step_finished") {
+        } else if event_is(l, "step_finished") && matches!(s(l, "status"), "succeeded" | "skipped")
+        {
             if current.as_deref() == Some(s(l, "step")) {
                 current = None;
             }
