@@ -19,6 +19,7 @@ use crate::transport::Connections;
 
 /// Flags of `opsdeck run`, parsed.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // one per command-line switch
 pub struct RunArgs {
     pub runbook: String,
     pub vars: Vec<String>,

@@ -150,6 +150,7 @@ fn ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_.-/*".contains(c)
 }
 
+#[allow(clippy::many_single_char_names)]
 fn lex(src: &str) -> Result<Vec<(usize, Tok)>, CondError> {
     let mut out = Vec::new();
     let chars: Vec<(usize, char)> = src.char_indices().collect();
@@ -388,6 +389,7 @@ fn resolve(o: &Operand, vars: &Vars, health: &Health) -> Result<Resolved, String
     }
 }
 
+#[allow(clippy::many_single_char_names)]
 fn compare(a: &Resolved, op: Op, b: &Resolved) -> Result<bool, String> {
     use Resolved::{List, Num, State, Text};
     match (a, b) {

@@ -685,7 +685,7 @@ impl Engine {
             let e = Event::BudgetExceeded {
                 step: step.id.clone(),
                 budget_s: b.as_secs_f64(),
-                elapsed_s: (self.now - self.step_started).as_secs_f64(),
+                elapsed_s: self.now.saturating_sub(self.step_started).as_secs_f64(),
             };
             self.emit(e);
         }
@@ -916,8 +916,7 @@ impl Engine {
 
     fn policy_allows(&self, step: &Step) -> bool {
         match &self.opts.approve {
-            ApprovePolicy::Ask => false,
-            ApprovePolicy::None => false,
+            ApprovePolicy::Ask | ApprovePolicy::None => false,
             ApprovePolicy::All => true,
             ApprovePolicy::Diagnose => !step.changes() && step.kind != StepKind::Manual,
             ApprovePolicy::Steps(ids) => {
@@ -1195,10 +1194,10 @@ impl Engine {
                     && result.error.is_none()
                     && self.now.saturating_sub(self.step_started) + step.interval <= step.timeout;
                 if waiting || self.attempt < step.retries {
-                    if !waiting {
-                        self.attempt += 1;
-                    } else {
+                    if waiting {
                         self.attempt = self.attempt.max(1);
+                    } else {
+                        self.attempt += 1;
                     }
                     self.emit(Event::Attempt {
                         step: step.id.clone(),
@@ -1399,14 +1398,20 @@ impl Engine {
                 return self.await_decision(kind);
             }
         }
-        let allowed = match (&kind, &d) {
-            (_, Decision::Abort | Decision::Skip) => true,
-            (DecisionKind::Confirm, Decision::Confirm) => true,
-            (DecisionKind::TypedConfirm { .. }, Decision::TypedConfirm(_)) => true,
-            (DecisionKind::MarkDone | DecisionKind::ResolveUnknown, Decision::MarkDone) => true,
-            (DecisionKind::Failed | DecisionKind::ResolveUnknown, Decision::Retry) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (&kind, &d),
+            (_, Decision::Abort | Decision::Skip)
+                | (DecisionKind::Confirm, Decision::Confirm)
+                | (DecisionKind::TypedConfirm { .. }, Decision::TypedConfirm(_))
+                | (
+                    DecisionKind::MarkDone | DecisionKind::ResolveUnknown,
+                    Decision::MarkDone
+                )
+                | (
+                    DecisionKind::Failed | DecisionKind::ResolveUnknown,
+                    Decision::Retry
+                )
+        );
         if !allowed {
             self.emit(Event::Note {
                 step: Some(step.id.clone()),

@@ -93,11 +93,11 @@ pub fn load_file(path: &Path, inv: Option<&Inventory>) -> Result<Loaded, Runbook
     load_str(&text, path, inv)
 }
 
+/// One file's result in [`load_dir`].
+pub type LoadedFile = (PathBuf, Result<Loaded, RunbookError>);
+
 /// Every `*.toml` in `dir`, sorted by file name.
-pub fn load_dir(
-    dir: &Path,
-    inv: Option<&Inventory>,
-) -> Result<Vec<(PathBuf, Result<Loaded, RunbookError>)>, RunbookError> {
+pub fn load_dir(dir: &Path, inv: Option<&Inventory>) -> Result<Vec<LoadedFile>, RunbookError> {
     let entries = std::fs::read_dir(dir).map_err(|source| RunbookError::Read {
         path: dir.to_path_buf(),
         source,
@@ -148,13 +148,9 @@ pub fn load_str(text: &str, path: &Path, inv: Option<&Inventory>) -> Result<Load
             v.diags.into_iter().filter(|d| !d.warning).collect(),
         ));
     }
-    match rb {
-        Some(mut rb) => {
-            rb.source = Some(path.to_path_buf());
-            Ok((rb, v.diags))
-        }
-        None => Err(RunbookError::Invalid(v.diags)),
-    }
+    let mut rb = rb;
+    rb.source = Some(path.to_path_buf());
+    Ok((rb, v.diags))
 }
 
 struct Validator<'a> {
@@ -216,7 +212,7 @@ impl Validator<'_> {
         }
     }
 
-    fn runbook(&mut self, f: RunbookFile, hash: String) -> Option<Runbook> {
+    fn runbook(&mut self, f: RunbookFile, hash: String) -> Runbook {
         let id = f.id.get_ref().clone();
         if id.is_empty()
             || !id
@@ -333,7 +329,7 @@ impl Validator<'_> {
             }
             self.step = None;
         }
-        Some(Runbook {
+        Runbook {
             id,
             title: f.title,
             summary: f.summary,
@@ -347,7 +343,7 @@ impl Validator<'_> {
             steps,
             source: None,
             hash,
-        })
+        }
     }
 
     fn target(&mut self, t: &Spanned<TargetDef>) -> Option<Target> {
@@ -431,6 +427,7 @@ impl Validator<'_> {
     }
 
     /// Exactly one executor among the given optional fields.
+    #[allow(clippy::too_many_arguments)] // one per executor field, as the file has them
     fn executor(
         &mut self,
         span: &Range<usize>,
@@ -681,6 +678,7 @@ impl Validator<'_> {
         }
     }
 
+    #[allow(clippy::many_single_char_names)]
     fn step_def(
         &mut self,
         s: &Spanned<StepDef>,
