@@ -18,6 +18,17 @@ pub struct Cli {
     )]
     pub inventory: Option<PathBuf>,
 
+    /// Console theme: dark, light, high-contrast, colorblind, or a file name in
+    /// ~/.config/opsdeck/themes/. NO_COLOR is honoured.
+    #[arg(
+        long,
+        global = true,
+        env = "OPSDECK_THEME",
+        default_value = "dark",
+        value_name = "NAME"
+    )]
+    pub theme: String,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -48,6 +59,31 @@ pub enum Command {
         /// The command, after `--`.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
+    },
+    /// Probe every selected host once (or keep watching) and report each check's state.
+    #[command(after_help = HEALTH_HELP)]
+    Health {
+        /// `all` (default), a host, a tier, `tier:role`, or a comma-separated list.
+        #[arg(default_value = "all")]
+        selector: String,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Keep probing; print one JSON line per interval (JSON Lines) until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Probe interval (and, with --watch, report interval).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Limit for one probe run (connect + measure).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// With --watch: stop after this many lines.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Probe runs in flight at once.
+        #[arg(long, default_value_t = 128)]
+        concurrency: usize,
     },
     /// Run a runbook headless.
     ///
@@ -133,6 +169,9 @@ pub enum JournalCommand {
         markdown: bool,
     },
 }
+
+const HEALTH_HELP: &str = "Exit status: 0 ok, 3 warning, 4 unknown, 5 critical, 6 down (the worst \
+check; unknown = no fresh sample), 2 configuration error, 1 internal failure.";
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 10s, 500ms, 2m)"))

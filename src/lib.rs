@@ -14,4 +14,5 @@ pub mod probes;
 pub mod runbook;
 pub mod secret;
 pub mod transport;
+pub mod tui;
 pub mod ui;

@@ -40,12 +40,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let Some(command) = &cli.command else {
         let inv = load_inventory(&cli)?;
-        print!("{}", headless::inventory::render_text(&inv));
+        let theme = opsdeck::tui::theme_from_env(&cli.theme)?;
+        let keymap = opsdeck::app::keymap::Keymap::load()?;
+        runtime()?.block_on(opsdeck::tui::launch(inv, theme, keymap))?;
         return Ok(exit::OK);
     };
     match command {
         Command::Check { dir } => {
             let inv = load_inventory(&cli)?;
+            opsdeck::probes::thresholds::resolve(&inv)?;
             println!(
                 "inventory {}: ok ({} tiers, {} hosts)",
                 inv.name,
@@ -130,6 +133,40 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 exit::FAILED
             })
+        }
+        Command::Health {
+            selector,
+            json,
+            watch,
+            interval,
+            timeout,
+            count,
+            concurrency,
+        } => {
+            let inv = load_inventory(&cli)?;
+            let sel: Selector = selector.parse()?;
+            let hosts = inv.select(&sel)?;
+            let opts = headless::health::Options {
+                interval: *interval,
+                timeout: *timeout,
+                concurrency: *concurrency,
+            };
+            let conns = Arc::new(Connections::new());
+            let rt = runtime()?;
+            if *watch {
+                let mut out = std::io::stdout();
+                let worst = rt.block_on(headless::health::watch(
+                    conns, &inv, &hosts, &opts, *count, &mut out,
+                ))?;
+                return Ok(headless::health::exit_code(worst));
+            }
+            let report = rt.block_on(headless::health::once(&conns, &inv, &hosts, &opts))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", headless::health::render_text(&inv, &report));
+            }
+            Ok(headless::health::exit_code(report.worst))
         }
     }
 }

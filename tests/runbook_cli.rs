@@ -418,3 +418,27 @@ shell = "echo after"
         out(&o)
     );
 }
+
+#[test]
+fn check_fails_on_a_broken_runbook_with_its_position_and_step() {
+    let f = Fixture::new();
+    marker_runbook(&f);
+    let o = f.cmd().arg("check").output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ok (1 runbooks)"));
+    f.runbook(
+        "broken",
+        "[[steps]]\nid = \"x\"\ntitle = \"x\"\nkind = \"action\"\ntarget = { selector = \"here\" }\nshell = \"rm -rf {{dir}}\"\n",
+    );
+    let o = f.cmd().arg("check").output().expect("runs");
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("broken.toml:4:1: step `x`: action step without `confirm`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("broken.toml:9:9: step `x`: undefined variable `{{dir}}`"),
+        "{err}"
+    );
+}

@@ -433,10 +433,10 @@ impl Keymap {
                 .find(|((bc, _), keys)| *bc == c && keys.contains(&key))
                 .map(|((_, a), _)| *a)
         };
-        if ctx != Context::Global {
-            if let Some(a) = find(ctx) {
-                return Some(a);
-            }
+        if ctx != Context::Global
+            && let Some(a) = find(ctx)
+        {
+            return Some(a);
         }
         find(Context::Global)
     }

@@ -1,3 +1,6 @@
 //! The console's state, events and update: pure, no terminal, no network.
 
 pub mod keymap;
+pub mod state;
+
+pub use state::{App, Command, Event, View, update};

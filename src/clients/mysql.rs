@@ -1,6 +1,6 @@
 //! MySQL/MariaDB client for probes and runbook steps (`mysql_async`).
 //!
-//! Built for an ops tool, not an application: a pool of at most two connections, TCP only
+//! Built for an ops tool, not an application: a pool of a single connection, TCP only
 //! (`prefer_socket` off, so a loopback address never silently switches to the server's socket),
 //! and every network wait bounded by the caller's timeout, since `mysql_async` has no connect
 //! timeout of its own.
@@ -13,6 +13,11 @@
 //!
 //! Server error 1040 (`Too many connections`) is its own variant: a full server is a health
 //! fact to report, not a reason for a probe to crash.
+
+#![allow(
+    clippy::doc_markdown,
+    reason = "product names (MySQL, MariaDB) are prose here, not code"
+)]
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -166,7 +171,7 @@ impl QueryResult {
     }
 }
 
-/// A connection pool (at most two connections) to one MySQL/MariaDB server.
+/// A pooled connection (one, redialled when it breaks) to one MySQL/MariaDB server.
 pub struct MysqlClient {
     pool: Pool,
     target: String,
@@ -246,7 +251,11 @@ impl MysqlClient {
         database: Option<&str>,
         timeout: Duration,
     ) -> Result<MysqlClient, MysqlError> {
-        let constraints = PoolConstraints::new(0, 2).ok_or_else(|| MysqlError::Invalid {
+        // One connection: the pool hands a returned connection back through a background
+        // recycler, so with room for two, back-to-back calls would often dial a second
+        // connection. On a full server only one (the reserved admin slot) may be available,
+        // and an ops tool should not add load. Concurrent calls on one client queue.
+        let constraints = PoolConstraints::new(0, 1).ok_or_else(|| MysqlError::Invalid {
             target: target.clone(),
             reason: "invalid pool constraints".to_owned(),
         })?;
@@ -306,7 +315,7 @@ impl MysqlClient {
             Ok(r) => r.map_err(|e| MysqlError::from_driver(&self.target, false, e)),
             Err(_) => Err(MysqlError::Timeout {
                 target: self.target.clone(),
-                what: what.to_owned(),
+                what: mask(what).into_owned(),
                 after: self.timeout,
             }),
         }
@@ -529,29 +538,30 @@ impl<'a> Columns<'a> {
 }
 
 /// A cell as masked text; `None` for SQL NULL or a missing column.
-fn cell(row: &Row, i: usize) -> Option<String> {
-    let v = row.as_ref(i)?;
-    let text = match v {
+fn cell(row: &Row, index: usize) -> Option<String> {
+    let text = match row.as_ref(index)? {
         Value::NULL => return None,
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Int(n) => n.to_string(),
         Value::UInt(n) => n.to_string(),
         Value::Float(f) => f.to_string(),
         Value::Double(f) => f.to_string(),
-        Value::Date(y, mo, d, h, mi, s, us) => {
-            if *us == 0 {
-                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+        Value::Date(year, month, day, hour, min, sec, micros) => {
+            let date = format!("{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02}");
+            if *micros == 0 {
+                date
             } else {
-                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+                format!("{date}.{micros:06}")
             }
         }
-        Value::Time(neg, days, h, mi, s, us) => {
-            let sign = if *neg { "-" } else { "" };
-            let hours = u64::from(*days) * 24 + u64::from(*h);
-            if *us == 0 {
-                format!("{sign}{hours:02}:{mi:02}:{s:02}")
+        Value::Time(negative, days, hour, min, sec, micros) => {
+            let sign = if *negative { "-" } else { "" };
+            let hours = u64::from(*days) * 24 + u64::from(*hour);
+            let time = format!("{sign}{hours:02}:{min:02}:{sec:02}");
+            if *micros == 0 {
+                time
             } else {
-                format!("{sign}{hours:02}:{mi:02}:{s:02}.{us:06}")
+                format!("{time}.{micros:06}")
             }
         }
     };

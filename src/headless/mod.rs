@@ -1,6 +1,7 @@
 //! The headless front end: text and JSON reporters and exit codes. No terminal crates here.
 
 pub mod exec;
+pub mod health;
 pub mod inventory;
 pub mod run;
 
@@ -12,6 +13,14 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Usage or configuration error (bad flags, inventory, selector).
     pub const CONFIG: i32 = 2;
+    /// `health`: the worst check is a warning.
+    pub const WARNING: i32 = 3;
+    /// `health`: the worst check is unknown (no fresh sample, probe cannot run).
+    pub const UNKNOWN: i32 = 4;
+    /// `health`: the worst check is critical.
+    pub const CRITICAL: i32 = 5;
+    /// `health`: a host or service does not answer at all.
+    pub const DOWN: i32 = 6;
     /// `opsdeck run`: a step needed approval (or a decision) that was not given; nothing of
     /// that step ran.
     pub const NEEDS_APPROVAL: i32 = 10;

@@ -409,12 +409,22 @@ pub fn check(dir: &Path, inv: &Inventory) -> anyhow::Result<Option<(usize, Vec<S
     }
     let mut ok = 0;
     let mut problems = Vec::new();
-    for (_, r) in runbook::load_dir(dir, Some(inv))? {
+    // A broken runbook is an error; a sound one whose targets this inventory lacks (no
+    // replica, no Sentinel) is reported but does not fail the check: it cannot run here.
+    for (path, r) in runbook::load_dir(dir, None)? {
         match r {
             Ok((_, warnings)) => {
                 ok += 1;
                 for w in warnings {
                     eprintln!("{w}");
+                }
+                if let Err(RunbookError::Invalid(d)) = runbook::load_file(&path, Some(inv)) {
+                    for x in d {
+                        eprintln!(
+                            "{x} (inventory {:?}: this runbook cannot run here)",
+                            inv.name
+                        );
+                    }
                 }
             }
             Err(RunbookError::Invalid(d)) => problems.extend(d.iter().map(ToString::to_string)),

@@ -59,6 +59,12 @@ impl MariadbOptions {
         self.dir.join(&self.name).join("data")
     }
 
+    /// `DIR/NAME/tmp`: private, because servers bootstrapping side by side in a shared `/tmp`
+    /// can collide on temporary table names.
+    pub fn tmpdir(&self) -> PathBuf {
+        self.dir.join(&self.name).join("tmp")
+    }
+
     /// `DIR/NAME.sock`.
     pub fn socket(&self) -> PathBuf {
         self.dir.join(format!("{}.sock", self.name))
@@ -85,6 +91,7 @@ impl Mariadb {
 pub fn start(opts: &MariadbOptions) -> io::Result<Mariadb> {
     let datadir = opts.datadir();
     fs::create_dir_all(&datadir)?;
+    fs::create_dir_all(opts.tmpdir())?;
     if fs::read_dir(&datadir)?.next().is_none() {
         install_db(opts)?;
     }
@@ -99,6 +106,7 @@ pub fn start(opts: &MariadbOptions) -> io::Result<Mariadb> {
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", datadir.display()))
         .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--tmpdir={}", opts.tmpdir().display()))
         .arg(format!(
             "--pid-file={}",
             opts.dir.join(&opts.name).join("mariadbd.pid").display()
@@ -157,6 +165,7 @@ fn install_db(opts: &MariadbOptions) -> io::Result<()> {
     let out = Command::new(program)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--tmpdir={}", opts.tmpdir().display()))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
         .arg("--user=root")
@@ -167,13 +176,13 @@ fn install_db(opts: &MariadbOptions) -> io::Result<()> {
         return Ok(());
     }
     let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+    let head: Vec<&str> = log.lines().take(8).collect();
     Err(io::Error::other(format!(
-        "mariadb-install-db for {} failed ({}); remove {} before retrying. Last output:\n{}",
+        "mariadb-install-db for {} failed ({}); remove {} before retrying. Output:\n{}",
         opts.name,
         out.status,
         datadir.display(),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        head.join("\n")
     )))
 }
 

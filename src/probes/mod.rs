@@ -2,9 +2,12 @@
 //! the scheduler that runs probes through [`crate::transport::Connections`].
 
 pub mod check;
+pub mod collect;
 pub mod history;
 pub mod model;
 pub mod parse;
 pub mod plan;
+pub mod scheduler;
 pub mod state;
+pub mod suggest;
 pub mod thresholds;

@@ -304,7 +304,7 @@ processes = ["php"]
         let db = p.iter().find(|s| s.key.host == "db-1").expect("db");
         match &db.what {
             What::Host { mounts } => {
-                assert_eq!(mounts, &vec!["/".to_owned(), "/var/lib/mysql".to_owned()])
+                assert_eq!(mounts, &vec!["/".to_owned(), "/var/lib/mysql".to_owned()]);
             }
             other => panic!("{other:?}"),
         }

@@ -323,7 +323,7 @@ mod tests {
     #[test]
     fn history_records_check_values() {
         let a = spec("db-1", ProbeKind::Mysql, "x");
-        let mut s = HealthState::new(&[a.clone()], BTreeMap::new(), History::new(3));
+        let mut s = HealthState::new(std::slice::from_ref(&a), BTreeMap::new(), History::new(3));
         let t0 = Instant::now();
         for i in 0..5u64 {
             update(
@@ -342,7 +342,11 @@ mod tests {
     #[test]
     fn http_p95_over_the_window() {
         let a = spec("lb-1", ProbeKind::Http, "http://127.0.0.1/");
-        let mut s = HealthState::new(&[a.clone()], BTreeMap::new(), History::default());
+        let mut s = HealthState::new(
+            std::slice::from_ref(&a),
+            BTreeMap::new(),
+            History::default(),
+        );
         let t0 = Instant::now();
         for i in 0..20u64 {
             let ms = if i == 19 {
@@ -376,7 +380,11 @@ mod tests {
     #[test]
     fn rates_use_the_previous_good_sample() {
         let a = spec("cache-1", ProbeKind::Redis, "x");
-        let mut s = HealthState::new(&[a.clone()], BTreeMap::new(), History::default());
+        let mut s = HealthState::new(
+            std::slice::from_ref(&a),
+            BTreeMap::new(),
+            History::default(),
+        );
         let t0 = Instant::now();
         let redis = |rejected: u64| {
             Outcome::Ok(Sample::Redis(RedisSample {
@@ -414,7 +422,7 @@ mod tests {
                 ..Thresholds::default()
             },
         );
-        let mut s = HealthState::new(&[a.clone()], th, History::default());
+        let mut s = HealthState::new(std::slice::from_ref(&a), th, History::default());
         let t0 = Instant::now();
         update(
             &mut s,

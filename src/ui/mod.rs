@@ -1,3 +1,131 @@
 //! Views and widgets: pure drawing from a state snapshot. No I/O, no locks, no awaits.
 
+pub mod dashboard;
+pub mod detail;
+pub mod help;
 pub mod theme;
+pub mod widgets;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::keymap::{Action, Context};
+use crate::app::{App, View};
+use crate::probes::check::State;
+use theme::Theme;
+use widgets::{state_span, styled};
+
+/// Draws the whole screen for `app`.
+pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
+    let area = frame.area();
+    frame.render_widget(Paragraph::new("").style(theme.base()), area);
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    render_header(app, theme, frame, header);
+    match app.view {
+        View::Dashboard => dashboard::render(app, theme, frame, body),
+        View::Detail => detail::render(app, theme, frame, body),
+        other => {
+            let msg = format!("{} — not available yet", other.title());
+            frame.render_widget(Paragraph::new(msg).style(theme.dim()), body);
+        }
+    }
+    render_footer(app, theme, frame, footer);
+    if app.help {
+        help::render(app, theme, frame, area);
+    }
+}
+
+/// The area the dashboard body gets on a screen of `size` (for mouse hit-testing).
+pub fn body_area(size: (u16, u16)) -> Rect {
+    Rect::new(0, 1, size.0, size.1.saturating_sub(2))
+}
+
+fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let overall = app.overall();
+    let count = |s: State| {
+        app.inventory
+            .hosts
+            .iter()
+            .filter(|h| app.host_state(&h.name) == s)
+            .count()
+    };
+    let mut spans = vec![
+        styled(" opsdeck ", theme.title()),
+        styled("│ ", theme.dim()),
+        styled(format!("{} ", app.inventory.name), theme.header()),
+        styled("│ ", theme.dim()),
+        state_span(theme, overall, true),
+        styled(" │ ", theme.dim()),
+    ];
+    for s in [State::Down, State::Critical, State::Warning, State::Unknown] {
+        let n = count(s);
+        if n > 0 {
+            spans.push(state_span(theme, s, false));
+            spans.push(styled(format!(" {n}  "), theme.header()));
+        }
+    }
+    spans.push(styled(
+        format!(
+            "{}/{} hosts ok ",
+            count(State::Ok),
+            app.inventory.hosts.len()
+        ),
+        theme.header(),
+    ));
+    spans.push(styled("│ ", theme.dim()));
+    spans.push(styled(format!("{} ", app.view.title()), theme.accent()));
+    let clock = app.wall.format("%H:%M:%S UTC ").to_string();
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    let gap = usize::from(area.width).saturating_sub(used + clock.chars().count());
+    spans.push(Span::raw(" ".repeat(gap)));
+    spans.push(styled(clock, theme.header()));
+    frame.render_widget(
+        Paragraph::new(Line::from(spans)).style(theme.header()),
+        area,
+    );
+}
+
+fn render_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    if let Some(f) = &app.flash {
+        frame.render_widget(
+            Paragraph::new(styled(format!(" {f}"), theme.accent())),
+            area,
+        );
+        return;
+    }
+    let k = |a: Action| app.keymap.hint(Context::Global, a);
+    let hints: Vec<(String, &str)> = match app.view {
+        View::Dashboard => vec![
+            (k(Action::Open), "details"),
+            (
+                format!(
+                    "{}/{}/{}/{}",
+                    k(Action::Left),
+                    k(Action::Down),
+                    k(Action::Up),
+                    k(Action::Right)
+                ),
+                "move",
+            ),
+        ],
+        View::Detail => vec![
+            (k(Action::Back), "back"),
+            (format!("{}/{}", k(Action::Down), k(Action::Up)), "check"),
+        ],
+        _ => vec![(k(Action::Dashboard), "dashboard")],
+    };
+    let mut spans = Vec::new();
+    let tail = [(k(Action::Help), "help"), (k(Action::Quit), "quit")];
+    for (keys, what) in hints.iter().chain(tail.iter()) {
+        spans.push(styled(format!(" {keys}"), theme.accent()));
+        spans.push(styled(format!(" {what} "), theme.dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.base()), area);
+}

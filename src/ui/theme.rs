@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::inventory::Located;
+pub use crate::probes::check::State as StateKind;
 
 /// The built-in themes, in the order `--theme` lists them.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -21,16 +22,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
     ("colorblind", include_str!("../../themes/colorblind.toml")),
 ];
-
-/// The five states every check, host and tier is in. Order is severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StateKind {
-    Ok,
-    Unknown,
-    Warning,
-    Critical,
-    Down,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateStyle {
@@ -205,14 +196,14 @@ impl Theme {
             selection_fg: Color::Reset,
             selection_bg: Color::Reset,
             header_bg: Color::Reset,
-            bold_states: true,
-            always_label: true,
+            bold_states: false,
+            always_label: false,
             ok: s("●", "ok"),
             warning: s("▲", "warn"),
             critical: s("✖", "crit"),
             down: s("▼", "down"),
             unknown: s("?", "unkn"),
-            monochrome: true,
+            monochrome: false,
         }
     }
 
@@ -258,7 +249,7 @@ impl Theme {
 
     pub fn state_style(&self, kind: StateKind) -> Style {
         let mut st = Style::default().fg(self.state(kind).color);
-        if self.bold_states || self.monochrome || kind >= StateKind::Warning {
+        if self.bold_states || self.monochrome || kind != StateKind::Ok {
             st = st.add_modifier(Modifier::BOLD);
         }
         st
@@ -367,10 +358,10 @@ fn parse_color(s: &str) -> Option<Color> {
     if s.eq_ignore_ascii_case("reset") || s.eq_ignore_ascii_case("default") {
         return Some(Color::Reset);
     }
-    if let Some(hex) = s.strip_prefix('#') {
-        if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
+    if let Some(hex) = s.strip_prefix('#')
+        && (hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return None;
     }
     Color::from_str(s).ok()
 }

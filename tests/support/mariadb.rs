@@ -1,4 +1,4 @@
-//! Real MariaDB servers for tests: a temp directory, a free port on loopback, stopped on drop.
+//! Real `MariaDB` servers for tests: a temp directory, a free port on loopback, stopped on drop.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

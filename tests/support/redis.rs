@@ -50,10 +50,17 @@ impl RedisLab {
         password: Option<&str>,
         replica_of: Option<SocketAddr>,
     ) -> TestRedis {
+        self.redis_with(name, |o| {
+            o.password = password.map(str::to_owned);
+            o.replica_of = replica_of.map(|a| (a.ip(), a.port()));
+        })
+    }
+
+    /// A server with options adjusted by `configure`.
+    pub fn redis_with(&self, name: &str, configure: impl FnOnce(&mut RedisOptions)) -> TestRedis {
         let port = free_port(LOOPBACK).expect("free port");
         let mut opts = RedisOptions::new(self.dir.path(), name, LOOPBACK, port);
-        opts.password = password.map(str::to_owned);
-        opts.replica_of = replica_of.map(|a| (a.ip(), a.port()));
+        configure(&mut opts);
         let daemon = start_redis(&opts).unwrap_or_else(|e| panic!("start {name}: {e}"));
         TestRedis {
             daemon,

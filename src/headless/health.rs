@@ -1,0 +1,271 @@
+//! `opsdeck health`: one sweep (or a watch) of every selected host's probes, reported as a
+//! table grouped by tier, one JSON document, or JSON Lines (one document per sweep).
+//!
+//! Exit status (see [`exit_code`]): 0 ok, 3 warning, 4 unknown, 5 critical, 6 down — the
+//! worst state of any check; 2 is a configuration error, 1 an internal failure.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::exit;
+use crate::inventory::{Host, Inventory};
+use crate::probes::check::{self, Check, State};
+use crate::probes::history::History;
+use crate::probes::plan::{self, Intervals};
+use crate::probes::scheduler::{self, SchedulerConfig};
+use crate::probes::state::HealthState;
+use crate::probes::thresholds::{self, ThresholdErrors};
+use crate::transport::Connections;
+
+/// The exit status for a worst state.
+pub fn exit_code(worst: State) -> i32 {
+    match worst {
+        State::Ok => exit::OK,
+        State::Warning => exit::WARNING,
+        State::Unknown => exit::UNKNOWN,
+        State::Critical => exit::CRITICAL,
+        State::Down => exit::DOWN,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+/// One health report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub inventory: String,
+    pub at: DateTime<Utc>,
+    pub worst: State,
+    /// Number of checks in each state.
+    pub counts: BTreeMap<State, usize>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn new(inventory: &str, checks: Vec<Check>) -> Self {
+        let mut counts = BTreeMap::new();
+        for c in &checks {
+            *counts.entry(c.state).or_insert(0) += 1;
+        }
+        Report {
+            inventory: inventory.to_owned(),
+            at: Utc::now(),
+            worst: check::worst(&checks),
+            counts,
+            checks,
+        }
+    }
+}
+
+fn setup(
+    inv: &Inventory,
+    hosts: &[&Host],
+    opts: &Options,
+) -> Result<(Vec<plan::ProbeSpec>, HealthState), ThresholdErrors> {
+    let th = thresholds::resolve(inv)?;
+    let specs = plan::plan(inv, hosts, &Intervals::uniform(opts.interval));
+    let history = History::covering(Duration::from_secs(600), opts.interval);
+    let state = HealthState::new(&specs, th, history);
+    Ok((specs, state))
+}
+
+fn config(opts: &Options) -> SchedulerConfig {
+    SchedulerConfig {
+        concurrency: opts.concurrency,
+        timeout: opts.timeout,
+        ..SchedulerConfig::default()
+    }
+}
+
+/// One sweep over `hosts`.
+pub async fn once(
+    conns: &Arc<Connections>,
+    inv: &Inventory,
+    hosts: &[&Host],
+    opts: &Options,
+) -> Result<Report, ThresholdErrors> {
+    let (specs, mut state) = setup(inv, hosts, opts)?;
+    for r in scheduler::sweep(conns, &specs, &config(opts)).await {
+        state.update(r);
+    }
+    Ok(Report::new(&inv.name, state.checks(Instant::now())))
+}
+
+/// Watches `hosts`, writing one JSON line per interval to `out`, until Ctrl-C or `count`
+/// lines. Returns the worst state of the last line.
+pub async fn watch(
+    conns: Arc<Connections>,
+    inv: &Inventory,
+    hosts: &[&Host],
+    opts: &Options,
+    count: Option<u64>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<State> {
+    let (specs, mut state) = setup(inv, hosts, opts)?;
+    let (tx, mut rx) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let sched = tokio::spawn(scheduler::run(
+        conns,
+        specs,
+        config(opts),
+        tx,
+        cancel.clone(),
+    ));
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + opts.interval, opts.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lines = 0u64;
+    let mut worst = State::Ok;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            Some(r) = rx.recv() => state.update(r),
+            _ = ticker.tick() => {
+                let report = Report::new(&inv.name, state.checks(Instant::now()));
+                worst = report.worst;
+                serde_json::to_writer(&mut *out, &report)?;
+                out.write_all(b"\n")?;
+                out.flush()?;
+                lines += 1;
+                if count.is_some_and(|c| lines >= c) {
+                    break;
+                }
+            }
+            _ = &mut ctrl_c => break,
+        }
+    }
+    cancel.cancel();
+    let _ = sched.await;
+    Ok(worst)
+}
+
+/// The table: one block per tier (inventory order), a row per check.
+pub fn render_text(inv: &Inventory, report: &Report) -> String {
+    let mut out = String::new();
+    let w_host = report
+        .checks
+        .iter()
+        .map(|c| c.host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let label = |c: &Check| {
+        if c.instance.is_empty() || c.id.contains(&c.instance) {
+            c.id.clone()
+        } else {
+            format!("{} [{}]", c.id, c.instance)
+        }
+    };
+    let w_check = report
+        .checks
+        .iter()
+        .map(|c| label(c).len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut tiers: Vec<&str> = inv.tiers.iter().map(|t| t.name.as_str()).collect();
+    for c in &report.checks {
+        if !tiers.contains(&c.tier.as_str()) {
+            tiers.push(&c.tier);
+        }
+    }
+    for tier in tiers {
+        let rows: Vec<&Check> = report.checks.iter().filter(|c| c.tier == tier).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{tier} ({})", check::worst(rows.iter().copied()));
+        for c in rows {
+            let _ = writeln!(
+                out,
+                "  {:<w_host$}  {:<w_check$}  {:<8}  {}",
+                c.host,
+                label(c),
+                c.state.as_str(),
+                c.reason
+            );
+        }
+    }
+    let counts: Vec<String> = report
+        .counts
+        .iter()
+        .rev()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    let _ = writeln!(out, "worst: {} ({})", report.worst, counts.join(", "));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_do_not_collide_with_config_errors() {
+        assert_eq!(exit_code(State::Ok), 0);
+        let codes: Vec<i32> = [State::Warning, State::Unknown, State::Critical, State::Down]
+            .into_iter()
+            .map(exit_code)
+            .collect();
+        assert_eq!(codes, vec![3, 4, 5, 6]);
+        assert!(!codes.contains(&exit::CONFIG) && !codes.contains(&exit::FAILED));
+    }
+
+    #[test]
+    fn table_groups_by_tier_in_inventory_order() {
+        let inv = crate::inventory::load_str(
+            "[tiers.lb]\n[tiers.db]\n[hosts.db-1]\ntier = \"db\"\nlocal = {}\n[hosts.lb-1]\ntier = \"lb\"\nlocal = {}\n",
+            std::path::Path::new("t.toml"),
+        )
+        .expect("inventory");
+        let c = |host: &str, tier: &str, id: &str, state: State, reason: &str| Check {
+            host: host.to_owned(),
+            tier: tier.to_owned(),
+            id: id.to_owned(),
+            instance: String::new(),
+            state,
+            reason: reason.to_owned(),
+            value: None,
+            at: None,
+        };
+        let report = Report::new(
+            "t",
+            vec![
+                c(
+                    "db-1",
+                    "db",
+                    "mysql.connections",
+                    State::Critical,
+                    "connections 148/150 (99 %)",
+                ),
+                c("lb-1", "lb", "host.cpu", State::Ok, "cpu 3 % busy"),
+            ],
+        );
+        let text = render_text(&inv, &report);
+        let lb = text.find("lb (ok)").expect("lb block");
+        let db = text.find("db (critical)").expect("db block");
+        assert!(lb < db, "{text}");
+        assert!(
+            text.contains("db-1  mysql.connections  critical  connections 148/150 (99 %)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("worst: critical (1 critical, 1 ok)\n"),
+            "{text}"
+        );
+    }
+}
