@@ -46,7 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     };
     match command {
-        Command::Check => {
+        Command::Check { dir } => {
             let inv = load_inventory(&cli)?;
             opsdeck::probes::thresholds::resolve(&inv)?;
             println!(
@@ -55,8 +55,52 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 inv.tiers.len(),
                 inv.hosts.len()
             );
-            Ok(exit::OK)
+            match headless::run::check(&dir.dir, &inv)? {
+                None => Ok(exit::OK),
+                Some((ok, problems)) if problems.is_empty() => {
+                    println!("runbooks {}: ok ({ok} runbooks)", dir.dir.display());
+                    Ok(exit::OK)
+                }
+                Some((_, problems)) => {
+                    eprintln!("opsdeck: {}", secret::mask(&problems.join("\n")));
+                    Ok(exit::CONFIG)
+                }
+            }
         }
+        Command::Run {
+            runbook,
+            vars,
+            target,
+            approve,
+            read_only,
+            dry_run,
+            run_diagnose,
+            json,
+            resume,
+            resolve,
+            dir,
+        } => {
+            let inv = load_inventory(&cli)?;
+            let args = headless::run::RunArgs {
+                runbook: runbook.clone(),
+                vars: vars.clone(),
+                target: target.clone(),
+                approve: approve.clone(),
+                read_only: *read_only,
+                dry_run: *dry_run,
+                run_diagnose: *run_diagnose,
+                json: *json,
+                resume: resume.clone(),
+                resolve: resolve.clone(),
+                dir: dir.dir.clone(),
+            };
+            headless::run::run(&args, &inv)
+        }
+        Command::Runbooks { json, dir } => {
+            let inv = load_inventory(&cli).ok();
+            headless::run::list(&dir.dir, inv.as_ref(), *json)
+        }
+        Command::Journal { command } => headless::run::journal_cmd(command),
         Command::Inventory { json } => {
             let inv = load_inventory(&cli)?;
             if *json {
