@@ -71,6 +71,9 @@ pub struct RunState {
     /// Step whose detail is shown (defaults to the current one).
     pub viewing: Option<usize>,
     pub dry_run: bool,
+    /// Hosts health flagged when the run was started from a suggestion: each step's targets
+    /// narrow to them where they overlap (as `opsdeck run --target`).
+    pub narrow: Option<String>,
     /// Training mode (onboarding): a dry run with every step's explanation.
     pub training: bool,
     pub exported: Option<String>,
@@ -98,6 +101,7 @@ impl RunState {
             scroll: 0,
             viewing: None,
             dry_run: false,
+            narrow: None,
             training: false,
             exported: None,
             overruns: Vec::new(),

@@ -609,6 +609,13 @@ fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool)
     let mut run = RunState::new(Arc::clone(&rb), app.now);
     run.dry_run = dry_run;
     run.training = training;
+    if !training {
+        run.narrow = app
+            .suggestions
+            .iter()
+            .find(|s| Arc::ptr_eq(&app.runbooks[s.runbook], &rb))
+            .map(|s| s.hosts.join(","));
+    }
     if rb.inputs.is_empty() {
         app.run = Some(run);
         app.view = View::Run;
@@ -640,7 +647,9 @@ fn on_run_opened(
     let Some(run) = app.run.as_mut() else {
         return Vec::new();
     };
-    let plan = match rengine::Plan::resolve(&run.runbook, &inv, None) {
+    let narrow: Option<crate::inventory::Selector> =
+        run.narrow.as_deref().and_then(|n| n.parse().ok());
+    let plan = match rengine::Plan::resolve(&run.runbook, &inv, narrow.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             app.flash = Some(format!("cannot run {}: {e}", run.runbook.id));

@@ -98,10 +98,17 @@ impl Executor {
                 inputs,
                 dry_run,
                 resume,
+                target,
             } => {
                 let opened = match &resume {
                     Some(run) => Journal::reopen(&self.journal_dir, run),
-                    None => Journal::create(&self.journal_dir, &runbook, &inputs, None, dry_run),
+                    None => Journal::create(
+                        &self.journal_dir,
+                        &runbook,
+                        &inputs,
+                        target.as_deref(),
+                        dry_run,
+                    ),
                 };
                 let j = match opened {
                     Ok(j) => j,
@@ -111,7 +118,12 @@ impl Executor {
                     }
                 };
                 if !dry_run {
-                    match RunLock::acquire(&self.journal_dir, &runbook.id, "default", &j.run) {
+                    match RunLock::acquire(
+                        &self.journal_dir,
+                        &runbook.id,
+                        target.as_deref().unwrap_or("default"),
+                        &j.run,
+                    ) {
                         Ok(l) => self.lock = Some(l),
                         Err(e) => return self.send(Event::RunRefused(e.to_string())),
                     }
