@@ -168,6 +168,8 @@ pub enum Command {
         inputs: crate::runbook::Vars,
         dry_run: bool,
         resume: Option<String>,
+        /// The hosts the run is narrowed to (journal header and lock key).
+        target: Option<String>,
     },
     /// Run this (after journaling the intent) and report `ExecDone`.
     Exec(Box<ExecRequest>),
@@ -619,11 +621,13 @@ fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool)
     if rb.inputs.is_empty() {
         app.run = Some(run);
         app.view = View::Run;
+        let target = app.run.as_ref().and_then(|r| r.narrow.clone());
         return vec![Command::OpenRun {
             runbook: rb,
             inputs: crate::runbook::Vars::new(),
             dry_run,
             resume: None,
+            target,
         }];
     }
     let first = rb.inputs[0].default.clone().unwrap_or_default();
@@ -783,6 +787,7 @@ fn submit_typing(app: &mut App) -> Vec<Command> {
                 inputs: run.inputs.clone(),
                 dry_run: run.dry_run,
                 resume: None,
+                target: run.narrow.clone(),
             }]
         }
         Some(Typing::Note(text)) => {
