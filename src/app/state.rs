@@ -394,6 +394,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             Vec::new()
         }
         Event::Key(k) => {
+            // Text entry takes keys before the keymap does.
+            if let Some(cmds) = typing_key(app, &k) {
+                return cmds;
+            }
+            if app.view == View::Runbooks && app.browser.searching {
+                return browser_search_key(app, &k);
+            }
             let Some(key) = Key::from_event(&k) else {
                 return Vec::new();
             };
@@ -499,6 +506,16 @@ fn detail_action(app: &mut App, action: Action) {
     let count = app
         .selected_host()
         .map_or(0, |h| app.host_checks(&h.name).len());
+    if action == Action::Open {
+        // Enter on a host with a problem opens the runbook that fits it.
+        let top = app
+            .selected_host()
+            .and_then(|h| app.host_suggestions(&h.name).first().map(|s| s.runbook));
+        if let Some(rb) = top {
+            focus_runbook(app, rb);
+        }
+        return;
+    }
     let d = &mut app.detail;
     match action {
         Action::Back => app.view = View::Dashboard,

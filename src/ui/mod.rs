@@ -25,20 +25,25 @@ use widgets::{state_span, styled};
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
     let area = frame.area();
     frame.render_widget(Paragraph::new("").style(theme.base()), area);
-    let [header, body, footer] = Layout::vertical([
+    let banner = banner_line(app, theme);
+    let [header, banner_area, body, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(u16::from(banner.is_some())),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
     .areas(area);
     render_header(app, theme, frame, header);
+    if let Some(b) = banner {
+        frame.render_widget(Paragraph::new(b), banner_area);
+    }
     match app.view {
         View::Dashboard => dashboard::render(app, theme, frame, body),
         View::Detail => detail::render(app, theme, frame, body),
-        other => {
-            let msg = format!("{} — not available yet", other.title());
-            frame.render_widget(Paragraph::new(msg).style(theme.dim()), body);
-        }
+        View::Runbooks => browser::render(app, theme, frame, body),
+        View::Run => run::render(app, theme, frame, body),
+        View::Journal => journal::render(app, theme, frame, body),
+        View::Learn => learn::render(app, theme, frame, body),
     }
     render_footer(app, theme, frame, footer);
     if app.help {
