@@ -69,6 +69,10 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     } else {
         ""
     };
+    let mode = match &run.narrow {
+        Some(t) => format!("{mode} on {t}"),
+        None => mode.to_owned(),
+    };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
             styled(format!(" {}{mode}", rb.title), theme.title()),
