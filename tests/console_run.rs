@@ -133,7 +133,7 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
         .expect("runbook");
     let journal_dir = dir.path().join("journal");
 
-    let health = HealthState::new(&[], Default::default(), History::new(10));
+    let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
     let app = App::new(
         Arc::clone(&inv),
         health,
@@ -278,7 +278,7 @@ async fn declining_skips_the_action_and_abort_stops_the_run() {
     let inv = Arc::new(opsdeck::inventory::load(Some(&inv_path)).expect("inventory"));
     let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv))
         .expect("runbook");
-    let health = HealthState::new(&[], Default::default(), History::new(10));
+    let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
     let app = App::new(
         Arc::clone(&inv),
         health,

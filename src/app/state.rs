@@ -372,16 +372,14 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             Vec::new()
         }
         Event::DrillChecked { present } => {
-            if !present {
-                if let Some((name, _, started)) = app.learn.drill.take() {
-                    let took = app.now.saturating_duration_since(started);
-                    let rto = app.run.as_ref().and_then(|r| r.runbook.rto);
-                    app.learn.result = Some((took, rto));
-                    app.flash = Some(format!(
-                        "drill {name} resolved in {}",
-                        crate::app::state::mmss(took)
-                    ));
-                }
+            if !present && let Some((name, _, started)) = app.learn.drill.take() {
+                let took = app.now.saturating_duration_since(started);
+                let rto = app.run.as_ref().and_then(|r| r.runbook.rto);
+                app.learn.result = Some((took, rto));
+                app.flash = Some(format!(
+                    "drill {name} resolved in {}",
+                    crate::app::state::mmss(took)
+                ));
             }
             Vec::new()
         }
@@ -779,12 +777,12 @@ fn submit_typing(app: &mut App) -> Vec<Command> {
                 run.typing = Some(Typing::Input { index, value });
                 return Vec::new();
             }
-            if let Some(re) = &input.pattern {
-                if !re.is_match(&value) {
-                    app.flash = Some(format!("{} must match {}", input.name, re.as_str()));
-                    run.typing = Some(Typing::Input { index, value });
-                    return Vec::new();
-                }
+            if let Some(re) = &input.pattern
+                && !re.is_match(&value)
+            {
+                app.flash = Some(format!("{} must match {}", input.name, re.as_str()));
+                run.typing = Some(Typing::Input { index, value });
+                return Vec::new();
             }
             run.inputs
                 .insert(input.name.clone(), crate::runbook::Value::Str(value));
@@ -915,7 +913,7 @@ fn run_action(app: &mut App, action: Action) -> Vec<Command> {
             return decide(app, Decision::Abort);
         }
         (Action::Note, _) if run.finished.is_none() && run.engine.is_some() => {
-            run.typing = Some(Typing::Note(String::new()))
+            run.typing = Some(Typing::Note(String::new()));
         }
         (Action::NextHost, _) => run.host_tab = run.host_tab.saturating_add(1),
         (Action::PrevHost, _) => run.host_tab = run.host_tab.saturating_sub(1),
@@ -964,10 +962,10 @@ fn journal_action(app: &mut App, action: Action) -> Vec<Command> {
         Action::Back => app.view = View::Dashboard,
         _ => {}
     }
-    if app.journal.selected != before {
-        if let Some(r) = app.journal.runs.get(app.journal.selected) {
-            return vec![Command::LoadJournal(r.run.clone())];
-        }
+    if app.journal.selected != before
+        && let Some(r) = app.journal.runs.get(app.journal.selected)
+    {
+        return vec![Command::LoadJournal(r.run.clone())];
     }
     Vec::new()
 }

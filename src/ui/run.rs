@@ -133,16 +133,16 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             theme.base(),
         )));
     }
-    if let Some(ask) = run.ask.as_ref().filter(|a| a.step == step.id) {
-        if let Some(c) = &ask.command {
-            d.push(Line::from(vec![
-                styled(
-                    format!("on {}: ", ask.host.as_deref().unwrap_or("-")),
-                    theme.dim(),
-                ),
-                styled(c.to_string(), theme.accent()),
-            ]));
-        }
+    if let Some(ask) = run.ask.as_ref().filter(|a| a.step == step.id)
+        && let Some(c) = &ask.command
+    {
+        d.push(Line::from(vec![
+            styled(
+                format!("on {}: ", ask.host.as_deref().unwrap_or("-")),
+                theme.dim(),
+            ),
+            styled(c.to_string(), theme.accent()),
+        ]));
     }
     let block = Block::default()
         .borders(Borders::ALL)
