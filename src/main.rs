@@ -64,17 +64,35 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 inv.tiers.len(),
                 inv.hosts.len()
             );
-            match headless::run::check(&dir.dir, &inv)? {
-                None => Ok(exit::OK),
+            let mut code = match headless::run::check(&dir.dir, &inv)? {
+                None => exit::OK,
                 Some((ok, problems)) if problems.is_empty() => {
                     println!("runbooks {}: ok ({ok} runbooks)", dir.dir.display());
-                    Ok(exit::OK)
+                    exit::OK
                 }
                 Some((_, problems)) => {
                     eprintln!("opsdeck: {}", secret::mask(&problems.join("\n")));
-                    Ok(exit::CONFIG)
+                    exit::CONFIG
+                }
+            };
+            // Themes (built in and the user's) and the user's key bindings.
+            match opsdeck::ui::theme::check_all() {
+                Ok(names) => println!("themes: ok ({})", names.join(", ")),
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("opsdeck: {e}");
+                    }
+                    code = exit::CONFIG;
                 }
             }
+            match opsdeck::app::keymap::Keymap::load() {
+                Ok(_) => println!("keys: ok"),
+                Err(e) => {
+                    eprintln!("opsdeck: {e}");
+                    code = exit::CONFIG;
+                }
+            }
+            Ok(code)
         }
         Command::Run {
             runbook,
