@@ -131,6 +131,8 @@ pub enum Event {
         run_id: String,
         journal_path: String,
         resume: Option<rengine::ResumeFrom>,
+        /// A resumed run's inputs and target, from its journal header.
+        recorded: Option<(crate::runbook::Vars, Option<String>)>,
     },
     /// The run could not start (lock held, journal not writable): the message says why.
     RunRefused(String),
@@ -320,7 +322,14 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             run_id,
             journal_path,
             resume,
-        } => on_run_opened(app, run_id, journal_path, resume),
+            recorded,
+        } => {
+            if let (Some(run), Some((inputs, target))) = (app.run.as_mut(), recorded) {
+                run.inputs = inputs;
+                run.narrow = target;
+            }
+            on_run_opened(app, run_id, journal_path, resume)
+        }
         Event::RunRefused(msg) => {
             app.run = None;
             app.flash = Some(msg);
@@ -960,6 +969,7 @@ fn journal_action(app: &mut App, action: Action) -> Vec<Command> {
             }
         }
         Action::Back => app.view = View::Dashboard,
+        Action::Open => return resume_selected(app),
         _ => {}
     }
     if app.journal.selected != before
@@ -968,6 +978,35 @@ fn journal_action(app: &mut App, action: Action) -> Vec<Command> {
         return vec![Command::LoadJournal(r.run.clone())];
     }
     Vec::new()
+}
+
+/// Enter on an unfinished run in the journal resumes it at its first unfinished step; a step
+/// whose outcome is unknown is put to the operator (verify, retry, skip), never re-run.
+fn resume_selected(app: &mut App) -> Vec<Command> {
+    let Some(summary) = app.journal.runs.get(app.journal.selected).cloned() else {
+        return Vec::new();
+    };
+    if summary.outcome.is_some() {
+        app.flash = Some(format!("run {} already finished", summary.run));
+        return Vec::new();
+    }
+    let Some(rb) = app.runbooks.iter().find(|r| r.id == summary.runbook).cloned() else {
+        app.flash = Some(format!("runbook {} is not loaded: cannot resume", summary.runbook));
+        return Vec::new();
+    };
+    if app.run.as_ref().is_some_and(|r| r.finished.is_none() && r.engine.is_some()) {
+        app.flash = Some("a run is in progress: finish or abort it first".to_owned());
+        return Vec::new();
+    }
+    app.run = Some(RunState::new(Arc::clone(&rb), app.now));
+    app.view = View::Run;
+    vec![Command::OpenRun {
+        runbook: rb,
+        inputs: crate::runbook::Vars::new(),
+        dry_run: false,
+        resume: Some(summary.run),
+        target: None,
+    }]
 }
 
 /// Learn pages: 0 the topology, 1..=N each runbook in training mode, N+1 the drill.

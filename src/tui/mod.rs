@@ -100,6 +100,12 @@ impl Executor {
                 resume,
                 target,
             } => {
+                // A resumed run keeps the inputs and target its journal recorded.
+                let recorded = resume.as_ref().and_then(|run| {
+                    let lines = crate::runbook::journal::read(&self.journal_dir, run).ok()?;
+                    crate::runbook::journal::header(&lines).map(|h| (h.inputs, h.target))
+                });
+                let target = recorded.as_ref().map_or(target, |(_, t)| t.clone());
                 let opened = match &resume {
                     Some(run) => Journal::reopen(&self.journal_dir, run),
                     None => Journal::create(
@@ -136,6 +142,7 @@ impl Executor {
                     run_id: j.run.clone(),
                     journal_path: j.path.display().to_string(),
                     resume: resume_from,
+                    recorded,
                 });
                 self.journal = Some(j);
             }
@@ -395,6 +402,9 @@ pub async fn launch(
         crate::runbook::journal::default_dir(),
         etx,
     );
+    // Offer unfinished runs from the journal (shown in the header, resumed from the journal view).
+    let mut exec = exec;
+    exec.handle(Command::ListJournal);
     let result = run(app, theme, rx, exec, erx).await;
     cancel.cancel();
     // Probes in flight may be waiting on slow hosts: do not hold the exit for them.
