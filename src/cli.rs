@@ -35,8 +35,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate the inventory (and, as they land, runbooks and themes); exit 2 on any error.
-    Check,
+    /// Validate the inventory and every runbook against it; exit 2 on any error.
+    Check {
+        #[command(flatten)]
+        dir: RunbookDir,
+    },
     /// Print the resolved topology: tiers, hosts, transports, services.
     Inventory {
         /// JSON instead of a table.
@@ -104,6 +107,61 @@ pub enum Command {
         #[command(flatten)]
         dir: LabDir,
     },
+    /// Onboarding: the stack tier by tier, each runbook in training mode (a dry run with every
+    /// step's explanation), then a drill on the lab resolved in the console against the RTO.
+    Learn,
+    /// Run a runbook headless.
+    ///
+    /// Diagnose, check and wait steps run; action and manual steps run only if --approve allows
+    /// them. Exit statuses: 0 succeeded; 1 a step failed; 2 configuration error (runbook,
+    /// inventory, flags); 10 needs approval or a decision (nothing of that step ran);
+    /// 11 aborted; 12 refused (read-only mode, or the runbook already runs on this target).
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// Runbook id (file name in the runbook directory) or path.
+        runbook: String,
+        /// Set an input: --var name=value (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Narrow every step's hosts to this selector where they overlap.
+        #[arg(long)]
+        target: Option<String>,
+        /// Which changing steps may run: none, diagnose, all, or step ids (a,b).
+        #[arg(long, default_value = "diagnose")]
+        approve: String,
+        /// Refuse every changing step (before connecting).
+        #[arg(long)]
+        read_only: bool,
+        /// Show per host exactly what would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// In a dry run, really run the read-only steps (so captures feed the plan).
+        #[arg(long, requires = "dry_run")]
+        run_diagnose: bool,
+        /// JSON Lines events on stdout instead of human progress.
+        #[arg(long)]
+        json: bool,
+        /// Continue an interrupted run from its journal.
+        #[arg(long, value_name = "RUN")]
+        resume: Option<String>,
+        /// With --resume: what to do with a step whose outcome is unknown (verify, retry, skip).
+        #[arg(long, value_name = "CHOICE", requires = "resume")]
+        resolve: Option<String>,
+        #[command(flatten)]
+        dir: RunbookDir,
+    },
+    /// List the runbooks: id, severity, title, what health conditions they treat.
+    Runbooks {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: RunbookDir,
+    },
+    /// Recorded runs: list, show, export as an incident timeline.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -129,6 +187,37 @@ pub enum LabAction {
     Down {
         #[command(flatten)]
         dir: LabDir,
+    },
+}
+
+/// Runbook flags shared by `run`, `runbooks` and `check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunbookDir {
+    /// Directory of runbook files (`*.toml`).
+    #[arg(
+        long = "runbooks",
+        env = "OPSDECK_RUNBOOKS",
+        default_value = "runbooks",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Every recorded run: id, runbook, operator, start, outcome.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's journal, line by line (JSON Lines as written).
+    Show { run: String },
+    /// One run as an incident timeline for a postmortem.
+    Export {
+        run: String,
+        /// Markdown (the only format so far; the flag makes the choice explicit).
+        #[arg(long)]
+        markdown: bool,
     },
 }
 

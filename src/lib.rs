@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod lab;
 pub mod logging;
 pub mod probes;
+pub mod runbook;
 pub mod secret;
 pub mod transport;
 pub mod tui;

@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod health;
 pub mod inventory;
+pub mod run;
 
 /// Exit statuses shared by the headless commands.
 pub mod exit {
@@ -20,4 +21,12 @@ pub mod exit {
     pub const CRITICAL: i32 = 5;
     /// `health`: a host or service does not answer at all.
     pub const DOWN: i32 = 6;
+    /// `opsdeck run`: a step needed approval (or a decision) that was not given; nothing of
+    /// that step ran.
+    pub const NEEDS_APPROVAL: i32 = 10;
+    /// `opsdeck run`: aborted by the operator.
+    pub const ABORTED: i32 = 11;
+    /// `opsdeck run`: refused: a changing step in read-only mode, or the runbook already
+    /// runs on this target (the holder is named).
+    pub const REFUSED: i32 = 12;
 }

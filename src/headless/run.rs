@@ -1,0 +1,484 @@
+//! `opsdeck run`, `opsdeck runbooks`, `opsdeck journal` and the runbook part of `opsdeck check`:
+//! reporters (human text, JSON Lines) and exit statuses. No terminal crates.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use super::exit;
+use crate::inventory::{Inventory, Selector};
+use crate::runbook::engine::{
+    ApprovePolicy, Engine, Event, Options, Outcome, Plan, Resolution, StepStatus,
+};
+use crate::runbook::journal::{self, Journal, JournalError, RunLock};
+use crate::runbook::{self, RunbookError, Value, Vars};
+use crate::secret;
+use crate::transport::Connections;
+
+/// Flags of `opsdeck run`, parsed.
+#[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // one per command-line switch
+pub struct RunArgs {
+    pub runbook: String,
+    pub vars: Vec<String>,
+    pub target: Option<String>,
+    pub approve: String,
+    pub read_only: bool,
+    pub dry_run: bool,
+    pub run_diagnose: bool,
+    pub json: bool,
+    pub resume: Option<String>,
+    pub resolve: Option<String>,
+    pub dir: std::path::PathBuf,
+}
+
+pub fn exit_code(o: Outcome) -> i32 {
+    match o {
+        Outcome::Succeeded => exit::OK,
+        Outcome::Failed => exit::FAILED,
+        Outcome::NeedsApproval => exit::NEEDS_APPROVAL,
+        Outcome::Aborted => exit::ABORTED,
+        Outcome::Refused => exit::REFUSED,
+    }
+}
+
+fn inputs(rb: &runbook::Runbook, base: Vars, given: &[String]) -> anyhow::Result<Vars> {
+    let mut vars = base;
+    for i in &rb.inputs {
+        if !vars.contains_key(&i.name)
+            && let Some(d) = &i.default
+        {
+            vars.insert(i.name.clone(), Value::Str(d.clone()));
+        }
+    }
+    for kv in given {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--var {kv:?}: write --var name=value");
+        };
+        let Some(input) = rb.inputs.iter().find(|i| i.name == k) else {
+            let known: Vec<&str> = rb.inputs.iter().map(|i| i.name.as_str()).collect();
+            bail!(
+                "--var {k}: runbook {} has no input {k:?} (inputs: {})",
+                rb.id,
+                known.join(", ")
+            );
+        };
+        if let Some(p) = &input.pattern
+            && !p.is_match(v)
+        {
+            bail!(
+                "--var {k}={v:?} does not match the input's pattern {}",
+                p.as_str()
+            );
+        }
+        vars.insert(k.to_owned(), Value::Str(v.to_owned()));
+    }
+    for i in &rb.inputs {
+        if i.required && !vars.contains_key(&i.name) {
+            bail!(
+                "runbook {} needs --var {}=... ({})",
+                rb.id,
+                i.name,
+                i.description
+            );
+        }
+    }
+    Ok(vars)
+}
+
+pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
+    let path = runbook::find(&args.dir, &args.runbook);
+    let (rb, warnings) = runbook::load_file(&path, Some(inv))?;
+    for w in &warnings {
+        eprintln!("{w}");
+    }
+    let rb = Arc::new(rb);
+    let jdir = journal::default_dir();
+    let narrow: Option<Selector> = args.target.as_deref().map(str::parse).transpose()?;
+    let plan = Plan::resolve(&rb, inv, narrow.as_ref()).map_err(anyhow::Error::msg)?;
+    let approve: ApprovePolicy = args.approve.parse().map_err(anyhow::Error::msg)?;
+    if approve == ApprovePolicy::Ask {
+        bail!("--approve ask needs the console; headless use none, diagnose, all or step ids");
+    }
+    if let ApprovePolicy::Steps(ids) = &approve {
+        for id in ids {
+            if rb.step_index(id).is_none() {
+                bail!("--approve {id}: runbook {} has no step {id:?}", rb.id);
+            }
+        }
+    }
+    let resolve: Option<Resolution> = args
+        .resolve
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let opts = Options {
+        approve,
+        read_only: args.read_only,
+        dry_run: args.dry_run,
+        run_diagnose_in_dry_run: args.run_diagnose,
+        resolve_unknown: resolve,
+    };
+    let target_key = args.target.clone().unwrap_or_else(|| "default".to_owned());
+
+    let (mut engine, mut journal) = match &args.resume {
+        Some(run) => {
+            let lines = journal::read(&jdir, run)?;
+            let header = journal::header(&lines).context("the journal has no header line")?;
+            if header.runbook != rb.id {
+                bail!(
+                    "run {run} is of runbook {:?}, not {:?}",
+                    header.runbook,
+                    rb.id
+                );
+            }
+            if header.hash != rb.hash {
+                eprintln!(
+                    "opsdeck: warning: runbook {} changed since run {run} started (sha256 {} now {})",
+                    rb.id, header.hash, rb.hash
+                );
+            }
+            let Some(from) = journal::resume_point(&rb, &lines) else {
+                bail!(
+                    "run {run} already finished ({}); nothing to resume",
+                    journal::outcome(&lines).unwrap_or_default()
+                );
+            };
+            let vars = inputs(&rb, header.inputs.clone(), &args.vars)?;
+            let j = Journal::reopen(&jdir, run)?;
+            (Engine::resume(rb.clone(), vars, plan, opts, from), j)
+        }
+        None => {
+            let vars = inputs(&rb, Vars::new(), &args.vars)?;
+            let j = Journal::create(&jdir, &rb, &vars, args.target.as_deref(), args.dry_run)?;
+            (Engine::new(rb.clone(), vars, plan, opts), j)
+        }
+    };
+    // Dry runs change nothing and take no lock.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match RunLock::acquire(&jdir, &rb.id, &target_key, &journal.run) {
+            Ok(l) => Some(l),
+            Err(e @ JournalError::Locked { .. }) => {
+                eprintln!("opsdeck: {e}");
+                return Ok(exit::REFUSED);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if !args.json {
+        eprintln!("journal: {} (run {})", journal.path.display(), journal.run);
+    }
+    let conns = Arc::new(Connections::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let json = args.json;
+    let run_id = journal.run.clone();
+    let mut report = |e: &Event| {
+        if json {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("run".into(), serde_json::Value::String(run_id.clone()));
+            }
+            println!("{}", secret::mask(&v.to_string()));
+        } else {
+            print!("{}", secret::mask(&human(e)));
+        }
+    };
+    let outcome = rt.block_on(runbook::executor::drive(
+        &mut engine,
+        inv,
+        &conns,
+        &mut journal,
+        &mut report,
+    ))?;
+    Ok(outcome.map_or(exit::NEEDS_APPROVAL, exit_code))
+}
+
+/// One event as human progress text.
+pub fn human(e: &Event) -> String {
+    let mut o = String::new();
+    match e {
+        Event::RunStarted {
+            runbook,
+            title,
+            dry_run,
+            read_only,
+            resumed_at,
+            ..
+        } => {
+            let mut flags = Vec::new();
+            if *dry_run {
+                flags.push("dry run".to_owned());
+            }
+            if *read_only {
+                flags.push("read-only".to_owned());
+            }
+            if let Some(s) = resumed_at {
+                flags.push(format!("resumed at {s}"));
+            }
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", flags.join(", "))
+            };
+            let _ = writeln!(o, "== {runbook}: {title}{flags}");
+        }
+        Event::StepStarted {
+            step,
+            title,
+            kind,
+            hosts,
+        } => {
+            let on = if hosts.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", hosts.join(", "))
+            };
+            let _ = writeln!(o, "-> [{}] {step}: {title}{on}", kind.as_str());
+        }
+        Event::WouldRun {
+            host,
+            command,
+            changes,
+            ..
+        } => {
+            let tag = if *changes {
+                "would change"
+            } else {
+                "would run"
+            };
+            let _ = writeln!(
+                o,
+                "   {tag} on {}: {command}",
+                host.as_deref().unwrap_or("-")
+            );
+        }
+        Event::Output { host, text, .. } => {
+            for line in text.lines().take(40) {
+                let _ = writeln!(o, "   {}| {line}", host.as_deref().unwrap_or(""));
+            }
+        }
+        Event::Captured { var, value, .. } => {
+            let _ = writeln!(o, "   {var} = {}", value.as_text());
+        }
+        Event::Guard {
+            guard,
+            passed,
+            message,
+            host,
+            ..
+        } => {
+            let verdict = if *passed { "ok" } else { "REFUSED" };
+            let _ = writeln!(
+                o,
+                "   guard {guard} on {}: {verdict} {message}",
+                host.as_deref().unwrap_or("-")
+            );
+        }
+        Event::AwaitingDecision { step, kind, .. } => {
+            let _ = writeln!(o, "   waiting for a decision on {step}: {kind:?}");
+        }
+        Event::Decided {
+            decision, by, host, ..
+        } => {
+            let _ = writeln!(
+                o,
+                "   {decision:?} by {by}{}",
+                host.as_ref()
+                    .map(|h| format!(" for {h}"))
+                    .unwrap_or_default()
+            );
+        }
+        Event::Attempt {
+            attempt, message, ..
+        } => {
+            let _ = writeln!(o, "   attempt {attempt}: {message}; trying again");
+        }
+        Event::Rollback { ok, message, .. } => {
+            let _ = writeln!(
+                o,
+                "   rollback {} {message}",
+                if *ok { "done" } else { "FAILED" }
+            );
+        }
+        Event::StepFinished {
+            status, message, ..
+        } => {
+            let s = match status {
+                StepStatus::Succeeded => "ok",
+                StepStatus::Failed => "FAILED",
+                StepStatus::Skipped => "skipped",
+                StepStatus::Unknown => "UNKNOWN",
+                StepStatus::Refused => "REFUSED",
+            };
+            let _ = writeln!(
+                o,
+                "   {s}{}",
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            );
+        }
+        Event::BudgetExceeded {
+            step,
+            budget_s,
+            elapsed_s,
+        } => {
+            let _ = writeln!(
+                o,
+                "!! step {step} is over its {budget_s:.0}s budget ({elapsed_s:.0}s)"
+            );
+        }
+        Event::RtoExceeded { rto_s, elapsed_s } => {
+            let _ = writeln!(
+                o,
+                "!! RTO of {rto_s:.0}s exceeded ({elapsed_s:.0}s since start)"
+            );
+        }
+        Event::Note { text, .. } => {
+            let _ = writeln!(o, "   note: {text}");
+        }
+        Event::RunFinished { outcome, message } => {
+            let _ = writeln!(o, "== {outcome:?}: {message}");
+        }
+    }
+    o
+}
+
+/// `opsdeck runbooks`.
+pub fn list(dir: &Path, inv: Option<&Inventory>, json: bool) -> anyhow::Result<i32> {
+    let loaded = runbook::load_dir(dir, inv)?;
+    let mut rows = Vec::new();
+    let mut bad = 0;
+    for (path, r) in loaded {
+        match r {
+            Ok((rb, _)) => rows.push(rb),
+            Err(e) => {
+                bad += 1;
+                eprintln!("opsdeck: {}: {e}", path.display());
+            }
+        }
+    }
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|rb| {
+                serde_json::json!({
+                    "id": rb.id, "title": rb.title, "summary": rb.summary, "severity": rb.severity,
+                    "rto_s": rb.rto.map(|d| d.as_secs()), "tiers": rb.tiers, "tags": rb.tags,
+                    "triggers": rb.triggers, "steps": rb.steps.len(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for rb in &rows {
+            let triggers: Vec<String> = rb
+                .triggers
+                .iter()
+                .map(|t| format!("{}>={}", t.check, t.state.as_str()))
+                .collect();
+            println!(
+                "{:<28} {:<8} {}",
+                rb.id,
+                format!("{:?}", rb.severity).to_lowercase(),
+                rb.title
+            );
+            if !triggers.is_empty() {
+                println!("{:<28} treats {}", "", triggers.join(", "));
+            }
+        }
+    }
+    Ok(if bad > 0 { exit::CONFIG } else { exit::OK })
+}
+
+/// The runbook part of `opsdeck check`: every file in `dir` against the inventory.
+/// `Ok(None)` when there is no runbook directory.
+pub fn check(dir: &Path, inv: &Inventory) -> anyhow::Result<Option<(usize, Vec<String>)>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut ok = 0;
+    let mut problems = Vec::new();
+    // A broken runbook is an error; a sound one whose targets this inventory lacks (no
+    // replica, no Sentinel) is reported but does not fail the check: it cannot run here.
+    for (path, r) in runbook::load_dir(dir, None)? {
+        match r {
+            Ok((_, warnings)) => {
+                ok += 1;
+                for w in warnings {
+                    eprintln!("{w}");
+                }
+                if let Err(RunbookError::Invalid(d)) = runbook::load_file(&path, Some(inv)) {
+                    // One line per runbook: which targets this inventory cannot satisfy.
+                    let re = regex::Regex::new(r#"target "([^"]+)" cannot be satisfied"#)?;
+                    let mut targets: Vec<String> = Vec::new();
+                    for x in &d {
+                        let text = x.to_string();
+                        match re.captures(&text) {
+                            Some(c) => {
+                                let t = c[1].to_owned();
+                                if !targets.contains(&t) {
+                                    targets.push(t);
+                                }
+                            }
+                            None => eprintln!("{text} (inventory {:?})", inv.name),
+                        }
+                    }
+                    if !targets.is_empty() {
+                        eprintln!(
+                            "{}: cannot run on inventory {:?}: no host matches {}",
+                            path.display(),
+                            inv.name,
+                            targets.join(", ")
+                        );
+                    }
+                }
+            }
+            Err(RunbookError::Invalid(d)) => problems.extend(d.iter().map(ToString::to_string)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    Ok(Some((ok, problems)))
+}
+
+/// `opsdeck journal ...`.
+pub fn journal_cmd(cmd: &crate::cli::JournalCommand) -> anyhow::Result<i32> {
+    let dir = journal::default_dir();
+    match cmd {
+        crate::cli::JournalCommand::List { json } => {
+            let runs = journal::list(&dir)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                for r in runs {
+                    println!(
+                        "{}  {}  {}  {}",
+                        r.run,
+                        r.operator,
+                        r.started,
+                        r.outcome.as_deref().unwrap_or("unfinished")
+                    );
+                }
+            }
+        }
+        crate::cli::JournalCommand::Show { run } => {
+            for l in journal::read(&dir, run)? {
+                println!("{l}");
+            }
+        }
+        crate::cli::JournalCommand::Export { run, .. } => {
+            print!("{}", journal::markdown(&journal::read(&dir, run)?));
+        }
+    }
+    Ok(exit::OK)
+}

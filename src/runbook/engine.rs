@@ -1,0 +1,1560 @@
+//! The runbook engine: a pure state machine that decides what runs next.
+//!
+//! `Engine::update(now, input)` takes one happening (start, an executor's result, an
+//! operator's decision, a health snapshot, a clock tick) and returns what follows: events to
+//! report and journal, and [`ExecRequest`]s for the async side to carry out. It never does
+//! I/O and has no clock of its own (`now` is time since the run started), so every path —
+//! approval, read-only refusal, dry run, guards, retries, budgets, resume — is tested with
+//! plain `#[test]`s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::cond::Health;
+use super::template::{Quoting, Value, Vars};
+use super::{
+    CaptureSource, Confirm, DockerAction, Executor, ExpectCheck, GuardCheck, OnFailure, Pick,
+    Runbook, Step, StepKind,
+};
+use crate::inventory::{Host, Inventory, Selector, TransportSpec};
+
+/// Most step starts in one run (goto loops end here instead of running forever).
+const MAX_STEP_STARTS: usize = 200;
+
+/// A resolved target host, with the builtin variables its steps can use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostInfo {
+    pub name: String,
+    pub tier: String,
+    /// Read-only in the inventory (host or tier): changing steps are refused on it.
+    pub read_only: bool,
+    #[serde(skip)]
+    pub vars: Vars,
+}
+
+impl HostInfo {
+    pub fn from_inventory(inv: &Inventory, h: &Host) -> HostInfo {
+        let mut vars = Vars::new();
+        let mut set = |k: &str, v: String| {
+            vars.insert(k.to_owned(), Value::Str(v));
+        };
+        set("host", h.name.clone());
+        set("host.name", h.name.clone());
+        set("host.tier", h.tier.clone());
+        let address = match &h.transport {
+            TransportSpec::Ssh(s) => s.address.clone(),
+            _ => h
+                .services
+                .mysql
+                .first()
+                .map(|m| m.address.clone())
+                .or_else(|| h.services.redis.first().map(|r| r.address.clone()))
+                .unwrap_or_else(|| "127.0.0.1".to_owned()),
+        };
+        set("host.address", address);
+        if let Some(m) = h.services.mysql.first() {
+            set("mysql.address", m.address.clone());
+            set("mysql.port", m.port.to_string());
+            set("mysql.database", m.database.clone().unwrap_or_default());
+        }
+        if let Some(r) = h.services.redis.first() {
+            set("redis.address", r.address.clone());
+            set("redis.port", r.port.to_string());
+            set(
+                "redis.master_name",
+                h.services
+                    .redis
+                    .iter()
+                    .find_map(|r| r.master_name.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        HostInfo {
+            name: h.name.clone(),
+            tier: h.tier.clone(),
+            read_only: h.read_only || inv.tier(&h.tier).is_some_and(|t| t.read_only),
+            vars,
+        }
+    }
+}
+
+/// The hosts each step (and each guard with its own target) runs on, resolved up front.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub steps: Vec<Vec<HostInfo>>,
+    pub guards: BTreeMap<(usize, usize), Vec<HostInfo>>,
+}
+
+impl Plan {
+    /// Resolves every target against the inventory. `narrow` (from `--target`) restricts each
+    /// step whose hosts it overlaps to the overlap; steps it does not touch keep their hosts.
+    pub fn resolve(
+        rb: &Runbook,
+        inv: &Inventory,
+        narrow: Option<&Selector>,
+    ) -> Result<Plan, String> {
+        let pick = |sel: &Selector, pick: Pick, what: &str| -> Result<Vec<HostInfo>, String> {
+            let mut hosts = sel.resolve(inv).map_err(|e| format!("{what}: {e}"))?;
+            if let Some(n) = narrow {
+                let narrowed: Vec<&Host> = hosts.iter().copied().filter(|h| n.matches(h)).collect();
+                if !narrowed.is_empty() {
+                    hosts = narrowed;
+                }
+            }
+            if hosts.is_empty() {
+                return Err(format!("{what}: target {sel} selects no host"));
+            }
+            if pick == Pick::One && hosts.len() > 1 {
+                return Err(format!(
+                    "{what}: target {sel} must select one host but selects {} ({}); narrow it with --target",
+                    hosts.len(),
+                    hosts
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if pick != Pick::All {
+                hosts.truncate(1);
+            }
+            Ok(hosts
+                .into_iter()
+                .map(|h| HostInfo::from_inventory(inv, h))
+                .collect())
+        };
+        let mut plan = Plan::default();
+        for (i, s) in rb.steps.iter().enumerate() {
+            let hosts = match &s.target {
+                Some(t) => pick(&t.selector, t.pick, &format!("step `{}`", s.id))?,
+                None => Vec::new(),
+            };
+            for (g, guard) in s.guards.iter().enumerate() {
+                if let Some(t) = &guard.target {
+                    let gh = pick(
+                        &t.selector,
+                        t.pick,
+                        &format!("step `{}` guard {}", s.id, g + 1),
+                    )?;
+                    plan.guards.insert((i, g), gh);
+                }
+            }
+            plan.steps.push(hosts);
+        }
+        Ok(plan)
+    }
+}
+
+/// Which steps may run without a person confirming them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovePolicy {
+    /// Interactive: ask the operator (the console).
+    Ask,
+    /// Headless: nothing runs; the run stops at the first step.
+    None,
+    /// Headless: read-only steps run; the run stops before the first action or manual step.
+    Diagnose,
+    /// Headless: everything runs.
+    All,
+    /// Headless: read-only steps and the named action/manual steps run.
+    Steps(Vec<String>),
+}
+
+impl std::str::FromStr for ApprovePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "ask" => ApprovePolicy::Ask,
+            "none" => ApprovePolicy::None,
+            "diagnose" => ApprovePolicy::Diagnose,
+            "all" => ApprovePolicy::All,
+            ids => {
+                let ids: Vec<String> = ids
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if ids.is_empty() {
+                    return Err("use none, diagnose, all or step ids (a,b,c)".to_owned());
+                }
+                ApprovePolicy::Steps(ids)
+            }
+        })
+    }
+}
+
+/// What to do with a step whose outcome is unknown when resuming headless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The operator checked: it happened.
+    Verified,
+    Retry,
+    Skip,
+}
+
+impl std::str::FromStr for Resolution {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "verify" | "verified" | "done" => Ok(Resolution::Verified),
+            "retry" => Ok(Resolution::Retry),
+            "skip" => Ok(Resolution::Skip),
+            _ => Err("use verify, retry or skip".to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub approve: ApprovePolicy,
+    pub read_only: bool,
+    pub dry_run: bool,
+    pub run_diagnose_in_dry_run: bool,
+    /// Headless answer for an unknown step found on resume.
+    pub resolve_unknown: Option<Resolution>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            approve: ApprovePolicy::Ask,
+            read_only: false,
+            dry_run: false,
+            run_diagnose_in_dry_run: false,
+            resolve_unknown: None,
+        }
+    }
+}
+
+/// Where a resumed run picks up (see `journal::resume_point`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumeFrom {
+    /// Index of the first step that did not finish.
+    pub step: usize,
+    /// Variables captured before the interruption.
+    pub vars: Vars,
+    /// The step was executing an action when the run died: its outcome is unknown.
+    pub unknown: bool,
+}
+
+/// An operator's (or the headless policy's) answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", content = "text", rename_all = "snake_case")]
+pub enum Decision {
+    Confirm,
+    TypedConfirm(String),
+    Skip,
+    Retry,
+    Abort,
+    MarkDone,
+    AddNote(String),
+}
+
+/// What the engine waits for a person to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// Confirm, Skip or Abort.
+    Confirm,
+    /// Type `expected` (the target host's name), Skip or Abort.
+    TypedConfirm { expected: String },
+    /// A manual step: MarkDone, Skip or Abort.
+    MarkDone,
+    /// A failed step (interactive): Retry, Skip or Abort.
+    Failed,
+    /// Resumed with this step's outcome unknown: MarkDone (verified), Retry or Skip.
+    ResolveUnknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    Skipped,
+    Unknown,
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    /// A step failed and its on_failure said abort.
+    Failed,
+    /// A step needed approval (or a decision) the headless policy did not give; nothing of
+    /// that step ran.
+    NeedsApproval,
+    /// The operator aborted.
+    Aborted,
+    /// A changing step was refused in read-only mode before anything connected.
+    Refused,
+}
+
+/// The command an [`ExecRequest`] carries, fully rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Rendered {
+    Shell {
+        command: String,
+    },
+    Sql {
+        query: String,
+    },
+    Redis {
+        args: Vec<String>,
+    },
+    Docker {
+        action: DockerAction,
+        command: Option<String>,
+        tail: u32,
+    },
+    Http {
+        method: String,
+        url: String,
+        expect_status: Option<u16>,
+    },
+    ReplicaSqlRunning,
+    ReplicaLagBelow {
+        seconds: u64,
+    },
+    SentinelCkquorum,
+}
+
+impl std::fmt::Display for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rendered::Shell { command } => write!(f, "$ {command}"),
+            Rendered::Sql { query } => write!(f, "sql> {query}"),
+            Rendered::Redis { args } => write!(
+                f,
+                "redis> {}",
+                args.iter()
+                    .map(|a| super::template::quote(a, Quoting::Shell))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Rendered::Docker {
+                action, command, ..
+            } => match command {
+                Some(c) => write!(f, "docker exec: {c}"),
+                None => write!(f, "docker {}", format!("{action:?}").to_lowercase()),
+            },
+            Rendered::Http { method, url, .. } => write!(f, "{method} {url}"),
+            Rendered::ReplicaSqlRunning => f.write_str("guard: replica SQL thread running"),
+            Rendered::ReplicaLagBelow { seconds } => {
+                write!(f, "guard: replica lag below {seconds}s")
+            }
+            Rendered::SentinelCkquorum => f.write_str("guard: SENTINEL CKQUORUM"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Step,
+    Guard(usize),
+    Rollback,
+}
+
+/// Run this on that host and feed the result back with the same `seq`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecRequest {
+    pub seq: u64,
+    pub step: String,
+    pub host: Option<HostInfo>,
+    pub purpose: Purpose,
+    pub command: Rendered,
+    pub timeout: Duration,
+    /// Changes something: the intent is journaled and synced before it runs.
+    pub changes: bool,
+    /// Wait this long before running (retries, wait-step polling).
+    pub delay: Duration,
+    pub attempt: u32,
+}
+
+/// What came back from running an [`ExecRequest`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExecResult {
+    /// Could not run or finish (connect, auth, timeout, server error): the reason.
+    pub error: Option<String>,
+    pub exit: Option<i32>,
+    /// Text output (secrets masked by the executor).
+    pub output: String,
+    /// SQL result rows, by column name.
+    pub rows: Vec<BTreeMap<String, String>>,
+    /// HTTP status.
+    pub status: Option<u16>,
+}
+
+impl ExecResult {
+    pub fn ok(output: &str) -> Self {
+        ExecResult {
+            exit: Some(0),
+            output: output.to_owned(),
+            ..Default::default()
+        }
+    }
+    pub fn exit(code: i32, output: &str) -> Self {
+        ExecResult {
+            exit: Some(code),
+            output: output.to_owned(),
+            ..Default::default()
+        }
+    }
+    pub fn error(reason: &str) -> Self {
+        ExecResult {
+            error: Some(reason.to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Input {
+    Start,
+    Result {
+        seq: u64,
+        result: ExecResult,
+    },
+    Decision(Decision),
+    Health(Health),
+    /// Nothing happened; lets the engine notice budgets and the RTO running out.
+    Tick,
+}
+
+/// Everything the engine reports. Serialised as one JSON object per line (`--json`) and
+/// into the journal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        runbook: String,
+        title: String,
+        hash: String,
+        dry_run: bool,
+        read_only: bool,
+        resumed_at: Option<String>,
+    },
+    StepStarted {
+        step: String,
+        title: String,
+        kind: StepKind,
+        hosts: Vec<String>,
+    },
+    /// Dry run: exactly what would run, per host.
+    WouldRun {
+        step: String,
+        host: Option<String>,
+        command: String,
+        changes: bool,
+    },
+    Output {
+        step: String,
+        host: Option<String>,
+        text: String,
+    },
+    Captured {
+        step: String,
+        var: String,
+        value: Value,
+    },
+    Guard {
+        step: String,
+        host: Option<String>,
+        guard: String,
+        passed: bool,
+        message: String,
+    },
+    AwaitingDecision {
+        step: String,
+        host: Option<String>,
+        kind: DecisionKind,
+    },
+    Decided {
+        step: String,
+        host: Option<String>,
+        decision: Decision,
+        /// `operator` or `policy`.
+        by: String,
+    },
+    Attempt {
+        step: String,
+        host: Option<String>,
+        attempt: u32,
+        message: String,
+    },
+    Rollback {
+        step: String,
+        host: Option<String>,
+        ok: bool,
+        message: String,
+    },
+    StepFinished {
+        step: String,
+        status: StepStatus,
+        message: String,
+    },
+    BudgetExceeded {
+        step: String,
+        budget_s: f64,
+        elapsed_s: f64,
+    },
+    RtoExceeded {
+        rto_s: f64,
+        elapsed_s: f64,
+    },
+    Note {
+        step: Option<String>,
+        text: String,
+    },
+    RunFinished {
+        outcome: Outcome,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Output {
+    Event(Event),
+    Exec(ExecRequest),
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    host: Option<HostInfo>,
+    item: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    NotStarted,
+    /// Waiting for a decision about the current unit.
+    Awaiting(DecisionKind),
+    /// Waiting for the result of `seq`.
+    Running {
+        seq: u64,
+        purpose: Purpose,
+    },
+    Finished(Outcome),
+}
+
+pub struct Engine {
+    rb: Arc<Runbook>,
+    plan: Plan,
+    opts: Options,
+    vars: Vars,
+    health: Health,
+    phase: Phase,
+    now: Duration,
+    cursor: usize,
+    units: Vec<Unit>,
+    unit: usize,
+    attempt: u32,
+    /// The unit an approval (confirm, typed, policy) was given for.
+    approved_for: Option<usize>,
+    step_started: Duration,
+    budget_reported: bool,
+    rto_reported: bool,
+    step_starts: usize,
+    seq: u64,
+    resume: Option<ResumeFrom>,
+    out: Vec<Output>,
+}
+
+impl Engine {
+    pub fn new(rb: Arc<Runbook>, inputs: Vars, plan: Plan, opts: Options) -> Engine {
+        let mut vars = inputs;
+        vars.insert("runbook.id".to_owned(), Value::Str(rb.id.clone()));
+        Engine {
+            rb,
+            plan,
+            opts,
+            vars,
+            health: Health::new(),
+            phase: Phase::NotStarted,
+            now: Duration::ZERO,
+            cursor: 0,
+            units: Vec::new(),
+            unit: 0,
+            attempt: 0,
+            approved_for: None,
+            step_started: Duration::ZERO,
+            budget_reported: false,
+            rto_reported: false,
+            step_starts: 0,
+            seq: 0,
+            resume: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// A run continued from its journal: starts at `from.step` with the captured variables.
+    pub fn resume(
+        rb: Arc<Runbook>,
+        inputs: Vars,
+        plan: Plan,
+        opts: Options,
+        from: ResumeFrom,
+    ) -> Engine {
+        let mut e = Engine::new(rb, inputs, plan, opts);
+        e.vars.extend(from.vars.clone());
+        e.resume = Some(from);
+        e
+    }
+
+    pub fn set_health(&mut self, h: Health) {
+        self.health = h;
+    }
+
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.phase {
+            Phase::Finished(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The step the run is at (for the console).
+    /// While a decision is awaited: the host and the exact command the current unit would
+    /// run, variables resolved (what a confirmation dialog shows).
+    pub fn pending(&self) -> Option<(Option<String>, Rendered)> {
+        if !matches!(self.phase, Phase::Awaiting(_)) {
+            return None;
+        }
+        let step = self.rb.steps.get(self.cursor)?;
+        let unit = self.units.get(self.unit)?;
+        let exec = step.exec.as_ref()?;
+        Some((
+            unit.host.as_ref().map(|h| h.name.clone()),
+            self.render(exec, unit, true),
+        ))
+    }
+
+    /// Index of the step the run is on.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    pub fn current_step(&self) -> Option<&Step> {
+        self.rb.steps.get(self.cursor)
+    }
+
+    pub fn update(&mut self, now: Duration, input: Input) -> Vec<Output> {
+        self.now = self.now.max(now);
+        match input {
+            Input::Start => {
+                if self.phase == Phase::NotStarted {
+                    self.start();
+                }
+            }
+            Input::Result { seq, result } => self.on_result(seq, result),
+            Input::Decision(d) => self.on_decision(d),
+            Input::Health(h) => self.health = h,
+            Input::Tick => {}
+        }
+        self.check_clock();
+        std::mem::take(&mut self.out)
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.out.push(Output::Event(e));
+    }
+
+    fn step(&self) -> Step {
+        self.rb.steps[self.cursor].clone()
+    }
+
+    fn host_name(&self) -> Option<String> {
+        self.units
+            .get(self.unit)
+            .and_then(|u| u.host.as_ref().map(|h| h.name.clone()))
+    }
+
+    fn check_clock(&mut self) {
+        if matches!(self.phase, Phase::Finished(_) | Phase::NotStarted) {
+            return;
+        }
+        if let Some(rto) = self.rb.rto
+            && !self.rto_reported
+            && self.now > rto
+        {
+            self.rto_reported = true;
+            let e = Event::RtoExceeded {
+                rto_s: rto.as_secs_f64(),
+                elapsed_s: self.now.as_secs_f64(),
+            };
+            self.emit(e);
+        }
+        if let Some(step) = self.rb.steps.get(self.cursor)
+            && let Some(b) = step.budget
+            && !self.budget_reported
+            && self.now.saturating_sub(self.step_started) > b
+        {
+            self.budget_reported = true;
+            let e = Event::BudgetExceeded {
+                step: step.id.clone(),
+                budget_s: b.as_secs_f64(),
+                elapsed_s: self.now.saturating_sub(self.step_started).as_secs_f64(),
+            };
+            self.emit(e);
+        }
+    }
+
+    fn start(&mut self) {
+        let resumed_at = self
+            .resume
+            .as_ref()
+            .and_then(|r| self.rb.steps.get(r.step).map(|s| s.id.clone()));
+        let e = Event::RunStarted {
+            runbook: self.rb.id.clone(),
+            title: self.rb.title.clone(),
+            hash: self.rb.hash.clone(),
+            dry_run: self.opts.dry_run,
+            read_only: self.opts.read_only,
+            resumed_at,
+        };
+        self.emit(e);
+        match self.resume.clone() {
+            Some(r) if r.unknown && r.step < self.rb.steps.len() => {
+                self.cursor = r.step;
+                self.begin_step_header();
+                let step = self.step();
+                match self.opts.resolve_unknown {
+                    Some(res) => {
+                        let d = match res {
+                            Resolution::Verified => Decision::MarkDone,
+                            Resolution::Retry => Decision::Retry,
+                            Resolution::Skip => Decision::Skip,
+                        };
+                        self.phase = Phase::Awaiting(DecisionKind::ResolveUnknown);
+                        self.decide(d, "policy");
+                    }
+                    None if self.opts.approve == ApprovePolicy::Ask => {
+                        self.await_decision(DecisionKind::ResolveUnknown);
+                    }
+                    None => {
+                        let msg = format!(
+                            "step `{}` was executing when the run stopped; its outcome is unknown. Check it, then resume with --resolve verify|retry|skip",
+                            step.id
+                        );
+                        self.finish_step(StepStatus::Unknown, msg.clone());
+                        self.finish(Outcome::NeedsApproval, msg);
+                    }
+                }
+            }
+            Some(r) => {
+                self.cursor = r.step;
+                self.begin_step();
+            }
+            None => self.begin_step(),
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, message: String) {
+        self.phase = Phase::Finished(outcome);
+        self.emit(Event::RunFinished { outcome, message });
+    }
+
+    fn finish_step(&mut self, status: StepStatus, message: String) {
+        let step = self.rb.steps[self.cursor].id.clone();
+        self.emit(Event::StepFinished {
+            step,
+            status,
+            message,
+        });
+    }
+
+    fn advance(&mut self) {
+        self.cursor += 1;
+        self.begin_step();
+    }
+
+    fn begin_step_header(&mut self) {
+        let step = self.step();
+        self.step_starts += 1;
+        self.step_started = self.now;
+        self.budget_reported = false;
+        self.unit = 0;
+        self.attempt = 0;
+        self.approved_for = None;
+        let hosts = self
+            .plan
+            .steps
+            .get(self.cursor)
+            .cloned()
+            .unwrap_or_default();
+        self.emit(Event::StepStarted {
+            step: step.id.clone(),
+            title: step.title.clone(),
+            kind: step.kind,
+            hosts: hosts.iter().map(|h| h.name.clone()).collect(),
+        });
+        // Units: hosts x foreach items.
+        let items: Vec<Option<String>> = match &step.foreach {
+            Some(var) => match self.vars.get(var) {
+                Some(Value::List(l)) => l.iter().cloned().map(Some).collect(),
+                Some(Value::Str(s)) if !s.is_empty() => vec![Some(s.clone())],
+                _ => Vec::new(),
+            },
+            None => vec![None],
+        };
+        let host_list: Vec<Option<HostInfo>> = if step.target.is_some() {
+            hosts.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        self.units = host_list
+            .iter()
+            .flat_map(|h| {
+                items.iter().map(move |i| Unit {
+                    host: h.clone(),
+                    item: i.clone(),
+                })
+            })
+            .collect();
+    }
+
+    fn begin_step(&mut self) {
+        if self.cursor >= self.rb.steps.len() {
+            let msg = if self.opts.dry_run {
+                "dry run: nothing was changed".to_owned()
+            } else {
+                "all steps done".to_owned()
+            };
+            self.finish(Outcome::Succeeded, msg);
+            return;
+        }
+        if self.step_starts >= MAX_STEP_STARTS {
+            self.finish(
+                Outcome::Failed,
+                format!("stopped after {MAX_STEP_STARTS} step starts: an on_failure goto loops"),
+            );
+            return;
+        }
+        self.begin_step_header();
+        let step = self.step();
+        if let Some((src, cond)) = &step.when {
+            match cond.eval(&self.vars, &self.health) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.finish_step(StepStatus::Skipped, format!("condition `{src}` is false"));
+                    return self.advance();
+                }
+                Err(e) if self.opts.dry_run => {
+                    let m = format!("dry run: condition `{src}` decided at run time ({e})");
+                    self.emit(Event::Note {
+                        step: Some(step.id.clone()),
+                        text: m,
+                    });
+                }
+                // A condition on something no step captured (that step failed and went on)
+                // is false: the step is skipped, with the reason.
+                Err(e) => {
+                    self.finish_step(
+                        StepStatus::Skipped,
+                        format!("condition `{src}` is false: {e}"),
+                    );
+                    return self.advance();
+                }
+            }
+        }
+        if self.units.is_empty() {
+            self.finish_step(
+                StepStatus::Skipped,
+                format!(
+                    "nothing to do: `{}` is empty",
+                    step.foreach.as_deref().unwrap_or("")
+                ),
+            );
+            return self.advance();
+        }
+        // Read-only: refuse before anything connects.
+        if step.changes() {
+            let ro_host = self.units.iter().find_map(|u| {
+                u.host
+                    .as_ref()
+                    .filter(|h| h.read_only)
+                    .map(|h| h.name.clone())
+            });
+            if self.opts.read_only || ro_host.is_some() {
+                let why = ro_host.map_or_else(
+                    || "read-only mode (--read-only)".to_owned(),
+                    |h| format!("host {h} is read-only in the inventory"),
+                );
+                let msg = format!("refused: step `{}` changes something and {why}", step.id);
+                self.finish_step(StepStatus::Refused, msg.clone());
+                return self.finish(Outcome::Refused, msg);
+            }
+        }
+        if self.opts.dry_run {
+            let runs = !step.changes()
+                && step.kind != StepKind::Manual
+                && self.opts.run_diagnose_in_dry_run;
+            if !runs {
+                for u in self.units.clone() {
+                    let command = match &step.exec {
+                        Some(x) => self.render(x, &u, true).to_string(),
+                        None => format!("manual: {}", step.title),
+                    };
+                    self.emit(Event::WouldRun {
+                        step: step.id.clone(),
+                        host: u.host.map(|h| h.name),
+                        command,
+                        changes: step.changes(),
+                    });
+                }
+                self.finish_step(StepStatus::Skipped, "dry run".to_owned());
+                return self.advance();
+            }
+        }
+        self.begin_unit();
+    }
+
+    /// Whether the current unit needs a person (or the policy) to say yes first.
+    fn needs_approval(&self, step: &Step) -> bool {
+        let first = self.unit == 0;
+        let host_changed = self.unit > 0
+            && self.units[self.unit].host.as_ref().map(|h| &h.name)
+                != self.units[self.unit - 1].host.as_ref().map(|h| &h.name);
+        match step.kind {
+            StepKind::Action => first || (step.confirm == Some(Confirm::Typed) && host_changed),
+            StepKind::Manual => first,
+            _ => first && self.opts.approve == ApprovePolicy::None,
+        }
+    }
+
+    fn policy_allows(&self, step: &Step) -> bool {
+        match &self.opts.approve {
+            ApprovePolicy::Ask | ApprovePolicy::None => false,
+            ApprovePolicy::All => true,
+            ApprovePolicy::Diagnose => !step.changes() && step.kind != StepKind::Manual,
+            ApprovePolicy::Steps(ids) => {
+                (!step.changes() && step.kind != StepKind::Manual) || ids.contains(&step.id)
+            }
+        }
+    }
+
+    fn await_decision(&mut self, kind: DecisionKind) {
+        let step = self.rb.steps[self.cursor].id.clone();
+        let host = self.host_name();
+        self.phase = Phase::Awaiting(kind.clone());
+        self.emit(Event::AwaitingDecision { step, host, kind });
+    }
+
+    fn begin_unit(&mut self) {
+        let step = self.step();
+        if self.unit >= self.units.len() {
+            self.finish_step(StepStatus::Succeeded, String::new());
+            return self.advance();
+        }
+        self.attempt = 0;
+        if self.needs_approval(&step) && self.approved_for != Some(self.unit) {
+            {
+                let kind = match (step.kind, step.confirm) {
+                    (StepKind::Manual, _) => DecisionKind::MarkDone,
+                    (StepKind::Action, Some(Confirm::Typed)) => DecisionKind::TypedConfirm {
+                        expected: self.host_name().unwrap_or_else(|| step.id.clone()),
+                    },
+                    _ => DecisionKind::Confirm,
+                };
+                if self.opts.approve == ApprovePolicy::Ask {
+                    return self.await_decision(kind);
+                }
+                if !self.policy_allows(&step) {
+                    let msg = format!(
+                        "step `{}` ({}) needs approval: rerun with --approve all or --approve {}",
+                        step.id,
+                        step.kind.as_str(),
+                        step.id
+                    );
+                    self.finish_step(StepStatus::Refused, msg.clone());
+                    return self.finish(Outcome::NeedsApproval, msg);
+                }
+                let decision = if kind == DecisionKind::MarkDone {
+                    Decision::MarkDone
+                } else {
+                    Decision::Confirm
+                };
+                let host = self.host_name();
+                self.emit(Event::Decided {
+                    step: step.id.clone(),
+                    host,
+                    decision: decision.clone(),
+                    by: "policy".to_owned(),
+                });
+                if kind == DecisionKind::MarkDone {
+                    self.finish_step(StepStatus::Succeeded, "marked done by --approve".to_owned());
+                    return self.advance();
+                }
+            }
+            self.approved_for = Some(self.unit);
+        }
+        if step.kind == StepKind::Manual {
+            self.finish_step(StepStatus::Succeeded, String::new());
+            return self.advance();
+        }
+        self.run_guard_or_main(0);
+    }
+
+    fn run_guard_or_main(&mut self, g: usize) {
+        let step = self.step();
+        let unit = self.units[self.unit].clone();
+        if step.changes() && g < step.guards.len() {
+            let guard = &step.guards[g];
+            let host = match self.plan.guards.get(&(self.cursor, g)) {
+                Some(hosts) => hosts.first().cloned(),
+                None => unit.host.clone(),
+            };
+            let command = match &guard.check {
+                GuardCheck::Exec { exec, .. } => self.render(exec, &unit, false),
+                GuardCheck::ReplicaSqlRunning => Rendered::ReplicaSqlRunning,
+                GuardCheck::ReplicaLagBelow(d) => Rendered::ReplicaLagBelow {
+                    seconds: d.as_secs(),
+                },
+                GuardCheck::SentinelCkquorum => Rendered::SentinelCkquorum,
+            };
+            return self.request(
+                step.id.clone(),
+                host,
+                Purpose::Guard(g),
+                command,
+                step.timeout,
+                false,
+                Duration::ZERO,
+            );
+        }
+        match &step.exec {
+            Some(x) => {
+                let command = self.render(x, &unit, false);
+                let delay = if self.attempt > 0 {
+                    step.interval
+                } else {
+                    Duration::ZERO
+                };
+                self.request(
+                    step.id.clone(),
+                    unit.host,
+                    Purpose::Step,
+                    command,
+                    step.timeout,
+                    step.changes(),
+                    delay,
+                );
+            }
+            // A wait step on health alone: re-evaluated when health arrives.
+            None => self.unit_result(ExecResult::ok("")),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        step: String,
+        host: Option<HostInfo>,
+        purpose: Purpose,
+        command: Rendered,
+        timeout: Duration,
+        changes: bool,
+        delay: Duration,
+    ) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.phase = Phase::Running { seq, purpose };
+        self.out.push(Output::Exec(ExecRequest {
+            seq,
+            step,
+            host,
+            purpose,
+            command,
+            timeout,
+            changes,
+            delay,
+            attempt: self.attempt + 1,
+        }));
+    }
+
+    fn unit_vars(&self, unit: &Unit) -> Vars {
+        let mut v = self.vars.clone();
+        if let Some(h) = &unit.host {
+            v.extend(h.vars.clone());
+        }
+        if let Some(i) = &unit.item {
+            v.insert("item".to_owned(), Value::Str(i.clone()));
+        }
+        v
+    }
+
+    fn render(&self, x: &Executor, unit: &Unit, lenient: bool) -> Rendered {
+        let v = self.unit_vars(unit);
+        let r = |t: &super::Template, q: Quoting| {
+            if lenient {
+                t.render_lenient(q, &v)
+            } else {
+                // Undefined variables were rejected by the validator; a capture that
+                // matched nothing renders visibly instead of silently empty.
+                t.render(q, &v).unwrap_or_else(|_| t.render_lenient(q, &v))
+            }
+        };
+        match x {
+            Executor::Shell(t) => Rendered::Shell {
+                command: r(t, Quoting::Shell),
+            },
+            Executor::Sql(t) => Rendered::Sql {
+                query: r(t, Quoting::Sql),
+            },
+            Executor::Redis(args) => Rendered::Redis {
+                args: args.iter().map(|a| r(a, Quoting::Arg)).collect(),
+            },
+            Executor::Docker {
+                action,
+                command,
+                tail,
+            } => Rendered::Docker {
+                action: *action,
+                command: command.as_ref().map(|c| r(c, Quoting::Shell)),
+                tail: *tail,
+            },
+            Executor::Http {
+                method,
+                url,
+                expect_status,
+            } => Rendered::Http {
+                method: method.clone(),
+                url: r(url, Quoting::Url),
+                expect_status: *expect_status,
+            },
+        }
+    }
+
+    fn on_result(&mut self, seq: u64, result: ExecResult) {
+        let Phase::Running { seq: want, purpose } = self.phase.clone() else {
+            return;
+        };
+        if seq != want {
+            return;
+        }
+        let step = self.step();
+        let host = self.host_name();
+        if !result.output.is_empty() || result.error.is_some() {
+            let text = match &result.error {
+                Some(e) if result.output.is_empty() => format!("error: {e}"),
+                Some(e) => format!("{}\nerror: {e}", result.output),
+                None => result.output.clone(),
+            };
+            self.emit(Event::Output {
+                step: step.id.clone(),
+                host: host.clone(),
+                text,
+            });
+        }
+        match purpose {
+            Purpose::Guard(g) => {
+                let guard = &step.guards[g];
+                let (passed, why) = guard_passed(&guard.check, &result);
+                let message = if passed {
+                    why
+                } else {
+                    guard
+                        .message
+                        .clone()
+                        .map_or(why.clone(), |m| format!("{m} ({why})"))
+                };
+                self.emit(Event::Guard {
+                    step: step.id.clone(),
+                    host,
+                    guard: guard.check.describe(),
+                    passed,
+                    message: message.clone(),
+                });
+                if passed {
+                    self.run_guard_or_main(g + 1);
+                } else {
+                    self.finish_step(StepStatus::Refused, format!("guard refused: {message}"));
+                    self.apply_on_failure(&step);
+                }
+            }
+            Purpose::Rollback => {
+                let ok = result.error.is_none() && result.exit.is_none_or(|c| c == 0);
+                let message = result.error.clone().unwrap_or_default();
+                self.emit(Event::Rollback {
+                    step: step.id.clone(),
+                    host,
+                    ok,
+                    message,
+                });
+                self.finish_step(StepStatus::Failed, "failed; rollback ran".to_owned());
+                self.apply_on_failure(&step);
+            }
+            Purpose::Step => self.unit_result(result),
+        }
+    }
+
+    fn unit_result(&mut self, result: ExecResult) {
+        let step = self.step();
+        let verdict = self.judge(&step, &result);
+        match verdict {
+            Ok(()) => {
+                self.unit += 1;
+                self.begin_unit();
+            }
+            Err(msg) => {
+                let host = self.host_name();
+                let waiting = step.kind == StepKind::Wait
+                    && result.error.is_none()
+                    && self.now.saturating_sub(self.step_started) + step.interval <= step.timeout;
+                if waiting || self.attempt < step.retries {
+                    if waiting {
+                        self.attempt = self.attempt.max(1);
+                    } else {
+                        self.attempt += 1;
+                    }
+                    self.emit(Event::Attempt {
+                        step: step.id.clone(),
+                        host,
+                        attempt: self.attempt,
+                        message: msg,
+                    });
+                    self.run_guard_or_main(step.guards.len());
+                    return;
+                }
+                let msg = if step.kind == StepKind::Wait {
+                    format!(
+                        "{msg} (gave up after {})",
+                        humantime::format_duration(step.timeout)
+                    )
+                } else {
+                    msg
+                };
+                if step.changes()
+                    && let Some(rb) = &step.rollback
+                {
+                    self.emit(Event::Note {
+                        step: Some(step.id.clone()),
+                        text: format!("step failed: {msg}; running rollback"),
+                    });
+                    let unit = self.units[self.unit].clone();
+                    let command = self.render(rb, &unit, false);
+                    self.request(
+                        step.id.clone(),
+                        unit.host,
+                        Purpose::Rollback,
+                        command,
+                        step.timeout,
+                        true,
+                        Duration::ZERO,
+                    );
+                    return;
+                }
+                self.step_failed(msg);
+            }
+        }
+    }
+
+    fn step_failed(&mut self, msg: String) {
+        let step = self.step();
+        if self.opts.approve == ApprovePolicy::Ask {
+            self.emit(Event::Note {
+                step: Some(step.id.clone()),
+                text: format!("failed: {msg}"),
+            });
+            return self.await_decision(DecisionKind::Failed);
+        }
+        self.finish_step(StepStatus::Failed, msg);
+        self.apply_on_failure(&step);
+    }
+
+    fn apply_on_failure(&mut self, step: &Step) {
+        match &step.on_failure {
+            OnFailure::Abort => self.finish(
+                Outcome::Failed,
+                format!("step `{}` failed (on_failure = abort)", step.id),
+            ),
+            OnFailure::Continue => self.advance(),
+            OnFailure::Goto(id) => match self.rb.step_index(id) {
+                Some(i) => {
+                    self.cursor = i;
+                    self.begin_step();
+                }
+                None => self.finish(Outcome::Failed, format!("goto unknown step `{id}`")),
+            },
+        }
+    }
+
+    /// Captures, then checks the expectation. `Err` says why the attempt failed.
+    fn judge(&mut self, step: &Step, r: &ExecResult) -> Result<(), String> {
+        if let Some(e) = &r.error {
+            return Err(e.clone());
+        }
+        if let Some(c) = &step.capture {
+            let value = match &c.source {
+                CaptureSource::Regex(re) => {
+                    let mut found = Vec::new();
+                    for line in r.output.lines() {
+                        if let Some(m) = re.captures(line) {
+                            let g = m.get(1).or_else(|| m.get(0)).map_or("", |g| g.as_str());
+                            found.push(g.to_owned());
+                            if !c.list {
+                                break;
+                            }
+                        }
+                    }
+                    if c.list {
+                        Some(Value::List(found))
+                    } else {
+                        found.into_iter().next().map(Value::Str)
+                    }
+                }
+                CaptureSource::Column(col) => {
+                    let vals: Vec<String> = r
+                        .rows
+                        .iter()
+                        .filter_map(|row| row.get(col).cloned())
+                        .collect();
+                    if c.list {
+                        Some(Value::List(vals))
+                    } else {
+                        vals.into_iter().next().map(Value::Str)
+                    }
+                }
+            };
+            match value {
+                Some(v) => {
+                    // foreach steps over several hosts accumulate lists.
+                    let v = match (self.vars.get(&c.var), &v, self.unit > 0) {
+                        (Some(Value::List(prev)), Value::List(new), true) => {
+                            Value::List(prev.iter().chain(new).cloned().collect())
+                        }
+                        _ => v,
+                    };
+                    self.vars.insert(c.var.clone(), v.clone());
+                    self.emit(Event::Captured {
+                        step: step.id.clone(),
+                        var: c.var.clone(),
+                        value: v,
+                    });
+                }
+                None => {
+                    self.vars.remove(&c.var);
+                    if step.kind != StepKind::Wait {
+                        return Err(format!(
+                            "capture `{}`: nothing in the output matched",
+                            c.var
+                        ));
+                    }
+                }
+            }
+        }
+        if step.kind == StepKind::Wait
+            && let Some((src, cond)) = &step.until
+        {
+            return match cond.eval(&self.vars, &self.health) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("`{src}` does not hold yet")),
+                Err(e) => Err(format!("`{src}`: {e}")),
+            };
+        }
+        match &step.expect {
+            Some(e) => {
+                let (ok, why) = expect_holds(&e.check, r, &self.vars);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(e
+                        .message
+                        .clone()
+                        .map_or(why.clone(), |m| format!("{m} ({why})")))
+                }
+            }
+            None => default_success(step.exec.as_ref(), r),
+        }
+    }
+
+    fn on_decision(&mut self, d: Decision) {
+        if let Decision::AddNote(text) = &d {
+            let step = self.rb.steps.get(self.cursor).map(|s| s.id.clone());
+            self.emit(Event::Note {
+                step,
+                text: text.clone(),
+            });
+            return;
+        }
+        if matches!(self.phase, Phase::Awaiting(_)) {
+            self.decide(d, "operator");
+        }
+    }
+
+    fn decide(&mut self, d: Decision, by: &str) {
+        let Phase::Awaiting(kind) = self.phase.clone() else {
+            return;
+        };
+        let step = self.step();
+        let host = self.host_name();
+        // A typed confirmation must match; anything else keeps waiting.
+        if let DecisionKind::TypedConfirm { expected } = &kind
+            && matches!(d, Decision::TypedConfirm(_) | Decision::Confirm)
+        {
+            let typed = match &d {
+                Decision::TypedConfirm(t) => t.trim(),
+                _ => "",
+            };
+            if typed != expected {
+                self.emit(Event::Note {
+                    step: Some(step.id.clone()),
+                    text: format!(
+                        "typed confirmation {typed:?} does not match {expected:?}; not run"
+                    ),
+                });
+                return self.await_decision(kind);
+            }
+        }
+        let allowed = matches!(
+            (&kind, &d),
+            (_, Decision::Abort | Decision::Skip)
+                | (DecisionKind::Confirm, Decision::Confirm)
+                | (DecisionKind::TypedConfirm { .. }, Decision::TypedConfirm(_))
+                | (
+                    DecisionKind::MarkDone | DecisionKind::ResolveUnknown,
+                    Decision::MarkDone
+                )
+                | (
+                    DecisionKind::Failed | DecisionKind::ResolveUnknown,
+                    Decision::Retry
+                )
+        );
+        if !allowed {
+            self.emit(Event::Note {
+                step: Some(step.id.clone()),
+                text: format!("{d:?} does not answer {kind:?}; still waiting"),
+            });
+            return self.await_decision(kind);
+        }
+        self.emit(Event::Decided {
+            step: step.id.clone(),
+            host,
+            decision: d.clone(),
+            by: by.to_owned(),
+        });
+        match d {
+            Decision::Abort => {
+                self.finish_step(StepStatus::Skipped, format!("aborted by {by}"));
+                self.finish(Outcome::Aborted, format!("aborted at step `{}`", step.id));
+            }
+            Decision::Skip => {
+                self.finish_step(StepStatus::Skipped, format!("skipped by {by}"));
+                self.advance();
+            }
+            Decision::MarkDone => {
+                let msg = if kind == DecisionKind::ResolveUnknown {
+                    format!("outcome verified by {by}")
+                } else {
+                    format!("marked done by {by}")
+                };
+                self.finish_step(StepStatus::Succeeded, msg);
+                self.advance();
+            }
+            Decision::Retry => {
+                if kind == DecisionKind::ResolveUnknown {
+                    // Starts the step again; an approval is still asked for by the policy.
+                    self.approved_for = None;
+                    self.unit = 0;
+                    self.begin_unit();
+                } else {
+                    self.attempt = 0;
+                    self.run_guard_or_main(0);
+                }
+            }
+            Decision::Confirm | Decision::TypedConfirm(_) => {
+                self.approved_for = Some(self.unit);
+                self.begin_unit();
+            }
+            Decision::AddNote(_) => {}
+        }
+    }
+}
+
+fn default_success(x: Option<&Executor>, r: &ExecResult) -> Result<(), String> {
+    match x {
+        Some(Executor::Http { expect_status, .. }) => {
+            let s = r.status.unwrap_or(0);
+            let ok = expect_status.map_or((200..300).contains(&s), |e| e == s);
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("HTTP status {s}"))
+            }
+        }
+        _ => match r.exit {
+            None | Some(0) => Ok(()),
+            Some(c) => Err(format!("exit status {c}")),
+        },
+    }
+}
+
+fn expect_holds(check: &ExpectCheck, r: &ExecResult, vars: &Vars) -> (bool, String) {
+    match check {
+        ExpectCheck::Exit(want) => {
+            let got = r.exit.unwrap_or(0);
+            (got == *want, format!("exit status {got}, expected {want}"))
+        }
+        ExpectCheck::Regex(re) => (
+            re.is_match(&r.output),
+            format!("output does not match /{}/", re.as_str()),
+        ),
+        ExpectCheck::NotRegex(re) => (
+            !re.is_match(&r.output),
+            format!("output matches /{}/", re.as_str()),
+        ),
+        ExpectCheck::Compare { var, op, value } => {
+            let cond = super::cond::Cond::Cmp(
+                super::cond::Operand::Ident(var.clone()),
+                *op,
+                super::cond::Operand::Num(*value),
+            );
+            let shown = super::template::lookup(vars, var)
+                .map_or_else(|| "nothing".to_owned(), |v| v.as_text());
+            match cond.eval(vars, &Health::new()) {
+                Ok(true) => (true, String::new()),
+                Ok(false) => (false, format!("{var} = {shown}, expected {op:?} {value}")),
+                Err(e) => (false, e),
+            }
+        }
+    }
+}
+
+fn guard_passed(check: &GuardCheck, r: &ExecResult) -> (bool, String) {
+    if let Some(e) = &r.error {
+        return (false, format!("could not check: {e}"));
+    }
+    match check {
+        GuardCheck::Exec { expect, exec } => match expect {
+            Some(e) => {
+                let (ok, why) = expect_holds(&e.check, r, &Vars::new());
+                (ok, if ok { "passed".to_owned() } else { why })
+            }
+            None => match default_success(Some(exec), r) {
+                Ok(()) => (true, "passed".to_owned()),
+                Err(e) => (false, e),
+            },
+        },
+        // Built-in guards: the executor answers with exit 0 (holds) or 1 and an explanation.
+        _ => (
+            r.exit == Some(0),
+            if r.output.is_empty() {
+                format!("exit {:?}", r.exit)
+            } else {
+                r.output.trim().to_owned()
+            },
+        ),
+    }
+}

@@ -1,0 +1,345 @@
+//! The async side of a run: carries out the engine's [`ExecRequest`]s over the host's
+//! transport (shell), the MySQL and Redis clients (SQL, Redis commands, built-in guards),
+//! Docker (container actions) and HTTP, journals each one, and feeds results back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::DockerAction;
+use super::engine::{Engine, Event, ExecRequest, ExecResult, Input, Outcome, Output, Rendered};
+use super::journal::{Journal, JournalError};
+use crate::clients::mysql::MysqlClient;
+use crate::clients::redis::{RedisClient, SentinelClient};
+use crate::inventory::{Host, Inventory, RedisRole};
+use crate::secret;
+use crate::transport::{self, Connections, HostConn};
+
+/// Drives `engine` to the end (or to a decision only a person can make), journaling every
+/// event, intent and outcome, and passing each event to `report`.
+pub async fn drive(
+    engine: &mut Engine,
+    inv: &Inventory,
+    conns: &Arc<Connections>,
+    journal: &mut Journal,
+    report: &mut dyn FnMut(&Event),
+) -> Result<Option<Outcome>, JournalError> {
+    let started = Instant::now();
+    let mut queue: std::collections::VecDeque<Output> =
+        engine.update(started.elapsed(), Input::Start).into();
+    while let Some(o) = queue.pop_front() {
+        match o {
+            Output::Event(e) => {
+                journal.event(&e)?;
+                report(&e);
+            }
+            Output::Exec(req) => {
+                if !req.delay.is_zero() {
+                    tokio::time::sleep(req.delay).await;
+                    queue.extend(engine.update(started.elapsed(), Input::Tick));
+                }
+                // The intent is on disk before anything that changes a server runs.
+                journal.intent(&req)?;
+                let result = execute(&req, inv, conns).await;
+                journal.done(&req, &result)?;
+                queue.extend(engine.update(
+                    started.elapsed(),
+                    Input::Result {
+                        seq: req.seq,
+                        result,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(engine.outcome())
+}
+
+/// Runs one request; never panics, every failure is a result with a reason (masked).
+pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections>) -> ExecResult {
+    let host = req.host.as_ref().and_then(|h| inv.host(&h.name));
+    let r = match (&req.command, host) {
+        (Rendered::Http { method, url, .. }, _) => http(method, url, req.timeout).await,
+        (_, None) => Err(format!("step `{}` has no target host", req.step)),
+        (Rendered::Shell { command }, Some(h)) => shell(conns, h, command, req.timeout).await,
+        (Rendered::Sql { query }, Some(h)) => sql(conns, h, query, req.timeout).await,
+        (Rendered::Redis { args }, Some(h)) => redis(conns, h, args, req.timeout).await,
+        (
+            Rendered::Docker {
+                action,
+                command,
+                tail,
+            },
+            Some(h),
+        ) => docker(conns, h, *action, command.as_deref(), *tail, req.timeout).await,
+        (Rendered::ReplicaSqlRunning, Some(h)) => replica(conns, h, None, req.timeout).await,
+        (Rendered::ReplicaLagBelow { seconds }, Some(h)) => {
+            replica(conns, h, Some(*seconds), req.timeout).await
+        }
+        (Rendered::SentinelCkquorum, Some(h)) => ckquorum(conns, h, req.timeout).await,
+    };
+    match r {
+        Ok(mut res) => {
+            res.output = secret::mask(&res.output).into_owned();
+            res
+        }
+        Err(e) => ExecResult::error(&secret::mask(&e)),
+    }
+}
+
+async fn shell(
+    conns: &Arc<Connections>,
+    h: &Host,
+    command: &str,
+    timeout: Duration,
+) -> Result<ExecResult, String> {
+    let conn = conns.host(h);
+    let out = transport::run(conn.transport(), command, timeout, CancellationToken::new())
+        .await
+        .map_err(|e| e.masked())?;
+    let mut text = out.stdout;
+    if !out.stderr.is_empty() {
+        text.push_str(&out.stderr);
+    }
+    Ok(ExecResult {
+        exit: Some(match out.status {
+            transport::ExitStatus::Code(c) => c,
+            transport::ExitStatus::Signal(_) => 128,
+        }),
+        output: text,
+        ..ExecResult::default()
+    })
+}
+
+async fn sql(
+    conns: &Arc<Connections>,
+    h: &Host,
+    query: &str,
+    timeout: Duration,
+) -> Result<ExecResult, String> {
+    let svc = h
+        .services
+        .mysql
+        .first()
+        .ok_or_else(|| format!("host {} has no mysql service in the inventory", h.name))?;
+    let client = MysqlClient::connect_service(conns, h, svc, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = client.query_table(query).await.map_err(|e| e.to_string());
+    let _ = client.disconnect().await;
+    let r = r?;
+    let rows = r
+        .rows
+        .iter()
+        .map(|row| {
+            r.columns
+                .iter()
+                .cloned()
+                .zip(
+                    row.iter()
+                        .map(|c| c.clone().unwrap_or_else(|| "NULL".to_owned())),
+                )
+                .collect()
+        })
+        .collect();
+    let mut output = r.to_text();
+    if r.columns.is_empty() {
+        output = format!("{} rows affected", r.affected_rows);
+    }
+    Ok(ExecResult {
+        output,
+        rows,
+        ..ExecResult::default()
+    })
+}
+
+async fn redis(
+    conns: &Arc<Connections>,
+    h: &Host,
+    args: &[String],
+    timeout: Duration,
+) -> Result<ExecResult, String> {
+    let sentinel = args
+        .first()
+        .is_some_and(|a| a.eq_ignore_ascii_case("sentinel"));
+    let svc = h
+        .services
+        .redis
+        .iter()
+        .find(|r| (r.role == RedisRole::Sentinel) == sentinel)
+        .ok_or_else(|| {
+            format!(
+                "host {} has no {} service in the inventory",
+                h.name,
+                if sentinel { "sentinel" } else { "redis" }
+            )
+        })?;
+    let client = RedisClient::connect_service(conns, h, svc, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let out = client.command(args).await.map_err(|e| e.to_string())?;
+    Ok(ExecResult::ok(&out))
+}
+
+async fn docker(
+    conns: &Arc<Connections>,
+    h: &Host,
+    action: DockerAction,
+    command: Option<&str>,
+    tail: u32,
+    timeout: Duration,
+) -> Result<ExecResult, String> {
+    let conn = conns.host(h);
+    let HostConn::Docker(d) = &*conn else {
+        return Err(format!(
+            "host {} is not a docker container in the inventory",
+            h.name
+        ));
+    };
+    let stop = Duration::from_secs(10);
+    let run = async {
+        match action {
+            DockerAction::Restart => d.restart(stop).await.map(|()| "restarted".to_owned()),
+            DockerAction::Stop => d.stop(stop).await.map(|()| "stopped".to_owned()),
+            DockerAction::Start => d.start().await.map(|()| "started".to_owned()),
+            DockerAction::Logs => d.logs_tail(tail as usize).await,
+            DockerAction::Exec => return Err(String::new()),
+        }
+        .map_err(|e| e.masked())
+    };
+    if action == DockerAction::Exec {
+        return shell(conns, h, command.unwrap_or("true"), timeout).await;
+    }
+    tokio::time::timeout(timeout + stop, run)
+        .await
+        .map_err(|_| format!("docker {action:?} on {} timed out", h.name))?
+        .map(|out| ExecResult::ok(&out))
+}
+
+/// Built-in replica guards: exit 0 when the replica's SQL thread runs (and lags less than
+/// `max_lag` seconds), else exit 1 with what was found.
+async fn replica(
+    conns: &Arc<Connections>,
+    h: &Host,
+    max_lag: Option<u64>,
+    timeout: Duration,
+) -> Result<ExecResult, String> {
+    let svc = h
+        .services
+        .mysql
+        .first()
+        .ok_or_else(|| format!("host {} has no mysql service", h.name))?;
+    let client = MysqlClient::connect_service(conns, h, svc, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let st = client
+        .replication_status()
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = client.disconnect().await;
+    let Some(st) = st else {
+        return Ok(ExecResult::exit(
+            1,
+            &format!("{} is not a replica (no replication status)", h.name),
+        ));
+    };
+    let (ok, msg) = match max_lag {
+        None => (
+            st.sql_running,
+            format!("SQL thread {} on {}", st.sql_state, h.name),
+        ),
+        Some(max) => match st.seconds_behind {
+            Some(s) => (s < max, format!("{} lags {s}s (limit {max}s)", h.name)),
+            None => (
+                false,
+                format!("{} lag unknown (a replication thread is stopped)", h.name),
+            ),
+        },
+    };
+    Ok(ExecResult::exit(i32::from(!ok), &msg))
+}
+
+async fn ckquorum(
+    conns: &Arc<Connections>,
+    h: &Host,
+    timeout: Duration,
+) -> Result<ExecResult, String> {
+    let svc = h
+        .services
+        .redis
+        .iter()
+        .find(|r| r.role == RedisRole::Sentinel)
+        .ok_or_else(|| format!("host {} has no sentinel service", h.name))?;
+    let name = svc
+        .master_name
+        .clone()
+        .ok_or_else(|| format!("sentinel on {} has no master_name", h.name))?;
+    let addr = conns
+        .service_addr(h, &svc.address, svc.port, svc.via)
+        .await
+        .map_err(|e| e.masked())?;
+    let client = SentinelClient::connect(addr, svc.password.as_ref().map(|p| &p.value), timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(
+        match client.ckquorum(&name).await.map_err(|e| e.to_string())? {
+            Ok(m) => ExecResult::exit(0, &m),
+            Err(m) => ExecResult::exit(1, &m),
+        },
+    )
+}
+
+/// A minimal HTTP/1.0 request; the status and body come back.
+async fn http(method: &str, url: &str, timeout: Duration) -> Result<ExecResult, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let addr = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let work = async {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: opsdeck\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let mut buf = Vec::new();
+        s.take(1 << 20)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| format!("{url}: not an HTTP response"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        Ok::<_, String>(ExecResult {
+            status: Some(status),
+            output: format!("HTTP {status}\n{body}"),
+            ..ExecResult::default()
+        })
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        format!(
+            "{url}: no answer within {}",
+            humantime::format_duration(timeout)
+        )
+    })?
+}

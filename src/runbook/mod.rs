@@ -1,0 +1,247 @@
+//! Runbooks: codified procedures run as guided, confirmable step sequences.
+//!
+//! - [`model`]: the TOML file as written; [`validate`] turns it into a checked [`Runbook`].
+//! - [`engine`]: a pure state machine that decides what runs next (no I/O, no clock of its own).
+//! - [`executor`]: carries out the engine's commands over transports and clients.
+//! - [`journal`]: the JSON Lines record of every run, resume and per-target locks.
+
+pub mod cond;
+pub mod engine;
+pub mod executor;
+pub mod journal;
+pub mod model;
+pub mod template;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Serialize;
+
+pub use cond::{Cond, Health, HealthState};
+pub use model::{Confirm, DockerAction, Pick, Severity, StepKind};
+pub use template::{Quoting, Template, Value, Vars};
+pub use validate::{Diagnostic, RunbookError, load_dir, load_file, load_str};
+
+use crate::inventory::Selector;
+
+/// A checked runbook, ready for the engine.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub id: String,
+    pub title: String,
+    pub summary: String,
+    pub severity: Severity,
+    pub rto: Option<Duration>,
+    pub tiers: Vec<String>,
+    pub tags: Vec<String>,
+    pub symptoms: Vec<String>,
+    pub triggers: Vec<Trigger>,
+    pub inputs: Vec<Input>,
+    pub steps: Vec<Step>,
+    /// The file it came from.
+    pub source: Option<PathBuf>,
+    /// sha256 of the file's bytes (hex), recorded in every journal.
+    pub hash: String,
+}
+
+impl Runbook {
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// True if a health state of `check` means this runbook applies.
+    pub fn triggered_by(&self, check: &str, state: HealthState) -> bool {
+        self.triggers
+            .iter()
+            .any(|t| t.matches(check) && state.at_least(t.state))
+    }
+}
+
+/// A health condition a runbook treats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    /// A check id, or a prefix ending in `*` (`disk.*`).
+    pub check: String,
+    /// The least severe state that triggers.
+    pub state: HealthState,
+}
+
+impl Trigger {
+    pub fn matches(&self, check: &str) -> bool {
+        match self.check.strip_suffix('*') {
+            Some(prefix) => check.starts_with(prefix),
+            None => self.check == check,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: String,
+    pub default: Option<String>,
+    pub description: String,
+    pub pattern: Option<Regex>,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    pub kind: StepKind,
+    pub target: Option<Target>,
+    pub exec: Option<Executor>,
+    /// Per attempt; for `wait` steps the deadline for the condition.
+    pub timeout: Duration,
+    pub retries: u32,
+    pub budget: Option<Duration>,
+    pub interval: Duration,
+    pub explain: String,
+    pub expect: Option<Expect>,
+    pub capture: Option<Capture>,
+    pub foreach: Option<String>,
+    pub when: Option<(String, Cond)>,
+    pub until: Option<(String, Cond)>,
+    pub on_failure: OnFailure,
+    pub confirm: Option<Confirm>,
+    pub rollback: Option<Executor>,
+    pub guards: Vec<Guard>,
+}
+
+impl Step {
+    /// Steps that change something: they need approval and are refused in read-only mode.
+    pub fn changes(&self) -> bool {
+        self.kind == StepKind::Action
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub selector: Selector,
+    pub pick: Pick,
+}
+
+#[derive(Debug, Clone)]
+pub enum Executor {
+    Shell(Template),
+    Sql(Template),
+    Redis(Vec<Template>),
+    Docker {
+        action: DockerAction,
+        command: Option<Template>,
+        tail: u32,
+    },
+    Http {
+        method: String,
+        url: Template,
+        expect_status: Option<u16>,
+    },
+}
+
+impl Executor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Executor::Shell(_) => "shell",
+            Executor::Sql(_) => "sql",
+            Executor::Redis(_) => "redis",
+            Executor::Docker { .. } => "docker",
+            Executor::Http { .. } => "http",
+        }
+    }
+
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            Executor::Shell(t) | Executor::Sql(t) => vec![t],
+            Executor::Redis(args) => args.iter().collect(),
+            Executor::Docker { command, .. } => command.iter().collect(),
+            Executor::Http { url, .. } => vec![url],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub check: ExpectCheck,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExpectCheck {
+    Exit(i32),
+    Regex(Regex),
+    NotRegex(Regex),
+    Compare {
+        var: String,
+        op: cond::Op,
+        value: f64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub var: String,
+    pub source: CaptureSource,
+    pub list: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureSource {
+    Regex(Regex),
+    Column(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    Abort,
+    Continue,
+    Goto(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub target: Option<Target>,
+    pub check: GuardCheck,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum GuardCheck {
+    Exec {
+        exec: Executor,
+        expect: Option<Expect>,
+    },
+    ReplicaSqlRunning,
+    ReplicaLagBelow(Duration),
+    SentinelCkquorum,
+}
+
+impl GuardCheck {
+    pub fn describe(&self) -> String {
+        match self {
+            GuardCheck::Exec { exec, .. } => format!("{} guard", exec.kind()),
+            GuardCheck::ReplicaSqlRunning => "replica SQL thread running".to_owned(),
+            GuardCheck::ReplicaLagBelow(d) => {
+                format!("replica lag below {}", humantime::format_duration(*d))
+            }
+            GuardCheck::SentinelCkquorum => "Sentinel CKQUORUM".to_owned(),
+        }
+    }
+}
+
+/// The default runbook directory: `$OPSDECK_RUNBOOKS`, else `./runbooks`.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("OPSDECK_RUNBOOKS").map_or_else(|| PathBuf::from("runbooks"), PathBuf::from)
+}
+
+/// Finds a runbook by id (file stem) or path.
+pub fn find(dir: &Path, name: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.extension().is_some() || p.components().count() > 1 {
+        p.to_path_buf()
+    } else {
+        dir.join(format!("{name}.toml"))
+    }
+}

@@ -1,0 +1,1084 @@
+//! Loading and checking runbook files: every problem is reported with file:line:col and the
+//! step it belongs to, all at once, never a panic.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::cond::{Cond, HealthState, Op};
+use super::model::{
+    self, CaptureDef, DockerAction, ExecDef, ExpectDef, RunbookFile, StepDef, StepKind, TargetDef,
+};
+use super::template::{Template, valid_name};
+use super::{
+    Capture, CaptureSource, Executor, Expect, ExpectCheck, Guard, GuardCheck, Input, OnFailure,
+    Runbook, Step, Target, Trigger,
+};
+use crate::inventory::{Inventory, Located, Selector};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Variables every step can use without defining them.
+pub const BUILTINS: &[&str] = &[
+    "host",
+    "host.name",
+    "host.tier",
+    "host.address",
+    "mysql.address",
+    "mysql.port",
+    "mysql.database",
+    "redis.address",
+    "redis.port",
+    "redis.master_name",
+    "run.id",
+    "runbook.id",
+    "operator",
+];
+
+const FORMAT_HINT: &str = "the runbook format is documented in runbooks/README.md";
+
+/// One problem (or, with `warning`, a risk) in a runbook file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub warning: bool,
+    pub step: Option<String>,
+    pub located: Located,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.located;
+        write!(f, "{}:{}:{}: ", l.file.display(), l.line, l.col)?;
+        if self.warning {
+            f.write_str("warning: ")?;
+        }
+        if let Some(s) = &self.step {
+            write!(f, "step `{s}`: ")?;
+        }
+        f.write_str(&l.message)?;
+        if let Some(h) = &l.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunbookError {
+    #[error("cannot read runbook {}: {source}\n  hint: check the path, or list runbooks with `opsdeck runbooks`", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// A loaded runbook and the warnings it raised.
+pub type Loaded = (Runbook, Vec<Diagnostic>);
+
+pub fn load_file(path: &Path, inv: Option<&Inventory>) -> Result<Loaded, RunbookError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunbookError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&text, path, inv)
+}
+
+/// One file's result in [`load_dir`].
+pub type LoadedFile = (PathBuf, Result<Loaded, RunbookError>);
+
+/// Every `*.toml` in `dir`, sorted by file name.
+pub fn load_dir(dir: &Path, inv: Option<&Inventory>) -> Result<Vec<LoadedFile>, RunbookError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| RunbookError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let r = load_file(&p, inv);
+            (p, r)
+        })
+        .collect())
+}
+
+/// Parses and checks runbook text. With an inventory, targets are also checked against it.
+pub fn load_str(text: &str, path: &Path, inv: Option<&Inventory>) -> Result<Loaded, RunbookError> {
+    let file: RunbookFile = toml::from_str(text).map_err(|e| {
+        let hint = if e.message().starts_with("unknown field") {
+            format!("remove or correct the field; {FORMAT_HINT}")
+        } else if e.message().contains("unknown variant") {
+            "use one of the values listed above".to_owned()
+        } else {
+            format!("fix the TOML at this position; {FORMAT_HINT}")
+        };
+        RunbookError::Invalid(vec![Diagnostic {
+            warning: false,
+            step: None,
+            located: Located::at(path, text, e.span(), e.message().trim_end().to_owned())
+                .hint(hint),
+        }])
+    })?;
+    let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
+    let mut v = Validator {
+        path,
+        text,
+        inv,
+        diags: Vec::new(),
+        step: None,
+    };
+    let rb = v.runbook(file, hash);
+    if v.diags.iter().any(|d| !d.warning) {
+        return Err(RunbookError::Invalid(
+            v.diags.into_iter().filter(|d| !d.warning).collect(),
+        ));
+    }
+    let mut rb = rb;
+    rb.source = Some(path.to_path_buf());
+    Ok((rb, v.diags))
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    inv: Option<&'a Inventory>,
+    diags: Vec<Diagnostic>,
+    step: Option<String>,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, warning: bool, span: Range<usize>, msg: String, hint: Option<&str>) {
+        let mut located = Located::at(self.path, self.text, Some(span), msg);
+        if let Some(h) = hint {
+            located = located.hint(h);
+        }
+        self.diags.push(Diagnostic {
+            warning,
+            step: self.step.clone(),
+            located,
+        });
+    }
+
+    fn err(&mut self, span: Range<usize>, msg: impl Into<String>, hint: Option<&str>) {
+        self.push(false, span, msg.into(), hint);
+    }
+
+    fn warn(&mut self, span: Range<usize>, msg: impl Into<String>, hint: Option<&str>) {
+        self.push(true, span, msg.into(), hint);
+    }
+
+    fn duration(&mut self, d: &Option<Spanned<String>>, field: &str) -> Option<Duration> {
+        let d = d.as_ref()?;
+        match humantime::parse_duration(d.get_ref()) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                self.err(
+                    d.span(),
+                    format!("invalid {field} duration {:?}: {e}", d.get_ref()),
+                    Some("write e.g. \"30s\", \"500ms\", \"5m\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, r: &Spanned<String>) -> Option<Regex> {
+        match Regex::new(r.get_ref()) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                let msg = e.to_string().lines().last().unwrap_or("").to_owned();
+                self.err(
+                    r.span(),
+                    format!("invalid regex {:?}: {msg}", r.get_ref()),
+                    Some("regex syntax: https://docs.rs/regex/latest/regex/#syntax"),
+                );
+                None
+            }
+        }
+    }
+
+    fn runbook(&mut self, f: RunbookFile, hash: String) -> Runbook {
+        let id = f.id.get_ref().clone();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            self.err(
+                f.id.span(),
+                format!("runbook id {id:?} must be lowercase letters, digits and `-`"),
+                Some("use the file name without .toml, e.g. \"db-failover\""),
+            );
+        } else if let Some(stem) = self.path.file_stem().and_then(|s| s.to_str())
+            && stem != id
+        {
+            self.err(
+                f.id.span(),
+                format!("runbook id {id:?} differs from its file name {stem:?}"),
+                Some("`opsdeck run NAME` finds runbooks by file name: make them equal"),
+            );
+        }
+        let rto = self.duration(&f.rto, "rto");
+        let mut triggers = Vec::new();
+        for t in &f.triggers {
+            let tr = t.get_ref();
+            match HealthState::parse(tr.state.get_ref()) {
+                Some(state) if state != HealthState::Ok => triggers.push(Trigger {
+                    check: tr.check.clone(),
+                    state,
+                }),
+                _ => self.err(
+                    tr.state.span(),
+                    format!(
+                        "trigger state {:?} is not one of warning, critical, down, unknown",
+                        tr.state.get_ref()
+                    ),
+                    None,
+                ),
+            }
+            if tr.check.is_empty() || tr.check[..tr.check.len().saturating_sub(1)].contains('*') {
+                self.err(
+                    t.span(),
+                    format!(
+                        "trigger check {:?}: use a check id, or a prefix ending in `*`",
+                        tr.check
+                    ),
+                    None,
+                );
+            }
+        }
+        let mut defined: HashSet<String> = super::validate::BUILTINS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        defined.insert("runbook.id".to_owned());
+        let mut inputs = Vec::new();
+        for (name, def) in &f.inputs {
+            let d = def.get_ref();
+            if !valid_name(name) || name.contains('.') {
+                self.err(
+                    def.span(),
+                    format!("input name {name:?} must be letters, digits and `_`"),
+                    None,
+                );
+            }
+            let pattern = d.pattern.as_ref().and_then(|p| {
+                // Anchored: the whole value must match.
+                let anchored = Spanned::new(p.span(), format!("^(?:{})$", p.get_ref()));
+                self.regex(&anchored)
+            });
+            if let (Some(p), Some(default)) = (&pattern, &d.default)
+                && !p.is_match(default)
+            {
+                self.err(
+                    def.span(),
+                    format!("input `{name}`: default {default:?} does not match its pattern"),
+                    None,
+                );
+            }
+            defined.insert(name.clone());
+            inputs.push(Input {
+                name: name.clone(),
+                default: d.default.clone(),
+                description: d.description.clone(),
+                pattern,
+                required: d.required,
+            });
+        }
+        if f.steps.is_empty() {
+            self.err(
+                0..0,
+                "the runbook has no steps",
+                Some("add [[steps]] tables"),
+            );
+        }
+        let ids: Vec<String> = f
+            .steps
+            .iter()
+            .map(|s| s.get_ref().id.get_ref().clone())
+            .collect();
+        let mut seen = HashSet::new();
+        let mut steps = Vec::new();
+        for s in &f.steps {
+            let sid = s.get_ref().id.get_ref().clone();
+            self.step = Some(sid.clone());
+            if !seen.insert(sid.clone()) {
+                self.err(
+                    s.get_ref().id.span(),
+                    format!("duplicate step id {sid:?}"),
+                    Some("step ids must be unique: goto and journals refer to them"),
+                );
+            }
+            if let Some(step) = self.step_def(s, &ids, &mut defined) {
+                steps.push(step);
+            }
+            self.step = None;
+        }
+        Runbook {
+            id,
+            title: f.title,
+            summary: f.summary,
+            severity: f.severity,
+            rto,
+            tiers: f.tiers,
+            tags: f.tags,
+            symptoms: f.symptoms,
+            triggers,
+            inputs,
+            steps,
+            source: None,
+            hash,
+        }
+    }
+
+    fn target(&mut self, t: &Spanned<TargetDef>) -> Option<Target> {
+        let def = t.get_ref();
+        let selector: Selector = match def.selector.parse() {
+            Ok(s) => s,
+            Err(e) => {
+                self.err(t.span(), format!("bad target selector: {e}"), None);
+                return None;
+            }
+        };
+        if let Some(inv) = self.inv {
+            match selector.resolve(inv) {
+                Ok(hosts) if hosts.is_empty() => self.err(
+                    t.span(),
+                    format!(
+                        "target {:?} selects no host in inventory {:?}",
+                        def.selector, inv.name
+                    ),
+                    Some("`opsdeck inventory` lists tiers, roles and hosts"),
+                ),
+                Ok(hosts) if def.pick == model::Pick::One && hosts.len() > 1 => self.err(
+                    t.span(),
+                    format!(
+                        "target {:?} with pick = \"one\" selects {} hosts in inventory {:?}",
+                        def.selector,
+                        hosts.len(),
+                        inv.name
+                    ),
+                    Some("narrow the selector, or use pick = \"first\" or \"all\""),
+                ),
+                Ok(_) => {}
+                Err(e) => self.err(
+                    t.span(),
+                    format!("target {:?} cannot be satisfied: {e}", def.selector),
+                    None,
+                ),
+            }
+        }
+        Some(Target {
+            selector,
+            pick: def.pick,
+        })
+    }
+
+    fn template(
+        &mut self,
+        span: &Range<usize>,
+        src: &str,
+        defined: &HashSet<String>,
+    ) -> Option<Template> {
+        match Template::parse(src) {
+            Ok(t) => {
+                for u in t.vars() {
+                    let known = defined.contains(&u.name)
+                        || u.name
+                            .strip_suffix(".count")
+                            .is_some_and(|b| defined.contains(b));
+                    if !known {
+                        self.err(
+                            span.clone(),
+                            format!("undefined variable `{{{{{}}}}}`", u.name),
+                            Some("define it under [inputs], capture it in an earlier step, or use a builtin (host, host.address, mysql.port, redis.port, item, ...)"),
+                        );
+                    }
+                    if u.raw {
+                        self.warn(
+                            span.clone(),
+                            format!("`{{{{raw {}}}}}` is inserted unquoted", u.name),
+                            Some("only use raw for values you fully control"),
+                        );
+                    }
+                }
+                Some(t)
+            }
+            Err(e) => {
+                self.err(span.clone(), format!("bad template: {e}"), None);
+                None
+            }
+        }
+    }
+
+    /// Exactly one executor among the given optional fields.
+    #[allow(clippy::too_many_arguments)] // one per executor field, as the file has them
+    fn executor(
+        &mut self,
+        span: &Range<usize>,
+        shell: &Option<Spanned<String>>,
+        sql: &Option<Spanned<String>>,
+        redis: &Option<Spanned<Vec<String>>>,
+        docker: &Option<Spanned<model::DockerActionDef>>,
+        http: &Option<Spanned<model::HttpActionDef>>,
+        defined: &HashSet<String>,
+    ) -> Result<Option<Executor>, ()> {
+        let count = usize::from(shell.is_some())
+            + usize::from(sql.is_some())
+            + usize::from(redis.is_some())
+            + usize::from(docker.is_some())
+            + usize::from(http.is_some());
+        if count > 1 {
+            self.err(
+                span.clone(),
+                "more than one executor: use exactly one of shell, sql, redis, docker, http",
+                Some("split it into two steps"),
+            );
+            return Err(());
+        }
+        if let Some(s) = shell {
+            return self
+                .template(&s.span(), s.get_ref(), defined)
+                .map(|t| Some(Executor::Shell(t)))
+                .ok_or(());
+        }
+        if let Some(s) = sql {
+            return self
+                .template(&s.span(), s.get_ref(), defined)
+                .map(|t| Some(Executor::Sql(t)))
+                .ok_or(());
+        }
+        if let Some(r) = redis {
+            if r.get_ref().is_empty() {
+                self.err(
+                    r.span(),
+                    "empty redis command",
+                    Some("e.g. redis = [\"PING\"]"),
+                );
+                return Err(());
+            }
+            let mut args = Vec::new();
+            for a in r.get_ref() {
+                args.push(self.template(&r.span(), a, defined).ok_or(())?);
+            }
+            return Ok(Some(Executor::Redis(args)));
+        }
+        if let Some(d) = docker {
+            let def = d.get_ref();
+            let command = match (&def.command, def.action) {
+                (Some(c), DockerAction::Exec) => {
+                    Some(self.template(&d.span(), c, defined).ok_or(())?)
+                }
+                (None, DockerAction::Exec) => {
+                    self.err(d.span(), "docker exec needs a `command`", None);
+                    return Err(());
+                }
+                (Some(_), _) => {
+                    self.err(d.span(), "`command` is only for action = \"exec\"", None);
+                    return Err(());
+                }
+                (None, _) => None,
+            };
+            return Ok(Some(Executor::Docker {
+                action: def.action,
+                command,
+                tail: def.tail.unwrap_or(100),
+            }));
+        }
+        if let Some(h) = http {
+            let def = h.get_ref();
+            let method = def.method.to_ascii_uppercase();
+            if !["GET", "HEAD", "POST", "PUT", "DELETE"].contains(&method.as_str()) {
+                self.err(
+                    h.span(),
+                    format!("http method {:?} is not supported", def.method),
+                    Some("use GET, HEAD, POST, PUT or DELETE"),
+                );
+            }
+            let url = self.template(&h.span(), &def.url, defined).ok_or(())?;
+            if !def.url.starts_with("http://") && !def.url.starts_with("{{") {
+                self.err(
+                    h.span(),
+                    format!("url {:?} must start with http://", def.url),
+                    None,
+                );
+            }
+            return Ok(Some(Executor::Http {
+                method,
+                url,
+                expect_status: def.expect_status,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn expect(&mut self, e: &Spanned<ExpectDef>, defined: &HashSet<String>) -> Option<Expect> {
+        let d = e.get_ref();
+        let count = usize::from(d.exit.is_some())
+            + usize::from(d.regex.is_some())
+            + usize::from(d.not_regex.is_some())
+            + usize::from(d.capture.is_some());
+        if count != 1 {
+            self.err(
+                e.span(),
+                "expect needs exactly one of exit, regex, not_regex, or capture + op + value",
+                Some(
+                    "e.g. expect = { exit = 0 } or { capture = \"used\", op = \"<\", value = 90 }",
+                ),
+            );
+            return None;
+        }
+        let check = if let Some(x) = d.exit {
+            ExpectCheck::Exit(x)
+        } else if let Some(r) = &d.regex {
+            ExpectCheck::Regex(self.regex(r)?)
+        } else if let Some(r) = &d.not_regex {
+            ExpectCheck::NotRegex(self.regex(r)?)
+        } else {
+            let var = d.capture.as_ref()?;
+            if !defined.contains(var.get_ref()) {
+                self.err(
+                    var.span(),
+                    format!(
+                        "expect compares `{}`, which no earlier step or this step captures",
+                        var.get_ref()
+                    ),
+                    None,
+                );
+            }
+            let op = match d.op.as_ref().map(|o| (o, Op::parse(o.get_ref()))) {
+                Some((_, Some(op))) => op,
+                Some((o, None)) => {
+                    self.err(
+                        o.span(),
+                        format!("{:?} is not an operator", o.get_ref()),
+                        Some("use < <= > >= == !="),
+                    );
+                    return None;
+                }
+                None => {
+                    self.err(e.span(), "a capture comparison needs `op`", None);
+                    return None;
+                }
+            };
+            let Some(value) = d.value else {
+                self.err(
+                    e.span(),
+                    "a capture comparison needs a numeric `value`",
+                    None,
+                );
+                return None;
+            };
+            ExpectCheck::Compare {
+                var: var.get_ref().clone(),
+                op,
+                value,
+            }
+        };
+        if d.op.is_some() && d.capture.is_none() {
+            self.err(e.span(), "`op` only goes with `capture`", None);
+        }
+        Some(Expect {
+            check,
+            message: d.message.clone(),
+        })
+    }
+
+    fn capture(&mut self, c: &Spanned<CaptureDef>, exec: Option<&Executor>) -> Option<Capture> {
+        let d = c.get_ref();
+        let var = d.var.get_ref();
+        if !valid_name(var) || var.contains('.') {
+            self.err(
+                d.var.span(),
+                format!("capture variable {var:?} must be letters, digits and `_`"),
+                None,
+            );
+        }
+        if BUILTINS.contains(&var.as_str()) || var == "item" {
+            self.err(
+                d.var.span(),
+                format!("capture variable {var:?} would hide a builtin"),
+                None,
+            );
+        }
+        let source = match (&d.regex, &d.column) {
+            (Some(r), None) => CaptureSource::Regex(self.regex(r)?),
+            (None, Some(col)) => {
+                if !matches!(exec, Some(Executor::Sql(_))) {
+                    self.err(
+                        c.span(),
+                        "`column` captures only work on sql steps",
+                        Some("use `regex` for other output"),
+                    );
+                }
+                CaptureSource::Column(col.clone())
+            }
+            _ => {
+                self.err(
+                    c.span(),
+                    "capture needs exactly one of `regex` or `column`",
+                    None,
+                );
+                return None;
+            }
+        };
+        Some(Capture {
+            var: var.clone(),
+            source,
+            list: d.list,
+        })
+    }
+
+    fn cond(&mut self, c: &Spanned<String>, defined: &HashSet<String>) -> Option<(String, Cond)> {
+        match Cond::parse(c.get_ref()) {
+            Ok(cond) => {
+                for id in cond.idents() {
+                    let ok = id.starts_with("health.")
+                        || HealthState::parse(&id).is_some()
+                        || defined.contains(&id)
+                        || id
+                            .strip_suffix(".count")
+                            .is_some_and(|b| defined.contains(b));
+                    if !ok {
+                        self.err(
+                            c.span(),
+                            format!("condition {:?} uses `{id}`, which is not defined", c.get_ref()),
+                            Some("use an input, a variable captured by an earlier step, health.CHECK_ID, or quote a string"),
+                        );
+                    }
+                }
+                Some((c.get_ref().clone(), cond))
+            }
+            Err(e) => {
+                let mut span = c.span();
+                // Point inside the string when the TOML string is a plain one-line literal.
+                span.start = (span.start + 1 + e.offset).min(span.end);
+                self.err(
+                    span,
+                    format!("bad condition {:?}: {e}", c.get_ref()),
+                    Some("e.g. `used_pct > 90`, `health.mysql.connections >= warning`, `ids.count == 0`"),
+                );
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::many_single_char_names)]
+    fn step_def(
+        &mut self,
+        s: &Spanned<StepDef>,
+        ids: &[String],
+        defined: &mut HashSet<String>,
+    ) -> Option<Step> {
+        let span = s.span();
+        let d = s.get_ref();
+        let id = d.id.get_ref().clone();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.err(
+                d.id.span(),
+                format!("step id {id:?} must be letters, digits, `-` and `_`"),
+                None,
+            );
+        }
+        let target = d.target.as_ref().and_then(|t| self.target(t));
+        // `item` exists only inside a foreach step.
+        let mut scope = defined.clone();
+        if let Some(fe) = &d.foreach {
+            if defined.contains(fe.get_ref()) {
+                scope.insert("item".to_owned());
+            } else {
+                self.err(
+                    fe.span(),
+                    format!("foreach names `{}`, which no earlier step captures", fe.get_ref()),
+                    Some("capture a list first: capture = { var = \"ids\", column = \"Id\", list = true }"),
+                );
+            }
+        }
+        let exec = self
+            .executor(
+                &span, &d.shell, &d.sql, &d.redis, &d.docker, &d.http, &scope,
+            )
+            .ok()?;
+        let when = d.when.as_ref().and_then(|c| self.cond(c, &scope));
+        let capture = d
+            .capture
+            .as_ref()
+            .and_then(|c| self.capture(c, exec.as_ref()));
+        if let Some(c) = &capture {
+            scope.insert(c.var.clone());
+        }
+        let expect = d.expect.as_ref().and_then(|e| self.expect(e, &scope));
+        let until = d.until.as_ref().and_then(|c| self.cond(c, &scope));
+        let timeout = self.duration(&d.timeout, "timeout");
+        let budget = self.duration(&d.budget, "budget");
+        let interval = self.duration(&d.interval, "interval");
+        let on_failure = match d.on_failure.as_ref() {
+            None => OnFailure::Abort,
+            Some(o) => match o.get_ref().as_str() {
+                "abort" => OnFailure::Abort,
+                "continue" => OnFailure::Continue,
+                g => match g.strip_prefix("goto:") {
+                    Some(t) if ids.iter().any(|i| i == t.trim()) => {
+                        OnFailure::Goto(t.trim().to_owned())
+                    }
+                    Some(t) => {
+                        self.err(
+                            o.span(),
+                            format!("goto names unknown step {:?}", t.trim()),
+                            Some(&format!("steps: {}", ids.join(", "))),
+                        );
+                        OnFailure::Abort
+                    }
+                    None => {
+                        self.err(
+                            o.span(),
+                            format!("on_failure {g:?} is not abort, continue or goto:STEP"),
+                            None,
+                        );
+                        OnFailure::Abort
+                    }
+                },
+            },
+        };
+        let rollback = match &d.rollback {
+            Some(r) => {
+                let ExecDef {
+                    shell,
+                    sql,
+                    redis,
+                    docker,
+                    http,
+                } = r.get_ref();
+                match self.executor(&r.span(), shell, sql, redis, docker, http, &scope) {
+                    Ok(Some(x)) => Some(x),
+                    Ok(None) => {
+                        self.err(
+                            r.span(),
+                            "rollback needs an executor (shell, sql, redis, docker or http)",
+                            None,
+                        );
+                        None
+                    }
+                    Err(()) => None,
+                }
+            }
+            None => None,
+        };
+        let mut guards = Vec::new();
+        for g in &d.guards {
+            if let Some(guard) = self.guard(g, &scope) {
+                guards.push(guard);
+            }
+        }
+
+        // Rules by kind.
+        match d.kind {
+            StepKind::Action => {
+                if d.confirm.is_none() {
+                    self.err(
+                        span.clone(),
+                        "action step without `confirm`",
+                        Some("add confirm = \"yes\", or confirm = \"typed\" for destructive steps (the operator types the host name)"),
+                    );
+                }
+                if exec.is_none() {
+                    self.err(
+                        span.clone(),
+                        "action step without an executor",
+                        Some("use shell, sql, redis, docker or http; or kind = \"manual\""),
+                    );
+                }
+            }
+            StepKind::Manual => {
+                if exec.is_some() {
+                    self.err(
+                        span.clone(),
+                        "manual steps have no executor: a person carries them out",
+                        Some("make it an action step, or remove the executor"),
+                    );
+                }
+            }
+            StepKind::Wait => {
+                if exec.is_none() {
+                    self.err(span.clone(), "wait step without an executor to measure with", Some("e.g. shell = \"df --output=pcent / | tail -1\" with a capture, and until = \"used < 90\""));
+                }
+                if until.is_none() {
+                    self.err(
+                        span.clone(),
+                        "wait step without `until`",
+                        Some(
+                            "e.g. until = \"health.redis.ping == ok\" or until = \"used_pct < 90\"",
+                        ),
+                    );
+                }
+            }
+            StepKind::Check => {
+                let http_status = matches!(
+                    exec,
+                    Some(Executor::Http {
+                        expect_status: Some(_),
+                        ..
+                    })
+                );
+                if expect.is_none() && exec.is_some() && !http_status {
+                    self.err(
+                        span.clone(),
+                        "check step without `expect`",
+                        Some("e.g. expect = { exit = 0 }"),
+                    );
+                }
+            }
+            StepKind::Diagnose => {}
+        }
+        if d.kind != StepKind::Action {
+            if d.confirm.is_some() && d.kind != StepKind::Manual {
+                self.warn(span.clone(), "`confirm` only applies to action steps", None);
+            }
+            if rollback.is_some() {
+                self.err(
+                    span.clone(),
+                    "`rollback` only applies to action steps",
+                    None,
+                );
+            }
+            if !guards.is_empty() {
+                self.err(span.clone(), "`guards` only apply to action steps", None);
+            }
+            if let Some(x) = &exec
+                && let Some(why) = mutating(x)
+            {
+                self.err(
+                    span.clone(),
+                    format!(
+                        "{} step runs {why}, which changes something",
+                        d.kind.as_str()
+                    ),
+                    Some("make it kind = \"action\" with a confirm policy"),
+                );
+            }
+        }
+        if exec.is_some() && d.target.is_none() && !matches!(exec, Some(Executor::Http { .. })) {
+            self.err(
+                span.clone(),
+                "step has an executor but no target",
+                Some("add target = { selector = \"db:primary\" }"),
+            );
+        }
+        if let (Some(t), Some(x), Some(inv)) = (&target, &exec, self.inv) {
+            self.service_check(&span, t, x, inv);
+        }
+        if let Some(c) = &capture {
+            defined.insert(c.var.clone());
+        }
+        Some(Step {
+            id,
+            title: d.title.clone(),
+            kind: d.kind,
+            target,
+            exec,
+            timeout: timeout.unwrap_or(if d.kind == StepKind::Wait {
+                DEFAULT_WAIT_TIMEOUT
+            } else {
+                DEFAULT_TIMEOUT
+            }),
+            retries: d.retries,
+            budget,
+            interval: interval.unwrap_or(DEFAULT_INTERVAL),
+            explain: d.explain.clone(),
+            expect,
+            capture,
+            foreach: d.foreach.as_ref().map(|f| f.get_ref().clone()),
+            when,
+            until,
+            on_failure,
+            confirm: d.confirm,
+            rollback,
+            guards,
+        })
+    }
+
+    fn service_check(&mut self, span: &Range<usize>, t: &Target, x: &Executor, inv: &Inventory) {
+        let Ok(hosts) = t.selector.resolve(inv) else {
+            return;
+        };
+        let (needs, ok) = match x {
+            Executor::Sql(_) => (
+                "a mysql service",
+                hosts.iter().all(|h| !h.services.mysql.is_empty()),
+            ),
+            Executor::Redis(_) => (
+                "a redis service",
+                hosts.iter().all(|h| !h.services.redis.is_empty()),
+            ),
+            _ => return,
+        };
+        if !ok {
+            self.err(
+                span.clone(),
+                format!(
+                    "{} step targets hosts without {needs} in inventory {:?}",
+                    x.kind(),
+                    inv.name
+                ),
+                Some("target a host that declares the service, e.g. db:primary or cache:master"),
+            );
+        }
+    }
+
+    fn guard(&mut self, g: &Spanned<model::GuardDef>, scope: &HashSet<String>) -> Option<Guard> {
+        let d = g.get_ref();
+        let target = d.target.as_ref().and_then(|t| self.target(t));
+        let builtins = usize::from(d.replica_sql_running.is_some())
+            + usize::from(d.replica_lag_below.is_some())
+            + usize::from(d.sentinel_ckquorum.is_some());
+        let execs = usize::from(d.shell.is_some())
+            + usize::from(d.sql.is_some())
+            + usize::from(d.redis.is_some());
+        if builtins + execs != 1 {
+            self.err(
+                g.span(),
+                "a guard needs exactly one of shell, sql, redis, replica_sql_running, replica_lag_below, sentinel_ckquorum",
+                None,
+            );
+            return None;
+        }
+        let check = if d.replica_sql_running == Some(true) {
+            GuardCheck::ReplicaSqlRunning
+        } else if d.sentinel_ckquorum == Some(true) {
+            GuardCheck::SentinelCkquorum
+        } else if d.replica_lag_below.is_some() {
+            GuardCheck::ReplicaLagBelow(self.duration(&d.replica_lag_below, "replica_lag_below")?)
+        } else if builtins == 1 {
+            self.err(
+                g.span(),
+                "a built-in guard is switched on with `true`",
+                None,
+            );
+            return None;
+        } else {
+            let exec = self
+                .executor(&g.span(), &d.shell, &d.sql, &d.redis, &None, &None, scope)
+                .ok()??;
+            let expect = d.expect.as_ref().and_then(|e| self.expect(e, scope));
+            if expect.is_none() && !matches!(exec, Executor::Shell(_)) {
+                self.err(g.span(), "sql and redis guards need an `expect`", None);
+            }
+            if let Some(why) = mutating(&exec) {
+                self.err(
+                    g.span(),
+                    format!("guard runs {why}; guards must only read"),
+                    None,
+                );
+            }
+            GuardCheck::Exec { exec, expect }
+        };
+        if d.expect.is_some() && !matches!(check, GuardCheck::Exec { .. }) {
+            self.err(
+                g.span(),
+                "`expect` only goes with shell, sql or redis guards",
+                None,
+            );
+        }
+        Some(Guard {
+            target,
+            check,
+            message: d.message.clone(),
+        })
+    }
+}
+
+/// Why an executor changes something, if it plainly does (diagnose steps and guards must not).
+fn mutating(x: &Executor) -> Option<String> {
+    const SQL: &[&str] = &[
+        "KILL", "SET", "UPDATE", "DELETE", "INSERT", "REPLACE", "DROP", "ALTER", "CREATE",
+        "TRUNCATE", "GRANT", "REVOKE", "STOP", "START", "CHANGE", "RESET", "FLUSH", "PURGE",
+        "LOCK", "OPTIMIZE", "INSTALL", "SHUTDOWN",
+    ];
+    const REDIS: &[&str] = &[
+        "SET",
+        "DEL",
+        "FLUSHDB",
+        "FLUSHALL",
+        "CONFIG",
+        "SHUTDOWN",
+        "FAILOVER",
+        "REPLICAOF",
+        "SLAVEOF",
+        "SENTINEL",
+        "CLIENT",
+        "DEBUG",
+        "EXPIRE",
+        "LPUSH",
+        "RPUSH",
+        "LPOP",
+        "RPOP",
+        "LTRIM",
+        "HSET",
+        "SAVE",
+        "BGSAVE",
+        "BGREWRITEAOF",
+        "SCRIPT",
+        "MIGRATE",
+        "RESTORE",
+    ];
+    match x {
+        Executor::Sql(t) => {
+            let first = t.source.split_whitespace().next()?.to_ascii_uppercase();
+            SQL.contains(&first.as_str())
+                .then(|| format!("SQL `{first}`"))
+        }
+        Executor::Redis(args) => {
+            let first = args.first()?.source.to_ascii_uppercase();
+            // SENTINEL/CLIENT have read-only subcommands too.
+            if first == "SENTINEL" || first == "CLIENT" || first == "CONFIG" {
+                let sub = args.get(1)?.source.to_ascii_uppercase();
+                let readonly = [
+                    "GET-MASTER-ADDR-BY-NAME",
+                    "MASTERS",
+                    "MASTER",
+                    "REPLICAS",
+                    "SLAVES",
+                    "SENTINELS",
+                    "CKQUORUM",
+                    "LIST",
+                    "INFO",
+                    "GET",
+                    "GETNAME",
+                    "ID",
+                ];
+                return (!readonly.contains(&sub.as_str()))
+                    .then(|| format!("Redis `{first} {sub}`"));
+            }
+            REDIS
+                .contains(&first.as_str())
+                .then(|| format!("Redis `{first}`"))
+        }
+        Executor::Docker { action, .. } => match action {
+            DockerAction::Logs | DockerAction::Exec => None,
+            a => Some(format!("docker {a:?}").to_lowercase()),
+        },
+        Executor::Http { method, .. } => {
+            (!["GET", "HEAD"].contains(&method.as_str())).then(|| format!("HTTP {method}"))
+        }
+        Executor::Shell(_) => None,
+    }
+}
