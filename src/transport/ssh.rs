@@ -154,43 +154,21 @@ impl SshHost {
         &self,
         name: &str,
     ) -> Result<Option<SubsystemChannel>, TransportError> {
-        let inner = &self.inner;
-        let permit = inner.sessions.clone().acquire_owned().await.map_err(|_| {
-            TransportError::Cancelled {
-                target: inner.target(),
+        // Runs as its own task: a caller that gives up (a probe timeout) must not leave a
+        // half-started channel open on the server, where it would count against MaxSessions
+        // while our semaphore believes the slot free. The task closes what nobody took.
+        let inner = Arc::clone(&self.inner);
+        let name = name.to_owned();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let r = inner.open_subsystem(&name).await;
+            if let Err(Ok(Some(unwanted))) = tx.send(r) {
+                let _ = unwanted.channel.close().await;
             }
-        })?;
-        let (conn, mut channel) = inner.open_session().await?;
-        if let Err(e) = channel.request_subsystem(true, name).await {
-            conn.mark_dead();
-            return Err(inner.disconnected(&e));
-        }
-        loop {
-            match channel.wait().await {
-                Some(ChannelMsg::Success) => break,
-                Some(ChannelMsg::Failure) => {
-                    let _ = channel.close().await;
-                    return Ok(None);
-                }
-                Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
-                    // sshd closes the channel when starting the subsystem fails.
-                    if conn.handle.is_closed() {
-                        conn.mark_dead();
-                        return Err(inner.disconnected(&"connection closed"));
-                    }
-                    return Ok(None);
-                }
-                Some(_) => {}
-            }
-        }
-        debug!(target = %inner.target(), "subsystem {name} started");
-        Ok(Some(SubsystemChannel {
-            channel,
-            slot: SessionSlot {
-                _permit: permit,
-                conn,
-            },
-        }))
+        });
+        rx.await.map_err(|_| TransportError::Cancelled {
+            target: self.inner.target(),
+        })?
     }
 
     pub fn spec(&self) -> &SshSpec {
@@ -417,6 +395,48 @@ impl Inner {
                 }
             }
         }
+    }
+
+    async fn open_subsystem(&self, name: &str) -> Result<Option<SubsystemChannel>, TransportError> {
+        let permit =
+            self.sessions
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| TransportError::Cancelled {
+                    target: self.target(),
+                })?;
+        let (conn, mut channel) = self.open_session().await?;
+        if let Err(e) = channel.request_subsystem(true, name).await {
+            conn.mark_dead();
+            return Err(self.disconnected(&e));
+        }
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => break,
+                Some(ChannelMsg::Failure) => {
+                    let _ = channel.close().await;
+                    return Ok(None);
+                }
+                Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                    // sshd closes the channel when starting the subsystem fails.
+                    if conn.handle.is_closed() {
+                        conn.mark_dead();
+                        return Err(self.disconnected(&"connection closed"));
+                    }
+                    return Ok(None);
+                }
+                Some(_) => {}
+            }
+        }
+        debug!(target = %self.target(), "subsystem {name} started");
+        Ok(Some(SubsystemChannel {
+            channel,
+            slot: SessionSlot {
+                _permit: permit,
+                conn,
+            },
+        }))
     }
 
     fn disconnected(&self, e: &dyn std::fmt::Display) -> TransportError {
