@@ -990,23 +990,11 @@ fn resume_selected(app: &mut App) -> Vec<Command> {
         app.flash = Some(format!("run {} already finished", summary.run));
         return Vec::new();
     }
-    let Some(rb) = app
-        .runbooks
-        .iter()
-        .find(|r| r.id == summary.runbook)
-        .cloned()
-    else {
-        app.flash = Some(format!(
-            "runbook {} is not loaded: cannot resume",
-            summary.runbook
-        ));
+    let Some(rb) = app.runbooks.iter().find(|r| r.id == summary.runbook).cloned() else {
+        app.flash = Some(format!("runbook {} is not loaded: cannot resume", summary.runbook));
         return Vec::new();
     };
-    if app
-        .run
-        .as_ref()
-        .is_some_and(|r| r.finished.is_none() && r.engine.is_some())
-    {
+    if app.run.as_ref().is_some_and(|r| r.finished.is_none() && r.engine.is_some()) {
         app.flash = Some("a run is in progress: finish or abort it first".to_owned());
         return Vec::new();
     }
