@@ -328,7 +328,7 @@ fn app_awaiting_confirmation() -> App {
         Some("db-connection-exhaustion")
     );
     let mut pending: Vec<Command> = Vec::new();
-    let mut k = |app: &mut App, c: char| {
+    let k = |app: &mut App, c: char| {
         use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
         let code = if c == '\n' {
             KeyCode::Enter
