@@ -213,9 +213,11 @@ impl Drop for DownOnDrop<'_> {
 
 #[test]
 fn every_drill_turns_its_check_and_reset_clears_it() {
-    let lock = File::create(std::env::temp_dir().join("opsdeck-lab-tests.lock")).unwrap();
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
+    let lock =
+        File::create(std::env::temp_dir().join("opsdeck-lab-tests.lock")).expect("test setup");
+    let _lock =
+        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("test setup");
+    let tmp = tempfile::tempdir().expect("test setup");
     let dir = tmp.path().join("lab");
     let _guard = DownOnDrop(&dir);
     ok(&dir, &["lab", "up"]);
