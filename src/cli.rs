@@ -107,6 +107,9 @@ pub enum Command {
         #[command(flatten)]
         dir: LabDir,
     },
+    /// Onboarding: the stack tier by tier, each runbook in training mode (a dry run with every
+    /// step's explanation), then a drill on the lab resolved in the console against the RTO.
+    Learn,
     /// Run a runbook headless.
     ///
     /// Diagnose, check and wait steps run; action and manual steps run only if --approve allows

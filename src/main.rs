@@ -37,13 +37,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Opens the console on `inv`, starting in `view`.
+fn console(cli: &Cli, inv: Inventory, view: opsdeck::app::View) -> anyhow::Result<i32> {
+    let theme = opsdeck::tui::theme_from_env(&cli.theme)?;
+    let keymap = opsdeck::app::keymap::Keymap::load()?;
+    let runbooks = std::env::var_os("OPSDECK_RUNBOOKS").map_or_else(
+        || std::path::PathBuf::from("runbooks"),
+        std::path::PathBuf::from,
+    );
+    runtime()?.block_on(opsdeck::tui::launch(inv, theme, keymap, &runbooks, view))?;
+    Ok(exit::OK)
+}
+
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let Some(command) = &cli.command else {
         let inv = load_inventory(&cli)?;
-        let theme = opsdeck::tui::theme_from_env(&cli.theme)?;
-        let keymap = opsdeck::app::keymap::Keymap::load()?;
-        runtime()?.block_on(opsdeck::tui::launch(inv, theme, keymap))?;
-        return Ok(exit::OK);
+        return console(&cli, inv, opsdeck::app::View::Dashboard);
     };
     match command {
         Command::Check { dir } => {
@@ -55,17 +64,35 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 inv.tiers.len(),
                 inv.hosts.len()
             );
-            match headless::run::check(&dir.dir, &inv)? {
-                None => Ok(exit::OK),
+            let mut code = match headless::run::check(&dir.dir, &inv)? {
+                None => exit::OK,
                 Some((ok, problems)) if problems.is_empty() => {
                     println!("runbooks {}: ok ({ok} runbooks)", dir.dir.display());
-                    Ok(exit::OK)
+                    exit::OK
                 }
                 Some((_, problems)) => {
                     eprintln!("opsdeck: {}", secret::mask(&problems.join("\n")));
-                    Ok(exit::CONFIG)
+                    exit::CONFIG
+                }
+            };
+            // Themes (built in and the user's) and the user's key bindings.
+            match opsdeck::ui::theme::check_all() {
+                Ok(names) => println!("themes: ok ({})", names.join(", ")),
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("opsdeck: {e}");
+                    }
+                    code = exit::CONFIG;
                 }
             }
+            match opsdeck::app::keymap::Keymap::load() {
+                Ok(_) => println!("keys: ok"),
+                Err(e) => {
+                    eprintln!("opsdeck: {e}");
+                    code = exit::CONFIG;
+                }
+            }
+            Ok(code)
         }
         Command::Run {
             runbook,
@@ -170,14 +197,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Lab { action } => Ok(opsdeck::lab::cli::lab(action)?),
         Command::Drill { name, check, dir } => Ok(opsdeck::lab::cli::drill(name, *check, dir)?),
+        Command::Learn => {
+            let inv = load_inventory(&cli)?;
+            console(&cli, inv, opsdeck::app::View::Learn)
+        }
         Command::Demo { dir } => {
             let lab = opsdeck::lab::cli::demo(dir)?;
             let inv = inventory::load(Some(&lab.inventory()))?;
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                let theme = opsdeck::tui::theme_from_env(&cli.theme)?;
-                let keymap = opsdeck::app::keymap::Keymap::load()?;
-                runtime()?.block_on(opsdeck::tui::launch(inv, theme, keymap))?;
-                return Ok(exit::OK);
+                return console(&cli, inv, opsdeck::app::View::Dashboard);
             }
             // Not a terminal (a script, CI): one health sweep of the lab instead.
             let hosts: Vec<_> = inv.hosts.iter().collect();

@@ -1,5 +1,6 @@
 //! Every console view rendered from real state through `TestBackend`, in two themes and two
 //! terminal sizes, snapshot-tested, with the colours that carry meaning asserted cell by cell.
+#![allow(clippy::unwrap_used)] // tests may unwrap; the lint guards non-test code
 
 use std::path::Path;
 use std::sync::Arc;
@@ -125,11 +126,11 @@ fn text(buf: &Buffer) -> String {
 fn find(buf: &Buffer, line_has: &str, needle: &str) -> (u16, u16) {
     let t = text(buf);
     for (y, line) in t.lines().enumerate() {
-        if line.contains(line_has) {
-            if let Some(byte) = line.find(needle) {
-                let x = line[..byte].chars().count();
-                return (x as u16, y as u16);
-            }
+        if line.contains(line_has)
+            && let Some(byte) = line.find(needle)
+        {
+            let x = line[..byte].chars().count();
+            return (x as u16, y as u16);
         }
     }
     panic!("{needle:?} not found on a line with {line_has:?}:\n{t}")

@@ -2,6 +2,7 @@
 //!
 //! The lab uses fixed 127.0.10.x addresses, so everything runs in one test function (and a file
 //! lock keeps a second `cargo test` process from bringing up another lab at the same time).
+#![allow(clippy::unwrap_used)] // tests may unwrap; the lint guards non-test code
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -96,10 +97,10 @@ fn pids_in(dir: &Path) -> Vec<u32> {
             .flatten()
             .flatten()
         {
-            if e.path().extension().is_some_and(|x| x == "pid") {
-                if let Ok(p) = std::fs::read_to_string(e.path()) {
-                    pids.extend(p.trim().parse::<u32>().ok());
-                }
+            if e.path().extension().is_some_and(|x| x == "pid")
+                && let Ok(p) = std::fs::read_to_string(e.path())
+            {
+                pids.extend(p.trim().parse::<u32>().ok());
             }
         }
     }

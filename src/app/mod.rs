@@ -1,6 +1,8 @@
 //! The console's state, events and update: pure, no terminal, no network.
 
+pub mod browser;
 pub mod keymap;
+pub mod run;
 pub mod state;
 
 pub use state::{App, Command, Event, View, update};

@@ -8,11 +8,18 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 
+use super::browser::{self, BrowserState};
 use super::keymap::{Action, Context, Key, Keymap};
+use super::run::{RunState, Typing};
 use crate::inventory::Inventory;
 use crate::probes::check::{self, Check, State};
 use crate::probes::model::ProbeResult;
 use crate::probes::state::HealthState;
+use crate::runbook::engine::{
+    self as rengine, Decision, DecisionKind, ExecRequest, ExecResult, Input as RunInput,
+};
+use crate::runbook::journal::RunSummary;
+use crate::runbook::{Runbook, Severity};
 
 /// The top-level views, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +58,13 @@ pub struct App {
     pub keymap: Keymap,
     pub dashboard: DashboardState,
     pub detail: DetailState,
+    pub runbooks: Vec<Arc<Runbook>>,
+    /// Runbooks health suggests now, most severe first.
+    pub suggestions: Vec<Suggestion>,
+    pub browser: BrowserState,
+    pub run: Option<RunState>,
+    pub journal: JournalState,
+    pub learn: LearnState,
     /// A transient message for the footer (what a key did, an error).
     pub flash: Option<String>,
     pub quit: bool,
@@ -62,6 +76,35 @@ pub struct App {
 pub struct DashboardState {
     /// Index into `inventory.hosts`.
     pub selected: usize,
+}
+
+/// A runbook health suggests, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggestion {
+    pub runbook: usize,
+    pub state: State,
+    /// `check on host: reason` for each matching check.
+    pub because: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JournalState {
+    pub runs: Vec<RunSummary>,
+    pub selected: usize,
+    /// The selected run's timeline (Markdown), once loaded.
+    pub timeline: Option<(String, String)>,
+    pub scroll: u16,
+}
+
+/// The onboarding walkthrough: the topology, each runbook in training mode, then a drill.
+#[derive(Debug, Clone, Default)]
+pub struct LearnState {
+    pub page: usize,
+    /// A drill the trainee is resolving: (drill, runbook id, started).
+    pub drill: Option<(String, String, Instant)>,
+    /// Time to resolve of the last drill, and the RTO it is judged against.
+    pub result: Option<(std::time::Duration, Option<std::time::Duration>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,12 +126,62 @@ pub enum Event {
         wall: DateTime<Utc>,
     },
     Probe(Box<ProbeResult>),
+    /// The executor opened the run's journal and took its lock.
+    RunOpened {
+        run_id: String,
+        journal_path: String,
+        resume: Option<rengine::ResumeFrom>,
+    },
+    /// The run could not start (lock held, journal not writable): the message says why.
+    RunRefused(String),
+    /// A command of the run finished.
+    ExecDone {
+        seq: u64,
+        result: ExecResult,
+    },
+    /// From the executor's task: a command finished (journaled by the loop, then `ExecDone`).
+    ExecDoneFor {
+        req: Box<ExecRequest>,
+        result: ExecResult,
+    },
+    JournalListed(Vec<RunSummary>),
+    JournalLoaded {
+        run: String,
+        markdown: String,
+    },
+    Exported(Result<String, String>),
+    /// A learn-mode drill was injected (or failed to be).
+    DrillInjected(Result<String, String>),
+    /// Whether the drill's fault is still present, judged on the real servers.
+    DrillChecked {
+        present: bool,
+    },
 }
 
 /// Something for the executor to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Command {
     Quit,
+    /// Open a journal for a run of `runbook` (and take its lock), then report `RunOpened`.
+    OpenRun {
+        runbook: Arc<Runbook>,
+        inputs: crate::runbook::Vars,
+        dry_run: bool,
+        resume: Option<String>,
+        /// The hosts the run is narrowed to (journal header and lock key).
+        target: Option<String>,
+    },
+    /// Run this (after journaling the intent) and report `ExecDone`.
+    Exec(Box<ExecRequest>),
+    /// Append these events to the run's journal.
+    Journal(Vec<rengine::Event>),
+    /// The run ended: release its lock.
+    CloseRun,
+    ListJournal,
+    LoadJournal(String),
+    Export(String),
+    InjectDrill(String),
+    CheckDrill(String),
 }
 
 impl App {
@@ -111,6 +204,15 @@ impl App {
             keymap,
             dashboard: DashboardState::default(),
             detail: DetailState::default(),
+            runbooks: Vec::new(),
+            suggestions: Vec::new(),
+            browser: BrowserState {
+                suggested_first: true,
+                ..BrowserState::default()
+            },
+            run: None,
+            journal: JournalState::default(),
+            learn: LearnState::default(),
             flash: None,
             quit: false,
             size: (80, 24),
@@ -153,8 +255,37 @@ impl App {
         }
     }
 
+    /// Loads the runbooks the console offers (a separate step so tests and `launch` share `new`).
+    #[must_use]
+    pub fn with_runbooks(mut self, runbooks: Vec<Arc<Runbook>>) -> App {
+        self.runbooks = runbooks;
+        self.refresh_checks();
+        self
+    }
+
     fn refresh_checks(&mut self) {
         self.checks = self.health.checks(self.now);
+        self.suggestions = suggest(&self.runbooks, &self.checks);
+    }
+
+    /// Visible runbooks in the browser, as indexes into `runbooks`.
+    pub fn browser_list(&self) -> Vec<usize> {
+        let suggested: Vec<usize> = self.suggestions.iter().map(|s| s.runbook).collect();
+        browser::visible(&self.browser, &self.runbooks, &suggested)
+    }
+
+    pub fn selected_runbook(&self) -> Option<&Arc<Runbook>> {
+        let list = self.browser_list();
+        list.get(self.browser.selected.min(list.len().saturating_sub(1)))
+            .map(|i| &self.runbooks[*i])
+    }
+
+    /// Suggestions that concern one host.
+    pub fn host_suggestions(&self, host: &str) -> Vec<&Suggestion> {
+        self.suggestions
+            .iter()
+            .filter(|s| s.hosts.iter().any(|h| h == host))
+            .collect()
     }
 }
 
@@ -165,11 +296,91 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             app.now = now;
             app.wall = wall;
             app.refresh_checks();
-            Vec::new()
+            let mut cmds = Vec::new();
+            if app
+                .run
+                .as_ref()
+                .is_some_and(|r| r.engine.is_some() && r.finished.is_none())
+            {
+                let health = super::run::RunState::health_input(&app.checks);
+                cmds.extend(feed(app, health));
+                cmds.extend(feed(app, RunInput::Tick));
+            }
+            if let Some((drill, ..)) = &app.learn.drill {
+                cmds.push(Command::CheckDrill(drill.clone()));
+            }
+            cmds
         }
         Event::Probe(result) => {
             app.health.update(*result);
             app.refresh_checks();
+            Vec::new()
+        }
+        Event::RunOpened {
+            run_id,
+            journal_path,
+            resume,
+        } => on_run_opened(app, run_id, journal_path, resume),
+        Event::RunRefused(msg) => {
+            app.run = None;
+            app.flash = Some(msg);
+            Vec::new()
+        }
+        Event::ExecDone { seq, result } => feed(app, RunInput::Result { seq, result }),
+        Event::ExecDoneFor { req, result } => feed(
+            app,
+            RunInput::Result {
+                seq: req.seq,
+                result,
+            },
+        ),
+        Event::JournalListed(runs) => {
+            app.journal.runs = runs;
+            app.journal.runs.reverse();
+            app.journal.selected = 0;
+            app.journal
+                .runs
+                .first()
+                .map(|r| vec![Command::LoadJournal(r.run.clone())])
+                .unwrap_or_default()
+        }
+        Event::JournalLoaded { run, markdown } => {
+            app.journal.timeline = Some((run, markdown));
+            app.journal.scroll = 0;
+            Vec::new()
+        }
+        Event::Exported(r) => {
+            match r {
+                Ok(path) => {
+                    if let Some(run) = app.run.as_mut() {
+                        run.exported = Some(path.clone());
+                    }
+                    app.flash = Some(format!("incident timeline written to {path}"));
+                }
+                Err(e) => app.flash = Some(format!("export failed: {e}")),
+            }
+            Vec::new()
+        }
+        Event::DrillInjected(r) => {
+            match r {
+                Ok(msg) => app.flash = Some(msg),
+                Err(e) => {
+                    app.learn.drill = None;
+                    app.flash = Some(format!("drill failed: {e}"));
+                }
+            }
+            Vec::new()
+        }
+        Event::DrillChecked { present } => {
+            if !present && let Some((name, _, started)) = app.learn.drill.take() {
+                let took = app.now.saturating_duration_since(started);
+                let rto = app.run.as_ref().and_then(|r| r.runbook.rto);
+                app.learn.result = Some((took, rto));
+                app.flash = Some(format!(
+                    "drill {name} resolved in {}",
+                    crate::app::state::mmss(took)
+                ));
+            }
             Vec::new()
         }
         Event::Resize(w, h) => {
@@ -181,6 +392,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             Vec::new()
         }
         Event::Key(k) => {
+            // Text entry takes keys before the keymap does.
+            if let Some(cmds) = typing_key(app, &k) {
+                return cmds;
+            }
+            if app.view == View::Runbooks && app.browser.searching {
+                return browser_search_key(app, &k);
+            }
             let Some(key) = Key::from_event(&k) else {
                 return Vec::new();
             };
@@ -210,7 +428,10 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
         Action::Dashboard => app.view = View::Dashboard,
         Action::Runbooks => app.view = View::Runbooks,
         Action::Run => app.view = View::Run,
-        Action::Journal => app.view = View::Journal,
+        Action::Journal => {
+            app.view = View::Journal;
+            return vec![Command::ListJournal];
+        }
         Action::Learn => app.view = View::Learn,
         Action::NextView | Action::PrevView => {
             const ORDER: [View; 5] = [
@@ -232,7 +453,10 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
         _ => match app.view {
             View::Dashboard => dashboard_action(app, action),
             View::Detail => detail_action(app, action),
-            _ => {}
+            View::Runbooks => return browser_action(app, action),
+            View::Run => return run_action(app, action),
+            View::Journal => return journal_action(app, action),
+            View::Learn => return learn_action(app, action),
         },
     }
     Vec::new()
@@ -280,6 +504,16 @@ fn detail_action(app: &mut App, action: Action) {
     let count = app
         .selected_host()
         .map_or(0, |h| app.host_checks(&h.name).len());
+    if action == Action::Open {
+        // Enter on a host with a problem opens the runbook that fits it.
+        let top = app
+            .selected_host()
+            .and_then(|h| app.host_suggestions(&h.name).first().map(|s| s.runbook));
+        if let Some(rb) = top {
+            focus_runbook(app, rb);
+        }
+        return;
+    }
     let d = &mut app.detail;
     match action {
         Action::Back => app.view = View::Dashboard,
@@ -297,7 +531,7 @@ fn on_mouse(app: &mut App, m: MouseEvent) {
     match (app.view, m.kind) {
         (View::Dashboard, MouseEventKind::Down(MouseButton::Left)) => {
             // Hit-test against the same layout the dashboard draws.
-            let boxes = crate::ui::dashboard::pill_boxes(app, crate::ui::body_area(app.size));
+            let boxes = crate::ui::dashboard::pill_boxes(app, crate::ui::body_area(app, app.size));
             if let Some(&(i, ..)) = boxes
                 .iter()
                 .find(|(_, x, y, w)| m.row == *y && m.column >= *x && m.column < x + w)
@@ -315,4 +549,464 @@ fn on_mouse(app: &mut App, m: MouseEvent) {
         (View::Detail, MouseEventKind::ScrollUp) => detail_action(app, Action::Up),
         _ => {}
     }
+}
+
+/// `m:ss` for clocks.
+pub fn mmss(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// Which runbooks the checks call for, most severe first (then by runbook severity).
+pub fn suggest(runbooks: &[Arc<Runbook>], checks: &[Check]) -> Vec<Suggestion> {
+    let mut out: Vec<Suggestion> = Vec::new();
+    for (i, rb) in runbooks.iter().enumerate() {
+        let hits: Vec<&Check> = checks
+            .iter()
+            .filter(|c| {
+                c.state != State::Ok && rb.triggered_by(&c.id, super::run::convert(c.state))
+            })
+            .collect();
+        if hits.is_empty() {
+            continue;
+        }
+        let state = check::worst(hits.iter().copied());
+        let mut hosts: Vec<String> = hits.iter().map(|c| c.host.clone()).collect();
+        hosts.dedup();
+        out.push(Suggestion {
+            runbook: i,
+            state,
+            because: hits
+                .iter()
+                .map(|c| format!("{} on {}: {}", c.id, c.host, c.reason))
+                .collect(),
+            hosts,
+        });
+    }
+    out.sort_by(|a, b| {
+        b.state.cmp(&a.state).then(
+            severity_rank(runbooks[b.runbook].severity)
+                .cmp(&severity_rank(runbooks[a.runbook].severity)),
+        )
+    });
+    out
+}
+
+fn severity_rank(s: Severity) -> u8 {
+    match s {
+        Severity::Low => 0,
+        Severity::Medium => 1,
+        Severity::High => 2,
+        Severity::Critical => 3,
+    }
+}
+
+/// Shows runbook `index` selected in the browser.
+fn focus_runbook(app: &mut App, index: usize) {
+    app.browser.query.clear();
+    app.browser.tier = None;
+    app.browser.severity = None;
+    app.view = View::Runbooks;
+    if let Some(pos) = app.browser_list().iter().position(|i| *i == index) {
+        app.browser.selected = pos;
+    }
+}
+
+/// Starts the selected runbook: prompts for its inputs first, if it has any.
+fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool) -> Vec<Command> {
+    if app
+        .run
+        .as_ref()
+        .is_some_and(|r| r.finished.is_none() && r.engine.is_some())
+    {
+        app.flash = Some("a run is in progress: finish or abort it first".to_owned());
+        app.view = View::Run;
+        return Vec::new();
+    }
+    let mut run = RunState::new(Arc::clone(&rb), app.now);
+    run.dry_run = dry_run;
+    run.training = training;
+    if !training {
+        run.narrow = app
+            .suggestions
+            .iter()
+            .find(|s| Arc::ptr_eq(&app.runbooks[s.runbook], &rb))
+            .map(|s| s.hosts.join(","));
+    }
+    if rb.inputs.is_empty() {
+        app.run = Some(run);
+        app.view = View::Run;
+        let target = app.run.as_ref().and_then(|r| r.narrow.clone());
+        return vec![Command::OpenRun {
+            runbook: rb,
+            inputs: crate::runbook::Vars::new(),
+            dry_run,
+            resume: None,
+            target,
+        }];
+    }
+    let first = rb.inputs[0].default.clone().unwrap_or_default();
+    run.typing = Some(Typing::Input {
+        index: 0,
+        value: first,
+    });
+    app.run = Some(run);
+    app.view = View::Run;
+    Vec::new()
+}
+
+fn on_run_opened(
+    app: &mut App,
+    run_id: String,
+    journal_path: String,
+    resume: Option<rengine::ResumeFrom>,
+) -> Vec<Command> {
+    let now = app.now;
+    let inv = Arc::clone(&app.inventory);
+    let Some(run) = app.run.as_mut() else {
+        return Vec::new();
+    };
+    let narrow: Option<crate::inventory::Selector> =
+        run.narrow.as_deref().and_then(|n| n.parse().ok());
+    let plan = match rengine::Plan::resolve(&run.runbook, &inv, narrow.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            app.flash = Some(format!("cannot run {}: {e}", run.runbook.id));
+            app.run = None;
+            return vec![Command::CloseRun];
+        }
+    };
+    let opts = rengine::Options {
+        approve: rengine::ApprovePolicy::Ask,
+        dry_run: run.dry_run,
+        run_diagnose_in_dry_run: false,
+        ..rengine::Options::default()
+    };
+    let rb = Arc::clone(&run.runbook);
+    run.engine = Some(match resume {
+        Some(from) => rengine::Engine::resume(rb, run.inputs.clone(), plan, opts, from),
+        None => rengine::Engine::new(rb, run.inputs.clone(), plan, opts),
+    });
+    run.run_id = Some(run_id);
+    run.journal_path = Some(journal_path);
+    run.started = now;
+    let health = super::run::RunState::health_input(&app.checks);
+    let mut cmds = feed(app, health);
+    cmds.extend(feed(app, RunInput::Start));
+    cmds
+}
+
+/// Feeds the run's engine and turns what it says into commands for the executor.
+fn feed(app: &mut App, input: RunInput) -> Vec<Command> {
+    let now = app.now;
+    let Some(run) = app.run.as_mut() else {
+        return Vec::new();
+    };
+    let (execs, events) = run.feed(now, input);
+    let mut cmds = Vec::new();
+    let finished = events
+        .iter()
+        .any(|e| matches!(e, rengine::Event::RunFinished { .. }));
+    if !events.is_empty() {
+        cmds.push(Command::Journal(events));
+    }
+    cmds.extend(execs.into_iter().map(|r| Command::Exec(Box::new(r))));
+    if finished {
+        cmds.push(Command::CloseRun);
+    }
+    cmds
+}
+
+fn decide(app: &mut App, d: Decision) -> Vec<Command> {
+    feed(app, RunInput::Decision(d))
+}
+
+/// Keys while text is being entered (runbook inputs, notes, typed confirmations). `None`
+/// when nothing is being typed.
+fn typing_key(app: &mut App, k: &KeyEvent) -> Option<Vec<Command>> {
+    use crossterm::event::KeyCode;
+    if app.view != View::Run || app.help {
+        return None;
+    }
+    let run = app.run.as_mut()?;
+    let typing = run.typing.as_mut()?;
+    let buf = match typing {
+        Typing::Input { value, .. } | Typing::Note(value) | Typing::Typed(value) => value,
+    };
+    match k.code {
+        KeyCode::Char(c)
+            if !k
+                .modifiers
+                .contains(crossterm::event::KeyModifiers::CONTROL) =>
+        {
+            buf.push(c);
+            Some(Vec::new())
+        }
+        KeyCode::Backspace => {
+            buf.pop();
+            Some(Vec::new())
+        }
+        KeyCode::Esc => {
+            let t = run.typing.take();
+            let cancel_start = matches!(t, Some(Typing::Input { .. })) && run.engine.is_none();
+            if matches!(t, Some(Typing::Typed(_))) {
+                app.flash = Some(
+                    "not confirmed: y to type the name again, s to skip, A to abort".to_owned(),
+                );
+            }
+            if cancel_start {
+                app.run = None;
+                app.view = View::Runbooks;
+            }
+            Some(Vec::new())
+        }
+        KeyCode::Enter => Some(submit_typing(app)),
+        _ => Some(Vec::new()),
+    }
+}
+
+fn submit_typing(app: &mut App) -> Vec<Command> {
+    let Some(run) = app.run.as_mut() else {
+        return Vec::new();
+    };
+    match run.typing.take() {
+        Some(Typing::Input { index, value }) => {
+            let input = &run.runbook.inputs[index];
+            if input.required && value.is_empty() {
+                app.flash = Some(format!("{} is required: {}", input.name, input.description));
+                run.typing = Some(Typing::Input { index, value });
+                return Vec::new();
+            }
+            if let Some(re) = &input.pattern
+                && !re.is_match(&value)
+            {
+                app.flash = Some(format!("{} must match {}", input.name, re.as_str()));
+                run.typing = Some(Typing::Input { index, value });
+                return Vec::new();
+            }
+            run.inputs
+                .insert(input.name.clone(), crate::runbook::Value::Str(value));
+            if index + 1 < run.runbook.inputs.len() {
+                let next = run.runbook.inputs[index + 1]
+                    .default
+                    .clone()
+                    .unwrap_or_default();
+                run.typing = Some(Typing::Input {
+                    index: index + 1,
+                    value: next,
+                });
+                return Vec::new();
+            }
+            vec![Command::OpenRun {
+                runbook: Arc::clone(&run.runbook),
+                inputs: run.inputs.clone(),
+                dry_run: run.dry_run,
+                resume: None,
+                target: run.narrow.clone(),
+            }]
+        }
+        Some(Typing::Note(text)) => {
+            if text.trim().is_empty() {
+                return Vec::new();
+            }
+            decide(app, Decision::AddNote(text))
+        }
+        Some(Typing::Typed(text)) => decide(app, Decision::TypedConfirm(text)),
+        None => Vec::new(),
+    }
+}
+
+fn browser_search_key(app: &mut App, k: &KeyEvent) -> Vec<Command> {
+    use crossterm::event::KeyCode;
+    match k.code {
+        KeyCode::Char(c) => app.browser.query.push(c),
+        KeyCode::Backspace => {
+            app.browser.query.pop();
+        }
+        KeyCode::Esc => {
+            app.browser.searching = false;
+            app.browser.query.clear();
+        }
+        KeyCode::Enter | KeyCode::Down | KeyCode::Up => app.browser.searching = false,
+        _ => {}
+    }
+    app.browser.selected = 0;
+    Vec::new()
+}
+
+fn browser_action(app: &mut App, action: Action) -> Vec<Command> {
+    let n = app.browser_list().len();
+    let b = &mut app.browser;
+    match action {
+        Action::Down => b.selected = (b.selected + 1).min(n.saturating_sub(1)),
+        Action::Up => b.selected = b.selected.saturating_sub(1),
+        Action::Top => b.selected = 0,
+        Action::Bottom => b.selected = n.saturating_sub(1),
+        Action::PageDown => b.scroll = b.scroll.saturating_add(10),
+        Action::PageUp => b.scroll = b.scroll.saturating_sub(10),
+        Action::Search => {
+            b.searching = true;
+            b.query.clear();
+        }
+        Action::Back => {
+            if b.query.is_empty() && b.tier.is_none() && b.severity.is_none() {
+                app.view = View::Dashboard;
+            }
+            let b = &mut app.browser;
+            b.query.clear();
+            b.tier = None;
+            b.severity = None;
+            b.selected = 0;
+        }
+        Action::FilterTier => {
+            let tiers: Vec<String> = app.inventory.tiers.iter().map(|t| t.name.clone()).collect();
+            let next = match &app.browser.tier {
+                None => tiers.first().cloned(),
+                Some(t) => tiers
+                    .iter()
+                    .position(|x| x == t)
+                    .and_then(|i| tiers.get(i + 1))
+                    .cloned(),
+            };
+            app.browser.tier = next;
+            app.browser.selected = 0;
+        }
+        Action::FilterSeverity => {
+            b.severity = match b.severity {
+                None => Some(Severity::Critical),
+                Some(Severity::Critical) => Some(Severity::High),
+                Some(Severity::High) => Some(Severity::Medium),
+                Some(Severity::Medium) => Some(Severity::Low),
+                Some(Severity::Low) => None,
+            };
+            b.selected = 0;
+        }
+        Action::SuggestedFirst => b.suggested_first = !b.suggested_first,
+        Action::Open => {
+            if let Some(rb) = app.selected_runbook().cloned() {
+                return start_runbook(app, rb, false, false);
+            }
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn run_action(app: &mut App, action: Action) -> Vec<Command> {
+    let Some(run) = app.run.as_mut() else {
+        if action == Action::Back {
+            app.view = View::Runbooks;
+        }
+        return Vec::new();
+    };
+    let ask = run.ask.as_ref().map(|a| a.kind.clone());
+    match (action, ask) {
+        (Action::Confirm, Some(DecisionKind::Confirm)) => return decide(app, Decision::Confirm),
+        (Action::Deny | Action::Skip, Some(_)) => return decide(app, Decision::Skip),
+        (Action::MarkDone, Some(DecisionKind::MarkDone | DecisionKind::ResolveUnknown)) => {
+            return decide(app, Decision::MarkDone);
+        }
+        (Action::Retry, Some(DecisionKind::Failed | DecisionKind::ResolveUnknown)) => {
+            return decide(app, Decision::Retry);
+        }
+        (Action::Abort, _) if run.finished.is_none() && run.engine.is_some() => {
+            return decide(app, Decision::Abort);
+        }
+        (Action::Note, _) if run.finished.is_none() && run.engine.is_some() => {
+            run.typing = Some(Typing::Note(String::new()));
+        }
+        (Action::NextHost, _) => run.host_tab = run.host_tab.saturating_add(1),
+        (Action::PrevHost, _) => run.host_tab = run.host_tab.saturating_sub(1),
+        (Action::Down, _) => {
+            let n = run.runbook.steps.len();
+            run.viewing = Some((run.shown_step() + 1).min(n.saturating_sub(1)));
+            run.host_tab = 0;
+        }
+        (Action::Up, _) => {
+            run.viewing = Some(run.shown_step().saturating_sub(1));
+            run.host_tab = 0;
+        }
+        (Action::PageUp, _) => run.scroll = run.scroll.saturating_add(10),
+        (Action::PageDown, _) => run.scroll = run.scroll.saturating_sub(10),
+        (Action::Export, _) if run.finished.is_some() => {
+            if let Some(id) = run.run_id.clone() {
+                return vec![Command::Export(id)];
+            }
+        }
+        (Action::Back, _) if run.finished.is_some() => {
+            app.run = None;
+            app.view = View::Dashboard;
+        }
+        (Action::Confirm, Some(DecisionKind::TypedConfirm { .. })) => {
+            run.typing = Some(Typing::Typed(String::new()));
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn journal_action(app: &mut App, action: Action) -> Vec<Command> {
+    let n = app.journal.runs.len();
+    let j = &mut app.journal;
+    let before = j.selected;
+    match action {
+        Action::Down => j.selected = (j.selected + 1).min(n.saturating_sub(1)),
+        Action::Up => j.selected = j.selected.saturating_sub(1),
+        Action::PageDown => j.scroll = j.scroll.saturating_add(10),
+        Action::PageUp => j.scroll = j.scroll.saturating_sub(10),
+        Action::Export => {
+            if let Some(r) = j.runs.get(j.selected) {
+                return vec![Command::Export(r.run.clone())];
+            }
+        }
+        Action::Back => app.view = View::Dashboard,
+        _ => {}
+    }
+    if app.journal.selected != before
+        && let Some(r) = app.journal.runs.get(app.journal.selected)
+    {
+        return vec![Command::LoadJournal(r.run.clone())];
+    }
+    Vec::new()
+}
+
+/// Learn pages: 0 the topology, 1..=N each runbook in training mode, N+1 the drill.
+fn learn_action(app: &mut App, action: Action) -> Vec<Command> {
+    let pages = app.runbooks.len() + 2;
+    match action {
+        Action::Right | Action::Down => app.learn.page = (app.learn.page + 1).min(pages - 1),
+        Action::Left | Action::Up => app.learn.page = app.learn.page.saturating_sub(1),
+        Action::Back => app.view = View::Dashboard,
+        Action::Open => {
+            let p = app.learn.page;
+            if (1..=app.runbooks.len()).contains(&p) {
+                let rb = Arc::clone(&app.runbooks[p - 1]);
+                return start_runbook(app, rb, true, true);
+            }
+            if p == app.runbooks.len() + 1 && app.learn.drill.is_none() {
+                let Some((drill, runbook)) = learn_drill(app) else {
+                    app.flash = Some("no drill fits these runbooks".to_owned());
+                    return Vec::new();
+                };
+                app.learn.drill = Some((drill.clone(), runbook, app.now));
+                app.learn.result = None;
+                return vec![Command::InjectDrill(drill)];
+            }
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// The drill the walkthrough practises, and the runbook that resolves it.
+pub fn learn_drill(app: &App) -> Option<(String, String)> {
+    const PAIRS: [(&str, &str); 3] = [
+        ("connection-exhaustion", "db-connection-exhaustion"),
+        ("redis-down", "redis-connection-failure"),
+        ("disk-full", "disk-space-critical"),
+    ];
+    PAIRS
+        .iter()
+        .find(|(_, rb)| app.runbooks.iter().any(|r| r.id == *rb))
+        .map(|(d, r)| ((*d).to_owned(), (*r).to_owned()))
 }

@@ -419,10 +419,27 @@ pub fn check(dir: &Path, inv: &Inventory) -> anyhow::Result<Option<(usize, Vec<S
                     eprintln!("{w}");
                 }
                 if let Err(RunbookError::Invalid(d)) = runbook::load_file(&path, Some(inv)) {
-                    for x in d {
+                    // One line per runbook: which targets this inventory cannot satisfy.
+                    let re = regex::Regex::new(r#"target "([^"]+)" cannot be satisfied"#)?;
+                    let mut targets: Vec<String> = Vec::new();
+                    for x in &d {
+                        let text = x.to_string();
+                        match re.captures(&text) {
+                            Some(c) => {
+                                let t = c[1].to_owned();
+                                if !targets.contains(&t) {
+                                    targets.push(t);
+                                }
+                            }
+                            None => eprintln!("{text} (inventory {:?})", inv.name),
+                        }
+                    }
+                    if !targets.is_empty() {
                         eprintln!(
-                            "{x} (inventory {:?}: this runbook cannot run here)",
-                            inv.name
+                            "{}: cannot run on inventory {:?}: no host matches {}",
+                            path.display(),
+                            inv.name,
+                            targets.join(", ")
                         );
                     }
                 }

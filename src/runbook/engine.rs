@@ -626,6 +626,26 @@ impl Engine {
     }
 
     /// The step the run is at (for the console).
+    /// While a decision is awaited: the host and the exact command the current unit would
+    /// run, variables resolved (what a confirmation dialog shows).
+    pub fn pending(&self) -> Option<(Option<String>, Rendered)> {
+        if !matches!(self.phase, Phase::Awaiting(_)) {
+            return None;
+        }
+        let step = self.rb.steps.get(self.cursor)?;
+        let unit = self.units.get(self.unit)?;
+        let exec = step.exec.as_ref()?;
+        Some((
+            unit.host.as_ref().map(|h| h.name.clone()),
+            self.render(exec, unit, true),
+        ))
+    }
+
+    /// Index of the step the run is on.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
     pub fn current_step(&self) -> Option<&Step> {
         self.rb.steps.get(self.cursor)
     }

@@ -12,14 +12,19 @@ use crossterm::execute;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use crate::app::keymap::Keymap;
-use crate::app::{self, App, Event};
+use crate::app::{self, App, Command, Event};
 use crate::inventory::Inventory;
 use crate::probes::history::History;
 use crate::probes::model::ProbeResult;
 use crate::probes::plan::{self, Intervals};
 use crate::probes::scheduler::{self, SchedulerConfig};
 use crate::probes::state::HealthState;
+use crate::runbook::engine::{ExecRequest, ExecResult};
+use crate::runbook::journal::{Journal, RunLock};
 use crate::transport::Connections;
 use crate::ui::{self, theme::Theme};
 
@@ -37,12 +42,228 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Carries out the app's commands: journal and lock for a run, the run's commands (spawned,
+/// results come back as events), journal listing and export, lab drills for learn mode. The
+/// only place the console does I/O besides the terminal and the probes.
+pub struct Executor {
+    inv: Arc<Inventory>,
+    conns: Arc<Connections>,
+    journal_dir: PathBuf,
+    journal: Option<Journal>,
+    lock: Option<RunLock>,
+    events: mpsc::Sender<Event>,
+    lab: crate::lab::layout::Lab,
+    /// A drill check already in flight (checks are not stacked up).
+    checking: bool,
+}
+
+impl Executor {
+    pub fn new(
+        inv: Arc<Inventory>,
+        conns: Arc<Connections>,
+        journal_dir: PathBuf,
+        events: mpsc::Sender<Event>,
+    ) -> Executor {
+        // A lab's inventory lives in the lab's directory: drills act on that lab.
+        let lab_dir = inv
+            .source
+            .as_ref()
+            .and_then(|p| p.parent())
+            .filter(|d| d.join(".opsdeck-lab").exists())
+            .map(std::path::Path::to_path_buf);
+        Executor {
+            inv,
+            conns,
+            journal_dir,
+            journal: None,
+            lock: None,
+            events,
+            lab: crate::lab::layout::Lab::new(lab_dir.as_deref()),
+            checking: false,
+        }
+    }
+
+    fn send(&self, e: Event) {
+        let tx = self.events.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(e).await;
+        });
+    }
+
+    pub fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Quit => {}
+            Command::OpenRun {
+                runbook,
+                inputs,
+                dry_run,
+                resume,
+                target,
+            } => {
+                let opened = match &resume {
+                    Some(run) => Journal::reopen(&self.journal_dir, run),
+                    None => Journal::create(
+                        &self.journal_dir,
+                        &runbook,
+                        &inputs,
+                        target.as_deref(),
+                        dry_run,
+                    ),
+                };
+                let j = match opened {
+                    Ok(j) => j,
+                    Err(e) => {
+                        return self
+                            .send(Event::RunRefused(format!("cannot open the journal: {e}")));
+                    }
+                };
+                if !dry_run {
+                    match RunLock::acquire(
+                        &self.journal_dir,
+                        &runbook.id,
+                        target.as_deref().unwrap_or("default"),
+                        &j.run,
+                    ) {
+                        Ok(l) => self.lock = Some(l),
+                        Err(e) => return self.send(Event::RunRefused(e.to_string())),
+                    }
+                }
+                let resume_from = resume.and_then(|run| {
+                    let lines = crate::runbook::journal::read(&self.journal_dir, &run).ok()?;
+                    crate::runbook::journal::resume_point(&runbook, &lines)
+                });
+                self.send(Event::RunOpened {
+                    run_id: j.run.clone(),
+                    journal_path: j.path.display().to_string(),
+                    resume: resume_from,
+                });
+                self.journal = Some(j);
+            }
+            Command::Journal(events) => {
+                if let Some(j) = self.journal.as_mut() {
+                    for e in &events {
+                        if let Err(err) = j.event(e) {
+                            tracing::error!("journal write failed: {err}");
+                        }
+                    }
+                }
+            }
+            Command::Exec(req) => {
+                // The intent is on disk (synced) before anything that changes a server runs.
+                if let Some(j) = self.journal.as_mut()
+                    && let Err(err) = j.intent(&req)
+                {
+                    tracing::error!("journal intent failed: {err}");
+                    let seq = req.seq;
+                    return self.send(Event::ExecDone {
+                        seq,
+                        result: ExecResult::error(&format!(
+                            "not run: the journal cannot record it ({err})"
+                        )),
+                    });
+                }
+                let inv = Arc::clone(&self.inv);
+                let conns = Arc::clone(&self.conns);
+                let tx = self.events.clone();
+                tokio::spawn(async move {
+                    if !req.delay.is_zero() {
+                        tokio::time::sleep(req.delay).await;
+                    }
+                    let result = crate::runbook::executor::execute(&req, &inv, &conns).await;
+                    let _ = tx.send(Event::ExecDoneFor { req, result }).await;
+                });
+            }
+            Command::CloseRun => {
+                self.lock = None;
+            }
+            Command::ListJournal => {
+                let runs = crate::runbook::journal::list(&self.journal_dir).unwrap_or_default();
+                self.send(Event::JournalListed(runs));
+            }
+            Command::LoadJournal(run) => {
+                let md = crate::runbook::journal::read(&self.journal_dir, &run)
+                    .map(|l| crate::runbook::journal::markdown(&l))
+                    .unwrap_or_else(|e| format!("cannot read run {run}: {e}"));
+                self.send(Event::JournalLoaded { run, markdown: md });
+            }
+            Command::Export(run) => {
+                let r = crate::runbook::journal::read(&self.journal_dir, &run)
+                    .map_err(|e| e.to_string())
+                    .and_then(|lines| {
+                        let path = self.journal_dir.join(format!("{run}.md"));
+                        std::fs::write(
+                            &path,
+                            crate::secret::mask(&crate::runbook::journal::markdown(&lines))
+                                .as_bytes(),
+                        )
+                        .map_err(|e| e.to_string())?;
+                        Ok(path.display().to_string())
+                    });
+                self.send(Event::Exported(r));
+            }
+            Command::InjectDrill(name) => {
+                let lab = crate::lab::layout::Lab::new(Some(&self.lab.dir));
+                let tx = self.events.clone();
+                tokio::task::spawn_blocking(move || {
+                    let r = crate::lab::drill::inject(&lab, &name).map_err(|e| e.to_string());
+                    let _ = tx.blocking_send(Event::DrillInjected(r));
+                });
+            }
+            Command::CheckDrill(name) => {
+                if self.checking {
+                    return;
+                }
+                self.checking = true;
+                let lab = crate::lab::layout::Lab::new(Some(&self.lab.dir));
+                let tx = self.events.clone();
+                tokio::task::spawn_blocking(move || {
+                    let present = crate::lab::drill::check(&lab, &name).is_ok_and(|o| o.present);
+                    let _ = tx.blocking_send(Event::DrillChecked { present });
+                });
+            }
+        }
+    }
+
+    /// Journals a finished command's outcome; the event then goes to the app.
+    fn finished(&mut self, req: &ExecRequest, result: &ExecResult) {
+        if let Some(j) = self.journal.as_mut()
+            && let Err(err) = j.done(req, result)
+        {
+            tracing::error!("journal outcome failed: {err}");
+        }
+    }
+}
+
+/// Feeds one event to the app and hands the commands it returns to the executor. The loop
+/// and the end-to-end tests both drive the console through this.
+pub fn dispatch(app: &mut App, exec: &mut Executor, ev: Event) {
+    let ev = match ev {
+        Event::ExecDoneFor { req, result } => {
+            exec.finished(&req, &result);
+            Event::ExecDone {
+                seq: req.seq,
+                result,
+            }
+        }
+        Event::DrillChecked { present } => {
+            exec.checking = false;
+            Event::DrillChecked { present }
+        }
+        other => other,
+    };
+    for cmd in app::update(app, ev) {
+        exec.handle(cmd);
+    }
+}
+
 /// Runs the console until the user quits. Probe results arrive on `probes` as owned data; the
 /// loop never waits on a host.
 pub async fn run(
     mut app: App,
     theme: Theme,
     mut probes: mpsc::Receiver<ProbeResult>,
+    mut exec: Executor,
+    mut results: mpsc::Receiver<Event>,
 ) -> io::Result<()> {
     let mut terminal = ratatui::init();
     let _guard = TerminalGuard;
@@ -58,6 +279,7 @@ pub async fn run(
         .checked_sub(FRAME_INTERVAL)
         .unwrap_or_else(Instant::now);
     let mut probes_open = true;
+    let apply = dispatch;
 
     loop {
         if dirty && last_draw.elapsed() >= FRAME_INTERVAL {
@@ -69,15 +291,15 @@ pub async fn run(
         tokio::select! {
             ev = events.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => {
-                    app::update(&mut app, Event::Key(k));
+                    apply(&mut app, &mut exec, Event::Key(k));
                     dirty = true;
                 }
                 Some(Ok(TermEvent::Mouse(m))) => {
-                    app::update(&mut app, Event::Mouse(m));
+                    apply(&mut app, &mut exec, Event::Mouse(m));
                     dirty = true;
                 }
                 Some(Ok(TermEvent::Resize(w, h))) => {
-                    app::update(&mut app, Event::Resize(w, h));
+                    apply(&mut app, &mut exec, Event::Resize(w, h));
                     terminal.autoresize()?;
                     dirty = true;
                 }
@@ -87,17 +309,21 @@ pub async fn run(
             },
             r = probes.recv(), if probes_open => match r {
                 Some(r) => {
-                    app::update(&mut app, Event::Probe(Box::new(r)));
+                    apply(&mut app, &mut exec, Event::Probe(Box::new(r)));
                     // Fold everything already waiting before the next draw.
                     while let Ok(r) = probes.try_recv() {
-                        app::update(&mut app, Event::Probe(Box::new(r)));
+                        apply(&mut app, &mut exec, Event::Probe(Box::new(r)));
                     }
                     dirty = true;
                 }
                 None => probes_open = false,
             },
+            Some(ev) = results.recv() => {
+                apply(&mut app, &mut exec, ev);
+                dirty = true;
+            }
             _ = clock.tick() => {
-                app::update(&mut app, Event::Tick { now: Instant::now(), wall: chrono::Utc::now() });
+                apply(&mut app, &mut exec, Event::Tick { now: Instant::now(), wall: chrono::Utc::now() });
                 dirty = true;
             }
             () = tokio::time::sleep_until(next_draw), if dirty => {}
@@ -119,7 +345,13 @@ pub fn theme_from_env(name: &str) -> Result<Theme, crate::ui::theme::ThemeError>
 
 /// Opens the console on `inv`: starts the probe scheduler over every host and runs the
 /// terminal loop until the user quits. The first frame is drawn before any probe answers.
-pub async fn launch(inv: Inventory, theme: Theme, keymap: Keymap) -> anyhow::Result<()> {
+pub async fn launch(
+    inv: Inventory,
+    theme: Theme,
+    keymap: Keymap,
+    runbook_dir: &std::path::Path,
+    view: app::View,
+) -> anyhow::Result<()> {
     let thresholds = crate::probes::thresholds::resolve(&inv)?;
     let inv = std::sync::Arc::new(inv);
     let intervals = Intervals::default();
@@ -130,6 +362,7 @@ pub async fn launch(inv: Inventory, theme: Theme, keymap: Keymap) -> anyhow::Res
     let conns = std::sync::Arc::new(Connections::new());
     let (tx, rx) = mpsc::channel(1024);
     let cancel = tokio_util::sync::CancellationToken::new();
+    let conns_for_exec = Arc::clone(&conns);
     let sched = tokio::spawn(scheduler::run(
         conns,
         specs,
@@ -137,14 +370,32 @@ pub async fn launch(inv: Inventory, theme: Theme, keymap: Keymap) -> anyhow::Res
         tx,
         cancel.clone(),
     ));
-    let app = App::new(
-        std::sync::Arc::clone(&inv),
+    // The console offers what loads; a broken runbook file is reported by `opsdeck check`.
+    let runbooks: Vec<Arc<crate::runbook::Runbook>> =
+        crate::runbook::load_dir(runbook_dir, Some(&inv))
+            .map(|v| {
+                v.into_iter()
+                    .filter_map(|(_, r)| r.ok().map(|(rb, _)| Arc::new(rb)))
+                    .collect()
+            })
+            .unwrap_or_default();
+    let mut app = App::new(
+        Arc::clone(&inv),
         health,
         keymap,
         Instant::now(),
         chrono::Utc::now(),
+    )
+    .with_runbooks(runbooks);
+    app.view = view;
+    let (etx, erx) = mpsc::channel(256);
+    let exec = Executor::new(
+        Arc::clone(&inv),
+        conns_for_exec,
+        crate::runbook::journal::default_dir(),
+        etx,
     );
-    let result = run(app, theme, rx).await;
+    let result = run(app, theme, rx, exec, erx).await;
     cancel.cancel();
     // Probes in flight may be waiting on slow hosts: do not hold the exit for them.
     sched.abort();

@@ -1,8 +1,12 @@
 //! Views and widgets: pure drawing from a state snapshot. No I/O, no locks, no awaits.
 
+pub mod browser;
 pub mod dashboard;
 pub mod detail;
 pub mod help;
+pub mod journal;
+pub mod learn;
+pub mod run;
 pub mod theme;
 pub mod widgets;
 
@@ -21,20 +25,25 @@ use widgets::{state_span, styled};
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
     let area = frame.area();
     frame.render_widget(Paragraph::new("").style(theme.base()), area);
-    let [header, body, footer] = Layout::vertical([
+    let banner = banner_line(app, theme);
+    let [header, banner_area, body, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(u16::from(banner.is_some())),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
     .areas(area);
     render_header(app, theme, frame, header);
+    if let Some(b) = banner {
+        frame.render_widget(Paragraph::new(b), banner_area);
+    }
     match app.view {
         View::Dashboard => dashboard::render(app, theme, frame, body),
         View::Detail => detail::render(app, theme, frame, body),
-        other => {
-            let msg = format!("{} — not available yet", other.title());
-            frame.render_widget(Paragraph::new(msg).style(theme.dim()), body);
-        }
+        View::Runbooks => browser::render(app, theme, frame, body),
+        View::Run => run::render(app, theme, frame, body),
+        View::Journal => journal::render(app, theme, frame, body),
+        View::Learn => learn::render(app, theme, frame, body),
     }
     render_footer(app, theme, frame, footer);
     if app.help {
@@ -43,8 +52,36 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
 }
 
 /// The area the dashboard body gets on a screen of `size` (for mouse hit-testing).
-pub fn body_area(size: (u16, u16)) -> Rect {
-    Rect::new(0, 1, size.0, size.1.saturating_sub(2))
+pub fn body_area(app: &App, size: (u16, u16)) -> Rect {
+    let banner = u16::from(!app.suggestions.is_empty() && app.view == View::Dashboard);
+    Rect::new(0, 1 + banner, size.0, size.1.saturating_sub(2 + banner))
+}
+
+/// The suggestion banner on the dashboard: the most severe runbook health calls for.
+fn banner_line(app: &App, theme: &Theme) -> Option<Line<'static>> {
+    if app.view != View::Dashboard {
+        return None;
+    }
+    let s = app.suggestions.first()?;
+    let rb = &app.runbooks[s.runbook];
+    let more = if app.suggestions.len() > 1 {
+        format!(" (+{} more)", app.suggestions.len() - 1)
+    } else {
+        String::new()
+    };
+    let why = s.because.first().cloned().unwrap_or_default();
+    Some(Line::from(vec![
+        state_span(theme, s.state, true),
+        styled(format!(" {why} → "), theme.state_style(s.state)),
+        styled(format!("runbook: {}", rb.title), theme.title()),
+        styled(
+            format!(
+                "{more}  ({} runbooks, enter on the host)",
+                app.keymap.hint(Context::Global, Action::Runbooks)
+            ),
+            theme.dim(),
+        ),
+    ]))
 }
 
 fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {

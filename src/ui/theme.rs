@@ -288,6 +288,44 @@ impl Theme {
     }
 }
 
+/// Validates every built-in theme and every file in the user's theme dir; returns the names
+/// that load, or every problem with its position.
+pub fn check_all() -> Result<Vec<String>, Vec<ThemeError>> {
+    let mut names = Vec::new();
+    let mut errors = Vec::new();
+    for (name, text) in BUILTIN {
+        match parse(text, Path::new(&format!("themes/{name}.toml")), None) {
+            Ok(_) => names.push((*name).to_owned()),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(dir) = user_dir()
+        && let Ok(entries) = std::fs::read_dir(&dir)
+    {
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match Theme::load(&name) {
+                Ok(_) => names.push(format!("{name} (user)")),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(names)
+    } else {
+        Err(errors)
+    }
+}
+
 fn parse(text: &str, path: &Path, over: Option<Theme>) -> Result<Theme, ThemeError> {
     let file: ThemeFile = toml::from_str(text).map_err(|e| {
         ThemeError::Invalid(

@@ -1,0 +1,335 @@
+//! Guided execution in the console, driven by key events through the real app, engine and
+//! executor (commands run for real on the local transport), without a terminal.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use opsdeck::app::keymap::Keymap;
+use opsdeck::app::{App, Event, View};
+use opsdeck::probes::history::History;
+use opsdeck::probes::state::HealthState;
+use opsdeck::runbook::engine::{DecisionKind, Outcome};
+use opsdeck::transport::Connections;
+use opsdeck::tui::{Executor, dispatch};
+use opsdeck::ui::{self, theme::Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokio::sync::mpsc;
+
+const RUNBOOK: &str = r#"
+id = "touch-marker"
+title = "Create the marker file"
+summary = "Checks for a marker, creates it after confirmation, verifies it."
+severity = "low"
+rto = "5m"
+tiers = ["app"]
+
+[inputs.marker]
+default = "/tmp/opsdeck-MARKER"
+description = "Path of the marker file"
+pattern = "/[A-Za-z0-9_./-]+"
+
+[[steps]]
+id = "look"
+title = "Is the marker there?"
+kind = "diagnose"
+target = { selector = "app", pick = "first" }
+shell = "ls -l {{marker}} 2>&1 || true"
+explain = "Read-only: runs without asking."
+
+[[steps]]
+id = "create"
+title = "Create the marker"
+kind = "action"
+confirm = "yes"
+target = { selector = "app", pick = "first" }
+shell = "touch {{marker}}"
+explain = "Changes the host: asks first."
+
+[[steps]]
+id = "verify"
+title = "The marker exists"
+kind = "check"
+target = { selector = "app", pick = "first" }
+shell = "test -f {{marker}} && echo present"
+expect = { regex = "present" }
+"#;
+
+struct Console {
+    app: App,
+    exec: Executor,
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Console {
+    fn key(&mut self, code: KeyCode) {
+        dispatch(
+            &mut self.app,
+            &mut self.exec,
+            Event::Key(KeyEvent::new(code, KeyModifiers::NONE)),
+        );
+    }
+
+    fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            self.key(KeyCode::Char(c));
+        }
+    }
+
+    /// Delivers executor events (and clock ticks) until `done` holds.
+    async fn pump(&mut self, what: &str, done: impl Fn(&App) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&self.app) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if let Ok(Some(ev)) =
+                tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await
+            {
+                dispatch(&mut self.app, &mut self.exec, ev);
+            }
+            dispatch(
+                &mut self.app,
+                &mut self.exec,
+                Event::Tick {
+                    now: Instant::now(),
+                    wall: chrono::Utc::now(),
+                },
+            );
+        }
+    }
+
+    fn screen(&self) -> String {
+        let mut t = Terminal::new(TestBackend::new(120, 36)).expect("terminal");
+        t.draw(|f| ui::render(&self.app, &Theme::dark(), f))
+            .expect("draw");
+        let buf = t.backend().buffer().clone();
+        let mut s = String::new();
+        for y in 0..buf.area.height {
+            for x in 0..buf.area.width {
+                s.push_str(buf[(x, y)].symbol());
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    let rb_dir = dir.path().join("runbooks");
+    std::fs::create_dir_all(&rb_dir).expect("dir");
+    std::fs::write(rb_dir.join("touch-marker.toml"), RUNBOOK).expect("runbook");
+    let inv_path = dir.path().join("inv.toml");
+    std::fs::write(
+        &inv_path,
+        "[tiers.app]\n[hosts.local1]\ntier = \"app\"\nlocal = {}\n",
+    )
+    .expect("inventory");
+    let inv = Arc::new(opsdeck::inventory::load(Some(&inv_path)).expect("inventory"));
+    let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv))
+        .expect("runbook");
+    let journal_dir = dir.path().join("journal");
+
+    let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
+    let app = App::new(
+        Arc::clone(&inv),
+        health,
+        Keymap::defaults(),
+        Instant::now(),
+        chrono::Utc::now(),
+    )
+    .with_runbooks(vec![Arc::new(rb)]);
+    let (tx, rx) = mpsc::channel(64);
+    let exec = Executor::new(
+        Arc::clone(&inv),
+        Arc::new(Connections::new()),
+        journal_dir.clone(),
+        tx,
+    );
+    let mut c = Console { app, exec, rx };
+
+    // Browser → the runbook → its input prompt, pre-filled with the default.
+    c.key(KeyCode::Char('2'));
+    assert_eq!(c.app.view, View::Runbooks);
+    let s = c.screen();
+    assert!(s.contains("Create the marker file"), "{s}");
+    c.key(KeyCode::Enter);
+    assert_eq!(c.app.view, View::Run);
+    assert!(c.screen().contains("Input marker"), "{}", c.screen());
+    // A value that fails the input's pattern is refused with the reason.
+    for _ in 0.."/tmp/opsdeck-MARKER".len() {
+        c.key(KeyCode::Backspace);
+    }
+    c.typed("not absolute");
+    c.key(KeyCode::Enter);
+    assert!(
+        c.app
+            .flash
+            .as_deref()
+            .is_some_and(|f| f.contains("must match")),
+        "{:?}\n{}",
+        c.app.flash,
+        c.screen()
+    );
+    for _ in 0.."not absolute".len() {
+        c.key(KeyCode::Backspace);
+    }
+    c.typed(marker.to_str().expect("utf8"));
+    c.key(KeyCode::Enter);
+
+    // The diagnose step runs by itself; the action waits for a confirmation that shows the
+    // exact command, variables resolved, and the host.
+    c.pump("the confirmation", |a| {
+        a.run.as_ref().is_some_and(|r| r.ask.is_some())
+    })
+    .await;
+    let ask = c.app.run.as_ref().and_then(|r| r.ask.clone()).expect("ask");
+    assert_eq!(ask.kind, DecisionKind::Confirm);
+    assert_eq!(ask.step, "create");
+    assert_eq!(ask.host.as_deref(), Some("local1"));
+    let screen = c.screen();
+    assert!(screen.contains("Run this on local1?"), "{screen}");
+    assert!(
+        screen.contains(&format!("touch {}", marker.display())),
+        "{screen}"
+    );
+    assert!(!marker.exists(), "nothing changed before the confirmation");
+    // The diagnose step's real output is in the log.
+    assert!(c.app.run.as_ref().is_some_and(|r| {
+        r.log
+            .iter()
+            .any(|l| l.step == "look" && l.text.contains("No such file"))
+    }));
+
+    c.key(KeyCode::Char('y'));
+    c.pump("the run to finish", |a| {
+        a.run.as_ref().is_some_and(|r| r.finished.is_some())
+    })
+    .await;
+    let run = c.app.run.as_ref().expect("run");
+    assert_eq!(
+        run.finished.as_ref().map(|f| f.0),
+        Some(Outcome::Succeeded),
+        "{:?}",
+        run.finished
+    );
+    assert!(marker.exists(), "the confirmed action ran on the host");
+    assert!(c.screen().contains("Run finished"));
+
+    // The journal has the intent of the action synced before its outcome, and the decision.
+    let run_id = run.run_id.clone().expect("run id");
+    let text =
+        std::fs::read_to_string(journal_dir.join(format!("{run_id}.jsonl"))).expect("journal");
+    let intent = text
+        .lines()
+        .position(|l| l.contains("\"intent\"") && l.contains("touch"))
+        .expect("intent line");
+    let done = text
+        .lines()
+        .position(|l| l.contains("\"done\"") && l.contains("create"))
+        .expect("outcome line");
+    assert!(intent < done, "intent before outcome:\n{text}");
+    assert!(text.contains("\"by\":\"operator\""), "{text}");
+
+    // Export the incident timeline from the summary.
+    c.key(KeyCode::Char('e'));
+    c.pump("the export", |a| {
+        a.run.as_ref().is_some_and(|r| r.exported.is_some())
+    })
+    .await;
+    let md = std::fs::read_to_string(
+        c.app
+            .run
+            .as_ref()
+            .and_then(|r| r.exported.clone())
+            .expect("path"),
+    )
+    .expect("markdown");
+    assert!(md.contains("Create the marker file"), "{md}");
+
+    // The journal view lists the run.
+    c.key(KeyCode::Esc);
+    c.key(KeyCode::Char('4'));
+    c.pump("the journal list", |a| {
+        !a.journal.runs.is_empty() && a.journal.timeline.is_some()
+    })
+    .await;
+    assert_eq!(c.app.journal.runs[0].runbook, "touch-marker");
+    assert!(c.screen().contains("touch-marker"));
+    let _ = Path::new("");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declining_skips_the_action_and_abort_stops_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    let rb_dir = dir.path().join("runbooks");
+    std::fs::create_dir_all(&rb_dir).expect("dir");
+    std::fs::write(rb_dir.join("touch-marker.toml"), RUNBOOK).expect("runbook");
+    let inv_path = dir.path().join("inv.toml");
+    std::fs::write(
+        &inv_path,
+        "[tiers.app]\n[hosts.local1]\ntier = \"app\"\nlocal = {}\n",
+    )
+    .expect("inventory");
+    let inv = Arc::new(opsdeck::inventory::load(Some(&inv_path)).expect("inventory"));
+    let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv))
+        .expect("runbook");
+    let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
+    let app = App::new(
+        Arc::clone(&inv),
+        health,
+        Keymap::defaults(),
+        Instant::now(),
+        chrono::Utc::now(),
+    )
+    .with_runbooks(vec![Arc::new(rb)]);
+    let (tx, rx) = mpsc::channel(64);
+    let exec = Executor::new(
+        Arc::clone(&inv),
+        Arc::new(Connections::new()),
+        dir.path().join("journal"),
+        tx,
+    );
+    let mut c = Console { app, exec, rx };
+    c.key(KeyCode::Char('2'));
+    c.key(KeyCode::Enter);
+    for _ in 0.."/tmp/opsdeck-MARKER".len() {
+        c.key(KeyCode::Backspace);
+    }
+    c.typed(marker.to_str().expect("utf8"));
+    c.key(KeyCode::Enter);
+    c.pump("the confirmation", |a| {
+        a.run.as_ref().is_some_and(|r| r.ask.is_some())
+    })
+    .await;
+    // n declines: the action is skipped, and the check that follows fails (nothing created).
+    c.key(KeyCode::Char('n'));
+    c.pump("the check's failure", |a| {
+        a.run.as_ref().is_some_and(|r| {
+            r.finished.is_some()
+                || r.ask
+                    .as_ref()
+                    .is_some_and(|x| x.kind == DecisionKind::Failed)
+        })
+    })
+    .await;
+    assert!(!marker.exists(), "a declined action never runs");
+    if c.app.run.as_ref().is_some_and(|r| r.finished.is_none()) {
+        c.key(KeyCode::Char('A'));
+        c.pump("the abort", |a| {
+            a.run.as_ref().is_some_and(|r| r.finished.is_some())
+        })
+        .await;
+        assert_eq!(
+            c.app
+                .run
+                .as_ref()
+                .and_then(|r| r.finished.as_ref().map(|f| f.0)),
+            Some(Outcome::Aborted)
+        );
+    }
+}
