@@ -342,15 +342,32 @@ async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
     std::fs::create_dir_all(&rb_dir).expect("dir");
     std::fs::write(rb_dir.join("touch-marker.toml"), RUNBOOK).expect("runbook");
     let inv_path = dir.path().join("inv.toml");
-    std::fs::write(&inv_path, "[tiers.app]\n[hosts.local1]\ntier = \"app\"\nlocal = {}\n").expect("inventory");
+    std::fs::write(
+        &inv_path,
+        "[tiers.app]\n[hosts.local1]\ntier = \"app\"\nlocal = {}\n",
+    )
+    .expect("inventory");
     let inv = Arc::new(opsdeck::inventory::load(Some(&inv_path)).expect("inventory"));
-    let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv)).expect("runbook");
+    let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv))
+        .expect("runbook");
     let rb = Arc::new(rb);
     let journal = dir.path().join("journal");
     let console = |tx| {
         let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
-        let app = App::new(Arc::clone(&inv), health, Keymap::defaults(), Instant::now(), chrono::Utc::now()).with_runbooks(vec![Arc::clone(&rb)]);
-        let exec = Executor::new(Arc::clone(&inv), Arc::new(Connections::new()), journal.clone(), tx);
+        let app = App::new(
+            Arc::clone(&inv),
+            health,
+            Keymap::defaults(),
+            Instant::now(),
+            chrono::Utc::now(),
+        )
+        .with_runbooks(vec![Arc::clone(&rb)]);
+        let exec = Executor::new(
+            Arc::clone(&inv),
+            Arc::new(Connections::new()),
+            journal.clone(),
+            tx,
+        );
         (app, exec)
     };
 
@@ -366,8 +383,16 @@ async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
     }
     c.typed(marker.to_str().expect("utf8"));
     c.key(KeyCode::Enter);
-    c.pump("the confirmation", |a| a.run.as_ref().is_some_and(|r| r.ask.is_some())).await;
-    let first_run = c.app.run.as_ref().and_then(|r| r.run_id.clone()).expect("run id");
+    c.pump("the confirmation", |a| {
+        a.run.as_ref().is_some_and(|r| r.ask.is_some())
+    })
+    .await;
+    let first_run = c
+        .app
+        .run
+        .as_ref()
+        .and_then(|r| r.run_id.clone())
+        .expect("run id");
     drop(c);
 
     // Second console: the journal view lists the unfinished run; enter resumes it at the
@@ -376,19 +401,49 @@ async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
     let (app, exec) = console(tx);
     let mut c = Console { app, exec, rx };
     c.key(KeyCode::Char('4'));
-    c.pump("the journal list", |a| a.journal.runs.iter().any(|r| r.run == first_run)).await;
-    let pos = c.app.journal.runs.iter().position(|r| r.run == first_run).expect("listed");
+    c.pump("the journal list", |a| {
+        a.journal.runs.iter().any(|r| r.run == first_run)
+    })
+    .await;
+    let pos = c
+        .app
+        .journal
+        .runs
+        .iter()
+        .position(|r| r.run == first_run)
+        .expect("listed");
     assert!(c.app.journal.runs[pos].outcome.is_none(), "unfinished");
     c.app.journal.selected = pos;
     c.key(KeyCode::Enter);
-    c.pump("the resumed confirmation", |a| a.run.as_ref().is_some_and(|r| r.ask.is_some())).await;
+    c.pump("the resumed confirmation", |a| {
+        a.run.as_ref().is_some_and(|r| r.ask.is_some())
+    })
+    .await;
     let ask = c.app.run.as_ref().and_then(|r| r.ask.clone()).expect("ask");
     assert_eq!(ask.step, "create", "resumes at the first unfinished step");
     let cmd = ask.command.map(|c| c.to_string()).unwrap_or_default();
-    assert!(cmd.contains(marker.to_str().expect("utf8")), "the recorded input is used: {cmd}");
-    assert!(!c.app.run.as_ref().is_some_and(|r| r.log.iter().any(|l| l.step == "look")), "the diagnosis is not re-run");
+    assert!(
+        cmd.contains(marker.to_str().expect("utf8")),
+        "the recorded input is used: {cmd}"
+    );
+    assert!(
+        !c.app
+            .run
+            .as_ref()
+            .is_some_and(|r| r.log.iter().any(|l| l.step == "look")),
+        "the diagnosis is not re-run"
+    );
     c.key(KeyCode::Char('y'));
-    c.pump("the run to finish", |a| a.run.as_ref().is_some_and(|r| r.finished.is_some())).await;
-    assert_eq!(c.app.run.as_ref().and_then(|r| r.finished.as_ref().map(|f| f.0)), Some(Outcome::Succeeded));
+    c.pump("the run to finish", |a| {
+        a.run.as_ref().is_some_and(|r| r.finished.is_some())
+    })
+    .await;
+    assert_eq!(
+        c.app
+            .run
+            .as_ref()
+            .and_then(|r| r.finished.as_ref().map(|f| f.0)),
+        Some(Outcome::Succeeded)
+    );
     assert!(marker.exists());
 }

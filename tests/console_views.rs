@@ -290,3 +290,154 @@ fn no_colour_theme_keeps_symbols_and_labels() {
         }
     }
 }
+
+/// The shipped runbooks, loaded as the console loads them.
+fn with_runbooks(app: App) -> App {
+    let dir = format!("{}/runbooks", env!("CARGO_MANIFEST_DIR"));
+    let runbooks = opsdeck::runbook::load_dir(Path::new(&dir), None)
+        .expect("runbooks dir")
+        .into_iter()
+        .map(|(p, r)| Arc::new(r.unwrap_or_else(|e| panic!("{}: {e}", p.display())).0))
+        .collect();
+    app.with_runbooks(runbooks)
+}
+
+/// Drives db-connection-exhaustion through the real engine up to its confirmation, answering
+/// its queries with the rows a full server would give.
+fn app_awaiting_confirmation() -> App {
+    use opsdeck::app::Command;
+    use opsdeck::runbook::engine::ExecResult;
+    let mut app = with_runbooks(fixture_app());
+    key(&mut app, '2');
+    // Health suggests the down Redis first, then the full database.
+    let order: Vec<String> = app
+        .browser_list()
+        .iter()
+        .map(|i| app.runbooks[*i].id.clone())
+        .collect();
+    assert_eq!(
+        order[..2],
+        ["redis-connection-failure", "db-connection-exhaustion"],
+        "{order:?}"
+    );
+    for c in "/dbconn\n".chars() {
+        key(&mut app, c);
+    }
+    assert_eq!(
+        app.selected_runbook().map(|r| r.id.as_str()),
+        Some("db-connection-exhaustion")
+    );
+    let mut pending: Vec<Command> = Vec::new();
+    let k = |app: &mut App, c: char| {
+        use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let code = if c == '\n' {
+            KeyCode::Enter
+        } else {
+            KeyCode::Char(c)
+        };
+        app::update(app, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    };
+    pending.extend(k(&mut app, '\n'));
+    for _ in 0..4 {
+        if app.run.as_ref().is_some_and(|r| r.typing.is_some()) {
+            pending.extend(k(&mut app, '\n'));
+        }
+    }
+    for _ in 0..50 {
+        let Some(cmd) = pending.pop() else { break };
+        match cmd {
+            Command::OpenRun { .. } => pending.extend(app::update(&mut app, Event::RunOpened { run_id: "20261122T030405Z-db-connection-exhaustion-4242".into(), journal_path: "/var/lib/opsdeck/journal/20261122T030405Z-db-connection-exhaustion-4242.jsonl".into(), resume: None, recorded: None })),
+            Command::Exec(req) => {
+                let row = |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+                let rows = match req.step.as_str() {
+                    "usage" => vec![row(&[("used_pct", "96"), ("max_connections", "150")])],
+                    "processlist" => vec![row(&[("Id", "41"), ("User", "app"), ("Command", "Sleep"), ("Time", "812")]), row(&[("Id", "42"), ("User", "app"), ("Command", "Sleep"), ("Time", "790")])],
+                    "idle" => vec![row(&[("Id", "41")]), row(&[("Id", "42")])],
+                    _ => Vec::new(),
+                };
+                let result = ExecResult { exit: Some(0), output: rows.len().to_string() + " rows", rows, ..ExecResult::default() };
+                pending.extend(app::update(&mut app, Event::ExecDone { seq: req.seq, result }));
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        app.run.as_ref().is_some_and(|r| r.ask.is_some()),
+        "awaiting the confirmation"
+    );
+    app
+}
+
+#[test]
+fn every_other_view_renders_in_two_themes_and_two_sizes() {
+    use opsdeck::runbook::journal::RunSummary;
+    for theme_name in THEMES {
+        let theme = Theme::builtin(theme_name).expect("theme");
+        for (w, h) in SIZES {
+            // Runbook browser: the suggested runbook first, marked with its state.
+            let mut app = with_runbooks(fixture_app());
+            key(&mut app, '2');
+            let buf = draw(&app, &theme, w, h);
+            let t = text(&buf);
+            insta::assert_snapshot!(format!("browser_{theme_name}_{w}x{h}"), t);
+            let (x, y) = find(&buf, "Database connecti", &theme.critical.symbol);
+            assert_eq!(
+                buf[(x, y)].fg,
+                theme.critical.color,
+                "suggested runbook carries the state colour"
+            );
+
+            // Guided execution, awaiting the confirmation of the KILL.
+            let app = app_awaiting_confirmation();
+            let buf = draw(&app, &theme, w, h);
+            let t = text(&buf);
+            insta::assert_snapshot!(format!("run_confirm_{theme_name}_{w}x{h}"), t);
+            assert!(t.contains("KILL CONNECTION 41"), "the exact command:\n{t}");
+            let (x, y) = find(&buf, "Connections in use", "✔");
+            assert_eq!(
+                buf[(x, y)].fg,
+                theme.ok.color,
+                "finished step marked in the ok colour"
+            );
+
+            // The run's end after an abort.
+            let mut app = app_awaiting_confirmation();
+            key(&mut app, 'A');
+            let buf = draw(&app, &theme, w, h);
+            let t = text(&buf);
+            insta::assert_snapshot!(format!("run_summary_{theme_name}_{w}x{h}"), t);
+            assert!(
+                t.contains("aborted") && t.contains("export Markdown timeline"),
+                "{t}"
+            );
+
+            // Journal.
+            let mut app = fixture_app();
+            app.view = View::Journal;
+            app::update(
+                &mut app,
+                Event::JournalListed(vec![RunSummary {
+                    run: "20261122T030405Z-redis-connection-failure-77".into(),
+                    runbook: "redis-connection-failure".into(),
+                    operator: "oncall".into(),
+                    started: "2026-11-22T03:04:05Z".into(),
+                    outcome: Some("succeeded".into()),
+                }]),
+            );
+            app::update(&mut app, Event::JournalLoaded { run: "20261122T030405Z-redis-connection-failure-77".into(), markdown: "# Redis connection failure\n\n- 03:04:05 run started by oncall\n- 03:04:07 ping: failed (connection refused)\n- 03:05:12 restart confirmed by oncall\n- 03:05:20 verify: succeeded\n".into() });
+            let t = text(&draw(&app, &theme, w, h));
+            insta::assert_snapshot!(format!("journal_{theme_name}_{w}x{h}"), t);
+            assert!(t.contains("restart confirmed by oncall"));
+
+            // Learn: the topology page, then a runbook in training mode.
+            let mut app = with_runbooks(fixture_app());
+            key(&mut app, '5');
+            let t = text(&draw(&app, &theme, w, h));
+            insta::assert_snapshot!(format!("learn_{theme_name}_{w}x{h}"), t);
+            assert!(t.contains("Sentinel"), "what the cache tier does:\n{t}");
+            key(&mut app, 'l');
+            let t = text(&draw(&app, &theme, w, h));
+            assert!(t.contains("runbook 1 of 8"), "{t}");
+        }
+    }
+}

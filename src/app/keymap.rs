@@ -36,6 +36,7 @@ pub enum Action {
     Open,
     Back,
     Search,
+    TopProcesses,
     Confirm,
     Deny,
     Skip,
@@ -130,6 +131,12 @@ pub const ACTIONS: &[(Context, &str, Action, &str)] = &[
     (Context::Global, "open", Action::Open, "open the selection"),
     (Context::Global, "back", Action::Back, "back / close"),
     (Context::Global, "search", Action::Search, "search"),
+    (
+        Context::Global,
+        "top_processes",
+        Action::TopProcesses,
+        "host detail: top processes now",
+    ),
     (
         Context::Run,
         "confirm",

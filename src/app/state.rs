@@ -109,6 +109,8 @@ pub struct LearnState {
 
 #[derive(Debug, Clone, Default)]
 pub struct DetailState {
+    /// Top processes fetched on demand: (host, rows or the reason it failed).
+    pub top: Option<(String, Result<Vec<crate::probes::top::ProcessRow>, String>)>,
     /// Index into the selected host's checks.
     pub selected: usize,
     pub scroll: u16,
@@ -158,6 +160,10 @@ pub enum Event {
     DrillChecked {
         present: bool,
     },
+    TopProcesses {
+        host: String,
+        result: Result<Vec<crate::probes::top::ProcessRow>, String>,
+    },
 }
 
 /// Something for the executor to do.
@@ -183,6 +189,8 @@ pub enum Command {
     LoadJournal(String),
     Export(String),
     InjectDrill(String),
+    /// Fetch a host's busiest processes now.
+    TopProcesses(String),
     CheckDrill(String),
 }
 
@@ -392,6 +400,10 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             }
             Vec::new()
         }
+        Event::TopProcesses { host, result } => {
+            app.detail.top = Some((host, result));
+            Vec::new()
+        }
         Event::Resize(w, h) => {
             app.size = (w, h);
             Vec::new()
@@ -461,7 +473,7 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
         }
         _ => match app.view {
             View::Dashboard => dashboard_action(app, action),
-            View::Detail => detail_action(app, action),
+            View::Detail => return detail_action(app, action),
             View::Runbooks => return browser_action(app, action),
             View::Run => return run_action(app, action),
             View::Journal => return journal_action(app, action),
@@ -509,10 +521,17 @@ fn dashboard_action(app: &mut App, action: Action) {
     };
 }
 
-fn detail_action(app: &mut App, action: Action) {
+fn detail_action(app: &mut App, action: Action) -> Vec<Command> {
     let count = app
         .selected_host()
         .map_or(0, |h| app.host_checks(&h.name).len());
+    if action == Action::TopProcesses {
+        let Some(name) = app.selected_host().map(|h| h.name.clone()) else {
+            return Vec::new();
+        };
+        app.flash = Some(format!("fetching top processes on {name}…"));
+        return vec![Command::TopProcesses(name)];
+    }
     if action == Action::Open {
         // Enter on a host with a problem opens the runbook that fits it.
         let top = app
@@ -521,7 +540,7 @@ fn detail_action(app: &mut App, action: Action) {
         if let Some(rb) = top {
             focus_runbook(app, rb);
         }
-        return;
+        return Vec::new();
     }
     let d = &mut app.detail;
     match action {
@@ -534,6 +553,7 @@ fn detail_action(app: &mut App, action: Action) {
         Action::PageUp => d.scroll = d.scroll.saturating_sub(10),
         _ => {}
     }
+    Vec::new()
 }
 
 fn on_mouse(app: &mut App, m: MouseEvent) {
@@ -554,8 +574,12 @@ fn on_mouse(app: &mut App, m: MouseEvent) {
         }
         (View::Dashboard, MouseEventKind::ScrollDown) => dashboard_action(app, Action::Down),
         (View::Dashboard, MouseEventKind::ScrollUp) => dashboard_action(app, Action::Up),
-        (View::Detail, MouseEventKind::ScrollDown) => detail_action(app, Action::Down),
-        (View::Detail, MouseEventKind::ScrollUp) => detail_action(app, Action::Up),
+        (View::Detail, MouseEventKind::ScrollDown) => {
+            detail_action(app, Action::Down);
+        }
+        (View::Detail, MouseEventKind::ScrollUp) => {
+            detail_action(app, Action::Up);
+        }
         _ => {}
     }
 }
@@ -990,11 +1014,23 @@ fn resume_selected(app: &mut App) -> Vec<Command> {
         app.flash = Some(format!("run {} already finished", summary.run));
         return Vec::new();
     }
-    let Some(rb) = app.runbooks.iter().find(|r| r.id == summary.runbook).cloned() else {
-        app.flash = Some(format!("runbook {} is not loaded: cannot resume", summary.runbook));
+    let Some(rb) = app
+        .runbooks
+        .iter()
+        .find(|r| r.id == summary.runbook)
+        .cloned()
+    else {
+        app.flash = Some(format!(
+            "runbook {} is not loaded: cannot resume",
+            summary.runbook
+        ));
         return Vec::new();
     };
-    if app.run.as_ref().is_some_and(|r| r.finished.is_none() && r.engine.is_some()) {
+    if app
+        .run
+        .as_ref()
+        .is_some_and(|r| r.finished.is_none() && r.engine.is_some())
+    {
         app.flash = Some("a run is in progress: finish or abort it first".to_owned());
         return Vec::new();
     }

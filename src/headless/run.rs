@@ -409,6 +409,7 @@ pub fn check(dir: &Path, inv: &Inventory) -> anyhow::Result<Option<(usize, Vec<S
     }
     let mut ok = 0;
     let mut problems = Vec::new();
+    let re = regex::Regex::new(r#"target "([^"]+)" cannot be satisfied"#)?;
     // A broken runbook is an error; a sound one whose targets this inventory lacks (no
     // replica, no Sentinel) is reported but does not fail the check: it cannot run here.
     for (path, r) in runbook::load_dir(dir, None)? {
@@ -420,7 +421,6 @@ pub fn check(dir: &Path, inv: &Inventory) -> anyhow::Result<Option<(usize, Vec<S
                 }
                 if let Err(RunbookError::Invalid(d)) = runbook::load_file(&path, Some(inv)) {
                     // One line per runbook: which targets this inventory cannot satisfy.
-                    let re = regex::Regex::new(r#"target "([^"]+)" cannot be satisfied"#)?;
                     let mut targets: Vec<String> = Vec::new();
                     for x in &d {
                         let text = x.to_string();

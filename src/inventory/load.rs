@@ -555,10 +555,16 @@ impl Resolver<'_> {
                         .rsplit_once(':')
                         .and_then(|(h, p)| p.parse().ok().map(|p| (h.to_owned(), Some(p))))
                         .unwrap_or((rest.to_owned(), None));
+                    // A jump host known only to ssh_config (or written inline) is trusted
+                    // the way the host behind it is: same known_hosts, policy, agent use.
                     let jdef = SshDef {
                         host: Some(host),
                         user,
                         port,
+                        known_hosts: def.known_hosts.clone(),
+                        host_key_policy: def.host_key_policy,
+                        agent: def.agent,
+                        connect_timeout: def.connect_timeout,
                         ..SshDef::default()
                     };
                     Some(Box::new(self.ssh_spec(

@@ -28,7 +28,7 @@ pub const DRILLS: &[(&str, &str)] = &[
     ("redis-down", "kill the Redis master on cache1"),
     (
         "disk-full",
-        "fill app1's small disk past 95 % with files under its logs dir",
+        "fill app1's small disk past 95 % with a 10-day-old rotated log under its logs dir",
     ),
     ("primary-down", "stop the MariaDB primary on db1"),
     (
@@ -92,6 +92,8 @@ fn require_lab(lab: &Lab) -> Result<()> {
 const BURN_TAG: &str = "opsdeck-lab-app1-burn";
 const FILL_PREFIX: &str = "drill-fill-";
 const BACKLOG_JOBS: usize = 1500;
+/// Age of the rotated log the disk-full drill leaves (past the usual 7-day retention).
+const ROTATED_AGE_DAYS: u64 = 10;
 
 fn redis_pw(lab: &Lab) -> Result<String> {
     lab.read_secret(REDIS_SECRET)
@@ -170,10 +172,18 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
             // Leave about 2 % free: past 95 %, not quite 100 %, as a filling log would.
             let keep = total / 50;
             let size = avail.saturating_sub(keep);
-            let file = logs.join(format!("{FILL_PREFIX}laravel.log"));
+            // What fills real disks: rotated logs nobody cleans. logrotate leaves `NAME.log.1`
+            // with the old modification time, which is what a cleanup with a retention finds.
+            let file = logs.join(format!("{FILL_PREFIX}laravel.log.1"));
             let f = fs::File::create(&file)
                 .map_err(LabError::io(format!("creating {}", file.display())))?;
             write_zeros(f, size).map_err(LabError::io(format!("filling {}", file.display())))?;
+            let old = std::time::SystemTime::now() - Duration::from_secs(ROTATED_AGE_DAYS * 86_400);
+            fs::File::options()
+                .write(true)
+                .open(&file)
+                .and_then(|f| f.set_modified(old))
+                .map_err(LabError::io(format!("dating {}", file.display())))?;
             let used = wire::disk_used_percent(&point)
                 .map_err(LabError::io(format!("statvfs {}", point.display())))?;
             Ok(format!(

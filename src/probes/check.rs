@@ -103,6 +103,9 @@ pub struct TargetMeta {
     /// The role the inventory declares (`primary`, `replica`, `master`, `sentinel`).
     pub role: Option<String>,
     pub interval: Duration,
+    /// For a Sentinel: the `address:port` of the master the inventory declares for its
+    /// master name, when exactly one is declared.
+    pub expected_master: Option<String>,
 }
 
 /// The previous good sample of the same target and how long before this one it was taken.
@@ -324,7 +327,10 @@ pub fn evaluate_sample(
             });
             redis(&mut out, s, prev, t);
         }
-        Sample::Sentinel(s) => sentinel(&mut out, s),
+        Sample::Sentinel(s) => {
+            let expected = out.meta.expected_master.clone();
+            sentinel(&mut out, s, expected.as_deref());
+        }
         Sample::Queue(s) => queue(&mut out, s, t),
         Sample::Process(s) => process(&mut out, s),
         Sample::Docker(s) => {
@@ -835,8 +841,22 @@ fn redis(
     }
 }
 
-fn sentinel(out: &mut Out<'_>, s: &SentinelSample) {
+fn sentinel(out: &mut Out<'_>, s: &SentinelSample, expected: Option<&str>) {
     match &s.master_addr {
+        // Applications follow Sentinel, so a moved master still works; but the inventory (and
+        // every runbook that targets its master) is now wrong, and something made it move.
+        Some(addr) if expected.is_some_and(|e| e != addr) => out.push(
+            "sentinel.master",
+            State::Warning,
+            format!(
+                "master {} at {addr}, but the inventory says {} (failed over?), {} replicas, {} other sentinels",
+                s.master_name,
+                expected.unwrap_or_default(),
+                s.replicas,
+                s.sentinels
+            ),
+            None,
+        ),
         Some(addr) => out.push(
             "sentinel.master",
             State::Ok,
@@ -971,6 +991,7 @@ mod tests {
             tier: "db".to_owned(),
             role: role.map(str::to_owned),
             interval: Duration::from_secs(5),
+            expected_master: None,
         }
     }
 
@@ -1319,6 +1340,44 @@ mod tests {
         );
         assert_eq!(find(&c, "sentinel.master").state, State::Ok);
         assert_eq!(find(&c, "sentinel.ckquorum").state, State::Critical);
+
+        // The inventory's master is elsewhere: Sentinel failed over; the check says where to.
+        let key = TargetKey::new("cache-2", ProbeKind::Sentinel, "127.0.0.2:26379");
+        let mut m = meta(Some("sentinel"));
+        for (expected, state) in [
+            ("127.0.0.1:6379", State::Ok),
+            ("127.0.0.9:6379", State::Warning),
+        ] {
+            m.expected_master = Some(expected.to_owned());
+            let sample = Sample::Sentinel(SentinelSample {
+                master_name: "mymaster".to_owned(),
+                master_addr: Some("127.0.0.1:6379".to_owned()),
+                ckquorum_ok: true,
+                ckquorum_message: "OK 3 usable Sentinels".to_owned(),
+                sentinels: 2,
+                replicas: 1,
+            });
+            let c = evaluate_sample(
+                &key,
+                &m,
+                &sample,
+                None,
+                Window::default(),
+                &Thresholds::default(),
+                None,
+            );
+            let master = find(&c, "sentinel.master");
+            assert_eq!(master.state, state, "{}", master.reason);
+            if state == State::Warning {
+                assert!(
+                    master
+                        .reason
+                        .contains("at 127.0.0.1:6379, but the inventory says 127.0.0.9:6379"),
+                    "{}",
+                    master.reason
+                );
+            }
+        }
 
         let c = eval(
             ProbeKind::Queue,

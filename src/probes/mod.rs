@@ -11,3 +11,4 @@ pub mod scheduler;
 pub mod state;
 pub mod suggest;
 pub mod thresholds;
+pub mod top;

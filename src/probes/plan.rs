@@ -80,6 +80,32 @@ fn service_instance(address: &str, port: u16) -> String {
     format!("{address}:{port}")
 }
 
+/// The master the inventory declares for a Sentinel master name: the one Redis service with
+/// role `master` and that name (or no name), anywhere in the inventory. `None` when there is
+/// not exactly one, so nothing is compared.
+fn expected_master(inv: &Inventory, name: Option<&str>) -> Option<String> {
+    let masters = || {
+        inv.hosts
+            .iter()
+            .flat_map(|h| &h.services.redis)
+            .filter(|r| r.role == RedisRole::Master)
+    };
+    let one = |mut it: Box<dyn Iterator<Item = &RedisService> + '_>| {
+        let first = it.next()?;
+        it.next()
+            .is_none()
+            .then(|| service_instance(&first.address, first.port))
+    };
+    let named: Vec<&RedisService> = masters()
+        .filter(|r| name.is_some() && r.master_name.as_deref() == name)
+        .collect();
+    if named.is_empty() {
+        one(Box::new(masters().filter(|r| r.master_name.is_none())))
+    } else {
+        one(Box::new(named.into_iter()))
+    }
+}
+
 /// Every probe for `hosts`, in inventory order. What cannot be probed as configured (a queue
 /// without any Redis to read it from) is still planned, as [`What::Unavailable`].
 pub fn plan(inv: &Inventory, hosts: &[&Host], intervals: &Intervals) -> Vec<ProbeSpec> {
@@ -87,12 +113,17 @@ pub fn plan(inv: &Inventory, hosts: &[&Host], intervals: &Intervals) -> Vec<Prob
     for host in hosts {
         let h = Arc::new((*host).clone());
         let mut add = |kind: ProbeKind, instance: String, role: Option<String>, what: What| {
+            let expected_master = match &what {
+                What::Sentinel(r) => expected_master(inv, r.master_name.as_deref()),
+                _ => None,
+            };
             out.push(ProbeSpec {
                 key: TargetKey::new(&host.name, kind, instance),
                 meta: TargetMeta {
                     tier: host.tier.clone(),
                     role,
                     interval: intervals.of(kind),
+                    expected_master,
                 },
                 host: Arc::clone(&h),
                 what,

@@ -205,6 +205,7 @@ mod tests {
                 tier: "db".to_owned(),
                 role: None,
                 interval: Duration::from_secs(5),
+                expected_master: None,
             },
             host: h,
             what: What::Unavailable(String::new()),

@@ -1210,8 +1210,9 @@ impl Engine {
             }
             Err(msg) => {
                 let host = self.host_name();
+                // A wait step keeps polling through errors too: a server coming back refuses
+                // connections until it is up, which is exactly what is being waited for.
                 let waiting = step.kind == StepKind::Wait
-                    && result.error.is_none()
                     && self.now.saturating_sub(self.step_started) + step.interval <= step.timeout;
                 if waiting || self.attempt < step.retries {
                     if waiting {

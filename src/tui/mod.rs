@@ -208,6 +208,19 @@ impl Executor {
                     });
                 self.send(Event::Exported(r));
             }
+            Command::TopProcesses(host) => {
+                let Some(h) = self.inv.host(&host).cloned() else {
+                    return;
+                };
+                let conns = Arc::clone(&self.conns);
+                let tx = self.events.clone();
+                tokio::spawn(async move {
+                    let result =
+                        crate::probes::top::top_processes(&conns, &h, Duration::from_secs(10))
+                            .await;
+                    let _ = tx.send(Event::TopProcesses { host, result }).await;
+                });
+            }
             Command::InjectDrill(name) => {
                 let lab = crate::lab::layout::Lab::new(Some(&self.lab.dir));
                 let tx = self.events.clone();

@@ -133,10 +133,39 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     if err_lines.is_empty() {
         err_lines.push(Line::from(styled("no recent errors", theme.dim())));
     }
+    let mut title = " recent errors ".to_owned();
+    // Top processes, when the operator asked for them on this host.
+    if let Some((h, result)) = &app.detail.top
+        && *h == host.name
+    {
+        title = format!(" top processes on {h} · recent errors ");
+        let mut top = match result {
+            Ok(rows) => rows
+                .iter()
+                .take(8)
+                .map(|r| {
+                    Line::from(styled(
+                        format!(
+                            "{:>7} {:>5.1}% {:>4.1}% {}",
+                            r.pid, r.cpu_percent, r.mem_percent, r.command
+                        ),
+                        theme.base(),
+                    ))
+                })
+                .collect(),
+            Err(e) => vec![Line::from(styled(
+                format!("top: {e}"),
+                theme.state_style(StateKind::Down),
+            ))],
+        };
+        top.push(Line::default());
+        top.append(&mut err_lines);
+        err_lines = top;
+    }
     let err_block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.border())
-        .title(styled(" recent errors ", theme.title()));
+        .title(styled(title, theme.title()));
     frame.render_widget(
         Paragraph::new(err_lines)
             .block(err_block)

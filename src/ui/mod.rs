@@ -118,19 +118,50 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     ));
     spans.push(styled("│ ", theme.dim()));
     spans.push(styled(format!("{} ", app.view.title()), theme.accent()));
-    if let Some(run) = app.run.as_ref().filter(|r| r.engine.is_some() && r.finished.is_none()) {
+    if let Some(run) = app
+        .run
+        .as_ref()
+        .filter(|r| r.engine.is_some() && r.finished.is_none())
+    {
         // The incident clock against the RTO while a runbook runs.
         let elapsed = run.elapsed(app.now);
         let text = match run.runbook.rto {
-            Some(rto) => format!("│ ⏱ {} {} / {} ", run.runbook.id, crate::app::state::mmss(elapsed), crate::app::state::mmss(rto)),
-            None => format!("│ ⏱ {} {} ", run.runbook.id, crate::app::state::mmss(elapsed)),
+            Some(rto) => format!(
+                "│ ⏱ {} {} / {} ",
+                run.runbook.id,
+                crate::app::state::mmss(elapsed),
+                crate::app::state::mmss(rto)
+            ),
+            None => format!(
+                "│ ⏱ {} {} ",
+                run.runbook.id,
+                crate::app::state::mmss(elapsed)
+            ),
         };
         let over = run.runbook.rto.is_some_and(|r| elapsed > r);
-        spans.push(styled(text, if over { theme.state_style(State::Critical) } else { theme.accent() }));
+        spans.push(styled(
+            text,
+            if over {
+                theme.state_style(State::Critical)
+            } else {
+                theme.accent()
+            },
+        ));
     }
-    let unfinished = app.journal.runs.iter().filter(|r| r.outcome.is_none()).count();
+    let unfinished = app
+        .journal
+        .runs
+        .iter()
+        .filter(|r| r.outcome.is_none())
+        .count();
     if unfinished > 0 && app.run.is_none() {
-        spans.push(styled(format!("│ ⟳ {unfinished} unfinished run{} (journal: resume) ", if unfinished == 1 { "" } else { "s" }), theme.state_style(State::Warning)));
+        spans.push(styled(
+            format!(
+                "│ ⟳ {unfinished} unfinished run{} (journal: resume) ",
+                if unfinished == 1 { "" } else { "s" }
+            ),
+            theme.state_style(State::Warning),
+        ));
     }
     let clock = app.wall.format("%H:%M:%S UTC ").to_string();
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();

@@ -435,13 +435,7 @@ impl Runner {
 
     async fn process(&self, name: &str) -> Result<Sample, String> {
         let conn = self.conns.host(&self.spec.host);
-        let quoted = shlex::try_quote(name).map_err(|e| format!("process name {name:?}: {e}"))?;
-        let pattern = cmdline_pattern(name);
-        let pattern =
-            shlex::try_quote(&pattern).map_err(|e| format!("process name {name:?}: {e}"))?;
-        // A process counts when its name is `name` (php-fpm8.2) or its command line contains it
-        // (`php artisan queue:work`, as supervisor starts workers).
-        let cmd = format!("{{ pgrep -x -- {quoted}; pgrep -f -- {pattern}; }} | sort -u | wc -l");
+        let cmd = process_count_command(name)?;
         let out = transport::run(
             conn.transport(),
             &cmd,
@@ -490,6 +484,19 @@ impl Runner {
     }
 }
 
+/// The shell command that prints how many processes are named `name` (php-fpm8.2) or carry it
+/// in their command line (`php artisan queue:work`, as supervisor starts workers).
+///
+/// Both `pgrep`s get the self-excluding pattern: the name must not appear literally anywhere in
+/// the command, or the shell running it (and its subshells) would count as the process.
+fn process_count_command(name: &str) -> Result<String, String> {
+    let pattern = cmdline_pattern(name);
+    let pattern = shlex::try_quote(&pattern).map_err(|e| format!("process name {name:?}: {e}"))?;
+    Ok(format!(
+        "{{ pgrep -x -- {pattern}; pgrep -f -- {pattern}; }} | sort -u | wc -l"
+    ))
+}
+
 fn mysql_error_outcome(e: &MysqlError) -> Outcome {
     match e {
         MysqlError::TooManyConnections { message, .. } => {
@@ -528,5 +535,36 @@ mod pattern_tests {
     fn cmdline_pattern_is_literal_and_self_excluding() {
         assert_eq!(super::cmdline_pattern("queue:work"), "[q]ueue:work");
         assert_eq!(super::cmdline_pattern("php-fpm8.2"), "[p]hp-fpm8\\.2");
+    }
+
+    fn count(name: &str) -> u32 {
+        let cmd = super::process_count_command(name).expect("command");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .expect("sh");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a count")
+    }
+
+    /// The shell running the probe never counts as the process it looks for: with no such
+    /// process the count is 0, with one it is 1.
+    #[test]
+    fn process_count_does_not_count_itself() {
+        let name = format!("opsdeck-probe-test-{}:work", std::process::id());
+        assert_eq!(count(&name), 0);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(": {name}; sleep 30; :"))
+            .spawn()
+            .expect("spawn");
+        let seen = count(&name);
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert_eq!(seen, 1);
+        assert_eq!(count(&name), 0);
     }
 }
