@@ -65,6 +65,7 @@ fn fixture_app() -> App {
                         uptime_s: 1000.0,
                         cpu_counters: Default::default(),
                         swap_used_percent: None,
+                        top_process: None,
                     }))
                 }
                 ("db1", ProbeKind::Mysql) => {

@@ -365,8 +365,12 @@ fn host(out: &mut Out<'_>, s: &HostSample, t: &Thresholds) {
                 "host.cpu",
                 st,
                 format!(
-                    "cpu {cpu:.0} % busy{}",
-                    limit_note(st, t.cpu_warning, t.cpu_critical, " %")
+                    "cpu {cpu:.0} % busy{}{}",
+                    limit_note(st, t.cpu_warning, t.cpu_critical, " %"),
+                    match (&s.top_process, st) {
+                        (Some(p), s) if s != State::Ok => format!("; top: {p}"),
+                        _ => String::new(),
+                    }
                 ),
                 Some(cpu),
             );
@@ -1197,6 +1201,7 @@ mod tests {
                 },
             ],
             uptime_s: 90000.0,
+            top_process: None,
         };
         let c = eval(ProbeKind::Host, &Sample::Host(s), None);
         assert_eq!(find(&c, "host.cpu").state, State::Warning);

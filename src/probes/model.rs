@@ -194,6 +194,10 @@ pub struct HostSample {
     pub swap_used_percent: Option<f64>,
     pub mounts: Vec<MountSample>,
     pub uptime_s: f64,
+    /// When the CPU is busy past its warning level: the busiest process, so the check can name
+    /// the cause (`sh -c ... (pid 4242, 99 % cpu)`). Fetched only then: it forks a `ps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_process: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -242,6 +242,7 @@ pub fn to_sample(raw: &HostRaw, prev: Option<&CpuCounters>) -> Result<HostSample
             })
             .collect(),
         uptime_s,
+        top_process: None,
     })
 }
 

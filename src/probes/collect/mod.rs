@@ -196,8 +196,20 @@ impl Runner {
                 reader.read(mounts, baseline).await?
             }
         };
-        let sample = host::to_sample(&raw, self.cpu_prev.as_ref())?;
+        let mut sample = host::to_sample(&raw, self.cpu_prev.as_ref())?;
         self.cpu_prev = Some(sample.cpu_counters);
+        // A busy CPU gets its cause named: one `ps` then, never on a healthy poll.
+        let busy = super::thresholds::Thresholds::default().cpu_warning;
+        if sample.cpu_percent.is_some_and(|c| c >= busy)
+            && let Ok(rows) =
+                super::top::top_processes(&self.conns, &self.spec.host, self.timeout).await
+            && let Some(r) = rows.iter().find(|r| !r.command.starts_with("ps -eo"))
+        {
+            sample.top_process = Some(format!(
+                "{} (pid {}, {:.0} % cpu)",
+                r.command, r.pid, r.cpu_percent
+            ));
+        }
         Ok(Sample::Host(sample))
     }
 
