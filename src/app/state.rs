@@ -394,6 +394,14 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             Vec::new()
         }
         Event::Key(k) => {
+            // Text entry (inputs, notes, typed confirmations, the browser search) takes keys
+            // before the keymap does.
+            if let Some(cmds) = typing_key(app, &k) {
+                return cmds;
+            }
+            if app.view == View::Runbooks && app.browser.searching && !app.help {
+                return browser_search_key(app, &k);
+            }
             let Some(key) = Key::from_event(&k) else {
                 return Vec::new();
             };
@@ -499,6 +507,16 @@ fn detail_action(app: &mut App, action: Action) {
     let count = app
         .selected_host()
         .map_or(0, |h| app.host_checks(&h.name).len());
+    if action == Action::Open {
+        // Enter on a host health flagged opens the runbook suggested for it.
+        let suggested = app
+            .selected_host()
+            .and_then(|h| app.host_suggestions(&h.name).first().map(|s| s.runbook));
+        if let Some(i) = suggested {
+            focus_runbook(app, i);
+        }
+        return;
+    }
     let d = &mut app.detail;
     match action {
         Action::Back => app.view = View::Dashboard,

@@ -32,13 +32,23 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
     ])
     .areas(area);
     render_header(app, theme, frame, header);
+    // The suggestion banner takes the body's first line (as `body_area` says).
+    let body = match banner_line(app, theme) {
+        Some(line) if body.height > 1 => {
+            let [banner, rest] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(body);
+            frame.render_widget(Paragraph::new(line).style(theme.base()), banner);
+            rest
+        }
+        _ => body,
+    };
     match app.view {
         View::Dashboard => dashboard::render(app, theme, frame, body),
         View::Detail => detail::render(app, theme, frame, body),
-        other => {
-            let msg = format!("{} — not available yet", other.title());
-            frame.render_widget(Paragraph::new(msg).style(theme.dim()), body);
-        }
+        View::Runbooks => browser::render(app, theme, frame, body),
+        View::Run => run::render(app, theme, frame, body),
+        View::Journal => journal::render(app, theme, frame, body),
+        View::Learn => learn::render(app, theme, frame, body),
     }
     render_footer(app, theme, frame, footer);
     if app.help {
@@ -147,11 +157,52 @@ fn render_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 "move",
             ),
         ],
-        View::Detail => vec![
+        View::Detail => {
+            let mut v = vec![
+                (k(Action::Back), "back"),
+                (format!("{}/{}", k(Action::Down), k(Action::Up)), "check"),
+            ];
+            if app
+                .selected_host()
+                .is_some_and(|h| !app.host_suggestions(&h.name).is_empty())
+            {
+                v.push((k(Action::Open), "suggested runbook"));
+            }
+            v
+        }
+        View::Runbooks => {
+            let b = |a: Action| app.keymap.hint(Context::Browser, a);
+            vec![
+                (k(Action::Open), "start"),
+                (k(Action::Search), "search"),
+                (b(Action::FilterTier), "tier"),
+                (b(Action::FilterSeverity), "severity"),
+                (k(Action::Dashboard), "dashboard"),
+            ]
+        }
+        View::Run => {
+            let r = |a: Action| app.keymap.hint(Context::Run, a);
+            vec![
+                (r(Action::Confirm), "confirm"),
+                (r(Action::Skip), "skip"),
+                (r(Action::Note), "note"),
+                (r(Action::Abort), "abort"),
+                (
+                    format!("{}/{}", r(Action::PrevHost), r(Action::NextHost)),
+                    "host",
+                ),
+                (format!("{}/{}", k(Action::Down), k(Action::Up)), "step"),
+            ]
+        }
+        View::Journal => vec![
+            (format!("{}/{}", k(Action::Down), k(Action::Up)), "run"),
             (k(Action::Back), "back"),
-            (format!("{}/{}", k(Action::Down), k(Action::Up)), "check"),
         ],
-        _ => vec![(k(Action::Dashboard), "dashboard")],
+        View::Learn => vec![
+            (format!("{}/{}", k(Action::Left), k(Action::Right)), "page"),
+            (k(Action::Open), "start"),
+            (k(Action::Back), "back"),
+        ],
     };
     let mut spans = Vec::new();
     let tail = [(k(Action::Help), "help"), (k(Action::Quit), "quit")];
