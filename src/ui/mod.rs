@@ -2,11 +2,13 @@
 
 pub mod browser;
 pub mod dashboard;
+pub mod demo_state;
 pub mod detail;
 pub mod help;
 pub mod journal;
 pub mod learn;
 pub mod run;
+pub mod svg;
 pub mod theme;
 pub mod widgets;
 
