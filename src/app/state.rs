@@ -567,7 +567,11 @@ pub fn suggest(runbooks: &[Arc<Runbook>], checks: &[Check]) -> Vec<Suggestion> {
         let hits: Vec<&Check> = checks
             .iter()
             .filter(|c| {
-                c.state != State::Ok && rb.triggered_by(&c.id, super::run::convert(c.state))
+                // A runbook for some tiers is not suggested by a check on another tier (a
+                // cache host down does not call for the database failover).
+                c.state != State::Ok
+                    && (rb.tiers.is_empty() || rb.tiers.contains(&c.tier))
+                    && rb.triggered_by(&c.id, super::run::convert(c.state))
             })
             .collect();
         if hits.is_empty() {

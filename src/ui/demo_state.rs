@@ -207,7 +207,7 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
             let cpu = if host == "app1" {
                 (38.0 + 2.2 * step as f64).min(86.0)
             } else {
-                12.0 + wobble * 2.0
+                14.0 + wobble * 4.0
             };
             Sample::Host(HostSample {
                 cpu_percent: Some(cpu),
@@ -244,7 +244,7 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
                 questions: 10_000 + 420 * step,
                 uptime_s: 3600 * 24 * 12,
                 read_only: !primary,
-                replication: (!primary).then(|| ReplicationSample {
+                replication: (!primary).then_some(ReplicationSample {
                     io_running: true,
                     sql_running: true,
                     lag_s: Some(0),
@@ -256,7 +256,15 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
         }
         ProbeKind::Redis => Sample::Redis(RedisSample {
             ping: Duration::from_micros(300),
-            role: "master".into(),
+            role: if spec.meta.role.as_deref() == Some("replica") {
+                "slave".into()
+            } else {
+                "master".into()
+            },
+            master_link_status: (spec.meta.role.as_deref() == Some("replica"))
+                .then(|| "up".to_owned()),
+            replica_lag_bytes: (spec.meta.role.as_deref() == Some("replica")).then_some(0),
+            master_last_io_s: (spec.meta.role.as_deref() == Some("replica")).then_some(1),
             connected_clients: 14,
             maxclients: 10_000,
             used_memory: 48 << 20,
@@ -266,12 +274,12 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
         }),
         ProbeKind::Sentinel => Sample::Sentinel(SentinelSample {
             master_name: "mymaster".into(),
-            master_addr: Some("127.0.10.32:6379".into()),
+            master_addr: Some("127.0.10.31:6379".into()),
             ckquorum_ok: true,
             ckquorum_message:
                 "OK 2 usable Sentinels. Quorum and failover authorization can be reached".into(),
             sentinels: 2,
-            replicas: 0,
+            replicas: 1,
         }),
         ProbeKind::Http => Sample::Http(HttpSample {
             url: spec.key.instance.clone(),
@@ -333,47 +341,96 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
     Outcome::Ok(sample)
 }
 
-/// Feeds `polls` polls of the story into `health`, the first at `t0`. Returns when the last
-/// poll happened.
-pub fn feed(
-    health: &mut HealthState,
-    specs: &[ProbeSpec],
-    t0: Instant,
-    from: u64,
-    polls: u64,
-) -> Instant {
-    let mut at = t0;
-    for step in from..from + polls {
-        at = t0 + POLL * step as u32;
-        let at_utc = wall() - chrono::Duration::seconds(((from + polls - step) * 5) as i64);
-        for spec in specs {
-            health.update(ProbeResult {
+/// The story's clock and probe plan: poll `step` happens at `t0 + step × POLL`.
+pub struct Story {
+    pub t0: Instant,
+    pub specs: Vec<ProbeSpec>,
+    /// The next poll to produce.
+    pub step: u64,
+}
+
+impl Story {
+    pub fn new(inv: &Inventory, t0: Instant) -> Story {
+        Story {
+            t0,
+            specs: probe_plan(inv),
+            step: 0,
+        }
+    }
+
+    /// When poll `step` happens.
+    pub fn at(&self, step: u64) -> Instant {
+        self.t0 + POLL * step as u32
+    }
+
+    /// The wall clock at `at` ([`wall`] is the end of the first [`POLLS`] polls).
+    pub fn wall_at(&self, at: Instant) -> DateTime<Utc> {
+        let end = self.at(POLLS - 1) + Duration::from_secs(1);
+        let delta = if at >= end {
+            chrono::Duration::from_std(at - end).unwrap_or_default()
+        } else {
+            -chrono::Duration::from_std(end - at).unwrap_or_default()
+        };
+        wall() + delta
+    }
+
+    /// The results of the next poll, one per probe.
+    pub fn next_poll(&mut self) -> Vec<ProbeResult> {
+        let step = self.step;
+        self.step += 1;
+        let at = self.at(step);
+        let at_utc = self.wall_at(at);
+        self.specs
+            .iter()
+            .map(|spec| ProbeResult {
                 target: spec.key.clone(),
                 at,
                 at_utc,
                 took: Duration::from_millis(4),
                 outcome: outcome(spec, step),
-            });
-        }
+            })
+            .collect()
     }
-    at
+
+    /// Moves `app` forward by `by`: every poll due in that time arrives as probe events, then
+    /// the clock ticks.
+    pub fn advance(&mut self, app: &mut App, by: Duration) {
+        let until = app.now + by;
+        while self.at(self.step) <= until {
+            for r in self.next_poll() {
+                crate::app::update(app, crate::app::Event::Probe(Box::new(r)));
+            }
+        }
+        let wall = self.wall_at(until);
+        crate::app::update(app, crate::app::Event::Tick { now: until, wall });
+    }
 }
 
 /// A console on `inv` after [`POLLS`] polls of the story, offering `runbooks`.
 pub fn app(inv: Inventory, runbooks: Vec<Arc<Runbook>>) -> App {
-    let specs = probe_plan(&inv);
+    app_and_story(inv, runbooks).0
+}
+
+/// [`app`] and the story that goes on from it.
+pub fn app_and_story(inv: Inventory, runbooks: Vec<Arc<Runbook>>) -> (App, Story) {
+    let mut story = Story::new(&inv, Instant::now());
     let history = History::covering(Duration::from_secs(600), POLL);
-    let mut health = HealthState::new(&specs, Default::default(), history);
-    let t0 = Instant::now();
-    let last = feed(&mut health, &specs, t0, 0, POLLS);
-    App::new(
+    let mut health = HealthState::new(&story.specs, std::collections::BTreeMap::default(), history);
+    for _ in 0..POLLS {
+        for r in story.next_poll() {
+            health.update(r);
+        }
+    }
+    let now = story.at(POLLS - 1) + Duration::from_secs(1);
+    let app = App::new(
         Arc::new(inv),
         health,
         Keymap::defaults(),
-        last + Duration::from_secs(1),
-        wall(),
+        now,
+        story.wall_at(now),
     )
-    .with_runbooks(runbooks)
+    .with_runbooks(runbooks);
+    (app, story)
 }
 
 #[cfg(test)]

@@ -9,11 +9,14 @@ use ratatui::style::{Color, Modifier};
 
 use super::theme::Theme;
 
-/// Width of one cell in pixels (0.6 em of a 14 px monospace font).
-pub const CELL_W: f64 = 8.4;
-/// Height of one cell (line) in pixels.
+/// Width of one cell in pixels (0.6 em of the font).
+pub const CELL_W: f64 = 9.3;
+/// Height of one cell (line) in pixels: the font's ascent plus descent, so block characters
+/// (bars, charts) of adjacent lines touch.
 pub const CELL_H: f64 = 18.0;
-const FONT_SIZE: f64 = 14.0;
+const FONT_SIZE: f64 = 15.4;
+/// Baseline below a line's top (the font's ascent).
+const BASELINE: f64 = 14.3;
 const FONT: &str = "'DejaVu Sans Mono', 'Menlo', 'Consolas', 'Liberation Mono', monospace";
 
 /// What `Color::Reset` stands for: the terminal's own foreground and background.
@@ -74,6 +77,7 @@ const ANSI: [(u8, u8, u8); 16] = [
 ];
 
 /// A cell colour as RGB; `Reset` is the palette's foreground or background.
+#[allow(clippy::many_single_char_names)] // r, g, b and the palette read best short
 fn rgb(c: Color, p: Palette, fg: bool) -> (u8, u8, u8) {
     match c {
         Color::Reset => {
@@ -163,6 +167,7 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
 }
 
 /// The screen in `buf` as an SVG document, `Reset` drawn as `p`'s colours.
+#[allow(clippy::many_single_char_names)] // x, y, w, h, p, l: grid coordinates and the palette
 pub fn buffer_to_svg_with(buf: &Buffer, p: Palette) -> String {
     let area = buf.area;
     let w = f64::from(area.width) * CELL_W;
@@ -204,7 +209,7 @@ pub fn buffer_to_svg_with(buf: &Buffer, p: Palette) -> String {
     // column and stretched to its cell count so glyphs from fallback fonts keep the grid.
     out.push_str("<g xml:space=\"preserve\">\n");
     for y in area.top()..area.bottom() {
-        let baseline = f64::from(y - area.top()) * CELL_H + CELL_H * 0.75;
+        let baseline = f64::from(y - area.top()) * CELL_H + BASELINE;
         let mut line = String::new();
         let mut x = area.left();
         while x < area.right() {
@@ -290,21 +295,21 @@ mod tests {
         let svg = buffer_to_svg(&buf);
         assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
         // 12 × 2 cells.
-        assert!(svg.contains(r#"width="100.8" height="36.0""#), "{svg}");
+        assert!(svg.contains(r#"width="111.6" height="36.0""#), "{svg}");
         // "ok" in its green at column 0; "<db1>" bold red at column 3, escaped.
         assert!(
-            svg.contains(r##"<tspan x="0.0" textLength="16.8" fill="#00c800">ok</tspan>"##),
+            svg.contains(r##"<tspan x="0.0" textLength="18.6" fill="#00c800">ok</tspan>"##),
             "{svg}"
         );
         assert!(
             svg.contains(
-                r##"<tspan x="25.2" textLength="42.0" fill="#cd0000" font-weight="bold">&lt;db1&gt;</tspan>"##
+                r##"<tspan x="27.9" textLength="46.5" fill="#cd0000" font-weight="bold">&lt;db1&gt;</tspan>"##
             ),
             "{svg}"
         );
         // Its background is one rectangle of five cells on the first line.
         assert!(
-            svg.contains(r##"<rect x="25.2" y="0.0" width="42.0" height="18" fill="#303030"/>"##),
+            svg.contains(r##"<rect x="27.9" y="0.0" width="46.5" height="18" fill="#303030"/>"##),
             "{svg}"
         );
         assert_eq!(svg.matches("fill=\"#303030\"").count(), 1);
