@@ -124,6 +124,14 @@ pub fn lab_inventory() -> Result<Inventory, InventoryError> {
 /// servers, the rest cache, database and worker hosts), every one at `127.0.0.1:ssh_port`.
 /// With a port nothing listens on, every host is unreachable.
 pub fn fleet_inventory(hosts: usize, ssh_port: u16) -> Result<Inventory, InventoryError> {
+    crate::inventory::load_str(
+        &fleet_inventory_text(hosts, ssh_port),
+        Path::new("demo/fleet.toml"),
+    )
+}
+
+/// The text of [`fleet_inventory`].
+pub fn fleet_inventory_text(hosts: usize, ssh_port: u16) -> String {
     use std::fmt::Write as _;
     let mut s = format!(
         "name = \"fleet-{hosts}\"\n\n[defaults.ssh]\nuser = \"root\"\nport = {ssh_port}\nidentity_files = [\"ssh/id_ed25519\"]\nknown_hosts = \"ssh/known_hosts\"\nconnect_timeout = \"2s\"\n\n"
@@ -161,7 +169,7 @@ pub fn fleet_inventory(hosts: usize, ssh_port: u16) -> Result<Inventory, Invento
     add("worker", worker, &|_| {
         "processes = [\"queue:work\"]".to_owned()
     });
-    crate::inventory::load_str(&s, Path::new("demo/fleet.toml"))
+    s
 }
 
 /// Every runbook in `dir` that loads (as the console offers them).
