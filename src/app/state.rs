@@ -130,6 +130,8 @@ pub enum Event {
         wall: DateTime<Utc>,
     },
     Probe(Box<ProbeResult>),
+    /// Several probe results that arrived together: folded in, then checks are evaluated once.
+    Probes(Vec<ProbeResult>),
     /// The executor opened the run's journal and took its lock.
     RunOpened {
         run_id: String,
@@ -336,6 +338,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         }
         Event::Probe(result) => {
             app.health.update(*result);
+            app.refresh_checks();
+            Vec::new()
+        }
+        Event::Probes(results) => {
+            for r in results {
+                app.health.update(r);
+            }
             app.refresh_checks();
             Vec::new()
         }

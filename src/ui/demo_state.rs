@@ -405,9 +405,8 @@ impl Story {
     pub fn advance(&mut self, app: &mut App, by: Duration) {
         let until = app.now + by;
         while self.at(self.step) <= until {
-            for r in self.next_poll() {
-                crate::app::update(app, crate::app::Event::Probe(Box::new(r)));
-            }
+            let poll = self.next_poll();
+            crate::app::update(app, crate::app::Event::Probes(poll));
         }
         let wall = self.wall_at(until);
         crate::app::update(app, crate::app::Event::Tick { now: until, wall });
