@@ -2,6 +2,7 @@
 //! `update` changes the state and returns [`Command`]s for the executor to carry out. Nothing
 //! here touches the terminal, the network or the clock.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,6 +52,9 @@ pub struct App {
     pub health: HealthState,
     /// Checks as of the last tick or sample, so drawing never evaluates anything.
     pub checks: Vec<Check>,
+    /// Per host: its worst state and its checks (indexes into `checks`), worst first, then
+    /// by id. Rebuilt with `checks`, so drawing a fleet is linear in its size.
+    by_host: HashMap<String, (State, Vec<usize>)>,
     pub now: Instant,
     pub wall: DateTime<Utc>,
     pub view: View,
@@ -128,6 +132,8 @@ pub enum Event {
         wall: DateTime<Utc>,
     },
     Probe(Box<ProbeResult>),
+    /// Several probe results that arrived together: folded in, then checks are evaluated once.
+    Probes(Vec<ProbeResult>),
     /// The executor opened the run's journal and took its lock.
     RunOpened {
         run_id: String,
@@ -203,10 +209,12 @@ impl App {
         wall: DateTime<Utc>,
     ) -> App {
         let checks = health.checks(now);
+        let by_host = index_by_host(&checks);
         App {
             inventory,
             health,
             checks,
+            by_host,
             now,
             wall,
             view: View::Dashboard,
@@ -236,18 +244,15 @@ impl App {
 
     /// Checks of one host, worst first, then by id.
     pub fn host_checks(&self, host: &str) -> Vec<&Check> {
-        let mut v: Vec<&Check> = self.checks.iter().filter(|c| c.host == host).collect();
-        v.sort_by(|a, b| b.state.cmp(&a.state).then_with(|| a.id.cmp(&b.id)));
-        v
+        self.by_host
+            .get(host)
+            .map(|(_, idx)| idx.iter().map(|&i| &self.checks[i]).collect())
+            .unwrap_or_default()
     }
 
     /// A host's worst state (unknown when nothing is known yet).
     pub fn host_state(&self, host: &str) -> State {
-        let mut it = self.checks.iter().filter(|c| c.host == host).peekable();
-        if it.peek().is_none() {
-            return State::Unknown;
-        }
-        check::worst(it)
+        self.by_host.get(host).map_or(State::Unknown, |(s, _)| *s)
     }
 
     pub fn overall(&self) -> State {
@@ -275,6 +280,7 @@ impl App {
 
     fn refresh_checks(&mut self) {
         self.checks = self.health.checks(self.now);
+        self.by_host = index_by_host(&self.checks);
         self.suggestions = suggest(&self.runbooks, &self.checks);
     }
 
@@ -297,6 +303,25 @@ impl App {
             .filter(|s| s.hosts.iter().any(|h| h == host))
             .collect()
     }
+}
+
+/// Each host's worst state and its checks, worst first, then by id.
+fn index_by_host(checks: &[Check]) -> HashMap<String, (State, Vec<usize>)> {
+    let mut by: HashMap<String, (State, Vec<usize>)> = HashMap::new();
+    for (i, c) in checks.iter().enumerate() {
+        by.entry(c.host.clone())
+            .or_insert_with(|| (c.state, Vec::new()))
+            .1
+            .push(i);
+    }
+    for (state, idx) in by.values_mut() {
+        idx.sort_by(|&a, &b| {
+            let (a, b) = (&checks[a], &checks[b]);
+            b.state.cmp(&a.state).then_with(|| a.id.cmp(&b.id))
+        });
+        *state = check::worst(idx.iter().map(|&i| &checks[i]));
+    }
+    by
 }
 
 /// The one place state changes.
@@ -323,6 +348,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         }
         Event::Probe(result) => {
             app.health.update(*result);
+            app.refresh_checks();
+            Vec::new()
+        }
+        Event::Probes(results) => {
+            for r in results {
+                app.health.update(r);
+            }
             app.refresh_checks();
             Vec::new()
         }
@@ -413,11 +445,12 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             Vec::new()
         }
         Event::Key(k) => {
-            // Text entry takes keys before the keymap does.
+            // Text entry (inputs, notes, typed confirmations, the browser search) takes keys
+            // before the keymap does.
             if let Some(cmds) = typing_key(app, &k) {
                 return cmds;
             }
-            if app.view == View::Runbooks && app.browser.searching {
+            if app.view == View::Runbooks && app.browser.searching && !app.help {
                 return browser_search_key(app, &k);
             }
             let Some(key) = Key::from_event(&k) else {
@@ -597,7 +630,11 @@ pub fn suggest(runbooks: &[Arc<Runbook>], checks: &[Check]) -> Vec<Suggestion> {
         let hits: Vec<&Check> = checks
             .iter()
             .filter(|c| {
-                c.state != State::Ok && rb.triggered_by(&c.id, super::run::convert(c.state))
+                // A runbook for some tiers is not suggested by a check on another tier (a
+                // cache host down does not call for the database failover).
+                c.state != State::Ok
+                    && (rb.tiers.is_empty() || rb.tiers.contains(&c.tier))
+                    && rb.triggered_by(&c.id, super::run::convert(c.state))
             })
             .collect();
         if hits.is_empty() {

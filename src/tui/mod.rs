@@ -329,11 +329,13 @@ pub async fn run(
             },
             r = probes.recv(), if probes_open => match r {
                 Some(r) => {
-                    apply(&mut app, &mut exec, Event::Probe(Box::new(r)));
-                    // Fold everything already waiting before the next draw.
+                    // Fold everything already waiting before the next draw, evaluating the
+                    // checks once for the batch (probes finish in bursts).
+                    let mut batch = vec![r];
                     while let Ok(r) = probes.try_recv() {
-                        apply(&mut app, &mut exec, Event::Probe(Box::new(r)));
+                        batch.push(r);
                     }
+                    apply(&mut app, &mut exec, Event::Probes(batch));
                     dirty = true;
                 }
                 None => probes_open = false,

@@ -142,10 +142,7 @@ fn pill(app: &App, theme: &Theme, i: usize) -> Vec<Span<'static>> {
     // The figure: the worst failing check's reason, else the CPU figure, else the count of
     // checks.
     let worst = checks.first().filter(|c| c.state != StateKind::Ok);
-    let cpu = app
-        .checks
-        .iter()
-        .find(|c| c.host == host.name && c.id == "host.cpu");
+    let cpu = checks.iter().find(|c| c.id == "host.cpu").copied();
     let figure = match (worst, cpu) {
         (Some(c), _) => c.reason.clone(),
         (None, Some(c)) => c

@@ -2,11 +2,13 @@
 
 pub mod browser;
 pub mod dashboard;
+pub mod demo_state;
 pub mod detail;
 pub mod help;
 pub mod journal;
 pub mod learn;
 pub mod run;
+pub mod svg;
 pub mod theme;
 pub mod widgets;
 
@@ -197,11 +199,52 @@ fn render_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 "move",
             ),
         ],
-        View::Detail => vec![
+        View::Detail => {
+            let mut v = vec![
+                (k(Action::Back), "back"),
+                (format!("{}/{}", k(Action::Down), k(Action::Up)), "check"),
+            ];
+            if app
+                .selected_host()
+                .is_some_and(|h| !app.host_suggestions(&h.name).is_empty())
+            {
+                v.push((k(Action::Open), "suggested runbook"));
+            }
+            v
+        }
+        View::Runbooks => {
+            let b = |a: Action| app.keymap.hint(Context::Browser, a);
+            vec![
+                (k(Action::Open), "start"),
+                (k(Action::Search), "search"),
+                (b(Action::FilterTier), "tier"),
+                (b(Action::FilterSeverity), "severity"),
+                (k(Action::Dashboard), "dashboard"),
+            ]
+        }
+        View::Run => {
+            let r = |a: Action| app.keymap.hint(Context::Run, a);
+            vec![
+                (r(Action::Confirm), "confirm"),
+                (r(Action::Skip), "skip"),
+                (r(Action::Note), "note"),
+                (r(Action::Abort), "abort"),
+                (
+                    format!("{}/{}", r(Action::PrevHost), r(Action::NextHost)),
+                    "host",
+                ),
+                (format!("{}/{}", k(Action::Down), k(Action::Up)), "step"),
+            ]
+        }
+        View::Journal => vec![
+            (format!("{}/{}", k(Action::Down), k(Action::Up)), "run"),
             (k(Action::Back), "back"),
-            (format!("{}/{}", k(Action::Down), k(Action::Up)), "check"),
         ],
-        _ => vec![(k(Action::Dashboard), "dashboard")],
+        View::Learn => vec![
+            (format!("{}/{}", k(Action::Left), k(Action::Right)), "page"),
+            (k(Action::Open), "start"),
+            (k(Action::Back), "back"),
+        ],
     };
     let mut spans = Vec::new();
     let tail = [(k(Action::Help), "help"), (k(Action::Quit), "quit")];
