@@ -236,7 +236,8 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
                     error: None,
                 }],
                 uptime_s: 86_400.0 * 12.0,
-                top_process: (cpu >= 80.0).then(|| "php-fpm: pool app (pid 2314, 61 % cpu)".to_owned()),
+                top_process: (cpu >= 80.0)
+                    .then(|| "php-fpm: pool app (pid 2314, 61 % cpu)".to_owned()),
             })
         }
         ProbeKind::Mysql => {

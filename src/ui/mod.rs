@@ -129,13 +129,13 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         let elapsed = run.elapsed(app.now);
         let text = match run.runbook.rto {
             Some(rto) => format!(
-                "│ ⏱ {} {} / {} ",
+                "│ run {} {} / RTO {} ",
                 run.runbook.id,
                 crate::app::state::mmss(elapsed),
                 crate::app::state::mmss(rto)
             ),
             None => format!(
-                "│ ⏱ {} {} ",
+                "│ run {} {} ",
                 run.runbook.id,
                 crate::app::state::mmss(elapsed)
             ),
