@@ -442,3 +442,154 @@ fn check_fails_on_a_broken_runbook_with_its_position_and_step() {
         "{err}"
     );
 }
+
+/// `kill -9` at several points of one run — during a diagnose step, after an action while the
+/// next step runs, in the middle of a second action — resuming each time: the journal parses,
+/// the run picks up at the right step, the interrupted action is unknown until decided, and no
+/// action runs twice. Each step waits for a gate file the test creates, so the kill points are
+/// exact.
+#[test]
+fn kill_9_at_several_points_then_resume_each_time_runs_every_action_exactly_once() {
+    let f = Fixture::new();
+    let log = f.p("actions.log");
+    let started = |n: u8| f.p(&format!("started-{n}"));
+    let go = |n: u8| f.p(&format!("go-{n}"));
+    let wait_gate = |n: u8| {
+        format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+            started(n).display(),
+            go(n).display()
+        )
+    };
+    f.runbook(
+        "points",
+        &format!(
+            r#"
+[[steps]]
+id = "diag-a"
+title = "a diagnosis"
+kind = "diagnose"
+target = {{ selector = "here" }}
+shell = "{w1}"
+timeout = "120s"
+[[steps]]
+id = "act-one"
+title = "first action"
+kind = "action"
+target = {{ selector = "here" }}
+shell = "echo one >> {log}"
+confirm = "yes"
+[[steps]]
+id = "diag-b"
+title = "after the first action"
+kind = "diagnose"
+target = {{ selector = "here" }}
+shell = "{w2}"
+timeout = "120s"
+[[steps]]
+id = "act-two"
+title = "second action"
+kind = "action"
+target = {{ selector = "here" }}
+shell = "echo two >> {log}; {w3}"
+timeout = "120s"
+confirm = "yes"
+[[steps]]
+id = "done"
+title = "both actions ran once"
+kind = "check"
+target = {{ selector = "here" }}
+shell = "cat {log}"
+expect = {{ regex = "^one\ntwo\n?$" }}
+"#,
+            w1 = wait_gate(1),
+            w2 = wait_gate(2),
+            w3 = wait_gate(3),
+            log = log.display()
+        ),
+    );
+    let kill = |mut child: Child| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        let _ = child.wait();
+    };
+    let journal_parses = |f: &Fixture| {
+        let text = f.journal_text();
+        // (A resume starts on a fresh line, so a torn last line can never glue onto the next
+        // record: blank lines are separators, not records.)
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("journal line does not parse ({e}): {l:?}\n{text}"));
+        }
+    };
+    let actions = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Shells orphaned by a kill wait on their gate: open every gate at the end.
+    struct OpenGates(Vec<PathBuf>);
+    impl Drop for OpenGates {
+        fn drop(&mut self) {
+            for g in &self.0 {
+                let _ = std::fs::write(g, "");
+            }
+        }
+    }
+    let _gates = OpenGates(vec![go(1), go(2), go(3)]);
+
+    // A: killed during the first, read-only step.
+    let child = f.spawn(&["run", "points", "--approve", "all"]);
+    wait_for("diag-a", || started(1).exists());
+    kill(child);
+    journal_parses(&f);
+    let run = run_id(&f.journals()[0]);
+    assert_eq!(actions(), "");
+
+    // Resume: the read-only step runs again; let it finish; the first action runs; kill while
+    // the next diagnosis runs (B: between an action and the next step).
+    std::fs::remove_file(started(1)).expect("rm");
+    let child = f.spawn(&["run", "points", "--approve", "all", "--resume", &run]);
+    wait_for("diag-a again", || started(1).exists());
+    std::fs::write(go(1), "").expect("gate");
+    wait_for("diag-b", || started(2).exists());
+    kill(child);
+    journal_parses(&f);
+    assert_eq!(actions(), "one\n", "the first action ran once");
+
+    // Resume at diag-b; the second action starts and is killed in the middle (C).
+    let child = f.spawn(&["run", "points", "--approve", "all", "--resume", &run]);
+    std::fs::write(go(2), "").expect("gate");
+    wait_for("act-two", || started(3).exists());
+    kill(child);
+    journal_parses(&f);
+    assert_eq!(actions(), "one\ntwo\n");
+
+    // Resume without a decision: act-two's outcome is unknown; nothing runs; exit 10.
+    let o = f
+        .cmd()
+        .args(["run", "points", "--approve", "all", "--resume", &run])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(10), "{}", out(&o));
+    assert!(out(&o).contains("outcome is unknown"), "{}", out(&o));
+    assert_eq!(actions(), "one\ntwo\n", "not re-run without a decision");
+
+    // The operator verified it happened: the run finishes; no action ran twice.
+    let o = f
+        .cmd()
+        .args([
+            "run",
+            "points",
+            "--approve",
+            "all",
+            "--resume",
+            &run,
+            "--resolve",
+            "verify",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(actions(), "one\ntwo\n", "every action exactly once");
+    journal_parses(&f);
+}
