@@ -443,6 +443,17 @@ fn check_fails_on_a_broken_runbook_with_its_position_and_step() {
     );
 }
 
+/// Opens every gate when dropped, so shells orphaned by a kill always finish.
+struct OpenGates(Vec<PathBuf>);
+
+impl Drop for OpenGates {
+    fn drop(&mut self) {
+        for g in &self.0 {
+            let _ = std::fs::write(g, "");
+        }
+    }
+}
+
 /// `kill -9` at several points of one run — during a diagnose step, after an action while the
 /// next step runs, in the middle of a second action — resuming each time: the journal parses,
 /// the run picks up at the right step, the interrupted action is unknown until decided, and no
@@ -527,14 +538,6 @@ expect = {{ regex = "^one\ntwo\n?$" }}
     };
     let actions = || std::fs::read_to_string(&log).unwrap_or_default();
     // Shells orphaned by a kill wait on their gate: open every gate at the end.
-    struct OpenGates(Vec<PathBuf>);
-    impl Drop for OpenGates {
-        fn drop(&mut self) {
-            for g in &self.0 {
-                let _ = std::fs::write(g, "");
-            }
-        }
-    }
     let _gates = OpenGates(vec![go(1), go(2), go(3)]);
 
     // A: killed during the first, read-only step.
