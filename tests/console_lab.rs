@@ -2,15 +2,16 @@
 //! the suggested runbook is opened from the host, its steps are confirmed with key presses,
 //! and the fault is gone on the real servers.
 
+mod support;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use opsdeck::app::keymap::Keymap;
-use opsdeck::app::{App, Event, View};
+use crossterm::event::KeyCode;
+use opsdeck::app::{App, View};
 use opsdeck::probes::check::State;
 use opsdeck::probes::history::History;
 use opsdeck::probes::plan::{self, Intervals};
@@ -18,10 +19,7 @@ use opsdeck::probes::scheduler::{self, SchedulerConfig};
 use opsdeck::probes::state::HealthState;
 use opsdeck::runbook::engine::{DecisionKind, Outcome};
 use opsdeck::transport::Connections;
-use opsdeck::tui::{Executor, dispatch};
-use opsdeck::ui::{self, theme::Theme};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use support::console::Console;
 use tokio::sync::mpsc;
 
 fn opsdeck(dir: &Path) -> Command {
@@ -37,70 +35,6 @@ impl Drop for Down {
     fn drop(&mut self) {
         if self.0.exists() {
             let _ = opsdeck(&self.0).args(["lab", "down"]).output();
-        }
-    }
-}
-
-fn screen(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(160, 45)).expect("terminal");
-    t.draw(|f| ui::render(app, &Theme::dark(), f))
-        .expect("draw");
-    let buf = t.backend().buffer().clone();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            s.push_str(buf[(x, y)].symbol());
-        }
-        s.push('\n');
-    }
-    s
-}
-
-struct Console {
-    app: App,
-    exec: Executor,
-    events: mpsc::Receiver<Event>,
-    probes: mpsc::Receiver<opsdeck::probes::model::ProbeResult>,
-}
-
-impl Console {
-    fn key(&mut self, code: KeyCode) {
-        dispatch(
-            &mut self.app,
-            &mut self.exec,
-            Event::Key(KeyEvent::new(code, KeyModifiers::NONE)),
-        );
-    }
-
-    fn typed(&mut self, text: &str) {
-        for c in text.chars() {
-            self.key(KeyCode::Char(c));
-        }
-    }
-
-    /// Delivers probe results, executor events and ticks, as the terminal loop does, until
-    /// `done` holds.
-    async fn pump(&mut self, what: &str, secs: u64, done: impl Fn(&App) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !done(&self.app) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{}",
-                screen(&self.app)
-            );
-            tokio::select! {
-                Some(r) = self.probes.recv() => dispatch(&mut self.app, &mut self.exec, Event::Probe(Box::new(r))),
-                Some(e) = self.events.recv() => dispatch(&mut self.app, &mut self.exec, e),
-                () = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-            dispatch(
-                &mut self.app,
-                &mut self.exec,
-                Event::Tick {
-                    now: Instant::now(),
-                    wall: chrono::Utc::now(),
-                },
-            );
         }
     }
 }
@@ -149,27 +83,13 @@ async fn a_drill_is_seen_diagnosed_and_resolved_from_the_console() {
         .into_iter()
         .filter_map(|(_, r)| r.ok().map(|(rb, _)| Arc::new(rb)))
         .collect();
-    let app = App::new(
-        Arc::clone(&inv),
-        health,
-        Keymap::defaults(),
-        Instant::now(),
-        chrono::Utc::now(),
-    )
-    .with_runbooks(runbooks);
-    let (etx, events) = mpsc::channel(256);
-    let exec = Executor::new(
-        Arc::clone(&inv),
-        Arc::clone(&conns),
+    let mut c = Console::new(
+        &inv,
+        runbooks,
         tmp.path().join("journal"),
-        etx,
+        Arc::clone(&conns),
+        Some((health, probes)),
     );
-    let mut c = Console {
-        app,
-        exec,
-        events,
-        probes,
-    };
 
     let db1_connections = |a: &App| {
         a.checks
@@ -201,7 +121,7 @@ async fn a_drill_is_seen_diagnosed_and_resolved_from_the_console() {
                 .any(|s| a.runbooks[s.runbook].id == "db-connection-exhaustion")
     })
     .await;
-    let s = screen(&c.app);
+    let s = c.screen();
     let db1_line = s
         .lines()
         .find(|l| l.contains("db1"))
@@ -282,7 +202,7 @@ async fn a_drill_is_seen_diagnosed_and_resolved_from_the_console() {
         let ask = run.ask.clone().expect("ask");
         match ask.kind {
             DecisionKind::Confirm => {
-                let shown = screen(&c.app);
+                let shown = c.screen();
                 assert!(shown.contains("Run this on db1?"), "{shown}");
                 c.key(KeyCode::Char('y'));
             }
@@ -300,7 +220,7 @@ async fn a_drill_is_seen_diagnosed_and_resolved_from_the_console() {
                     .collect();
                 panic!(
                     "unexpected decision {other:?}:\n{}\n{}",
-                    screen(&c.app),
+                    c.screen(),
                     log.join("\n")
                 )
             }
@@ -312,7 +232,7 @@ async fn a_drill_is_seen_diagnosed_and_resolved_from_the_console() {
         Some(Outcome::Succeeded),
         "{:?}\n{}",
         run.finished,
-        screen(&c.app)
+        c.screen()
     );
 
     // Gone on the real servers: the drill's own check (a new connection is accepted, judged

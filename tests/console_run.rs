@@ -1,22 +1,16 @@
 //! Guided execution in the console, driven by key events through the real app, engine and
 //! executor (commands run for real on the local transport), without a terminal.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use opsdeck::app::keymap::Keymap;
-use opsdeck::app::{App, Event, View};
-use opsdeck::probes::history::History;
-use opsdeck::probes::state::HealthState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossterm::event::KeyCode;
+use opsdeck::app::View;
 use opsdeck::runbook::engine::{DecisionKind, Outcome};
 use opsdeck::transport::Connections;
-use opsdeck::tui::{Executor, dispatch};
-use opsdeck::ui::{self, theme::Theme};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use tokio::sync::mpsc;
+use support::console::Console;
 
 const RUNBOOK: &str = r#"
 id = "touch-marker"
@@ -57,72 +51,12 @@ shell = "test -f {{marker}} && echo present"
 expect = { regex = "present" }
 "#;
 
-struct Console {
-    app: App,
-    exec: Executor,
-    rx: mpsc::Receiver<Event>,
-}
-
-impl Console {
-    fn key(&mut self, code: KeyCode) {
-        dispatch(
-            &mut self.app,
-            &mut self.exec,
-            Event::Key(KeyEvent::new(code, KeyModifiers::NONE)),
-        );
-    }
-
-    fn typed(&mut self, text: &str) {
-        for c in text.chars() {
-            self.key(KeyCode::Char(c));
-        }
-    }
-
-    /// Delivers executor events (and clock ticks) until `done` holds.
-    async fn pump(&mut self, what: &str, done: impl Fn(&App) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !done(&self.app) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            if let Ok(Some(ev)) =
-                tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await
-            {
-                dispatch(&mut self.app, &mut self.exec, ev);
-            }
-            dispatch(
-                &mut self.app,
-                &mut self.exec,
-                Event::Tick {
-                    now: Instant::now(),
-                    wall: chrono::Utc::now(),
-                },
-            );
-        }
-    }
-
-    fn screen(&self) -> String {
-        let mut t = Terminal::new(TestBackend::new(120, 36)).expect("terminal");
-        t.draw(|f| ui::render(&self.app, &Theme::dark(), f))
-            .expect("draw");
-        let buf = t.backend().buffer().clone();
-        let mut s = String::new();
-        for y in 0..buf.area.height {
-            for x in 0..buf.area.width {
-                s.push_str(buf[(x, y)].symbol());
-            }
-            s.push('\n');
-        }
-        s
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let marker = dir.path().join("marker");
-    let rb_dir = dir.path().join("runbooks");
+/// A local host, the runbook above, and a console over them journaling into `DIR/journal`.
+fn setup(dir: &Path) -> (Console, PathBuf) {
+    let rb_dir = dir.join("runbooks");
     std::fs::create_dir_all(&rb_dir).expect("dir");
     std::fs::write(rb_dir.join("touch-marker.toml"), RUNBOOK).expect("runbook");
-    let inv_path = dir.path().join("inv.toml");
+    let inv_path = dir.join("inv.toml");
     std::fs::write(
         &inv_path,
         "[tiers.app]\n[hosts.local1]\ntier = \"app\"\nlocal = {}\n",
@@ -131,25 +65,35 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
     let inv = Arc::new(opsdeck::inventory::load(Some(&inv_path)).expect("inventory"));
     let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv))
         .expect("runbook");
-    let journal_dir = dir.path().join("journal");
-
-    let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
-    let app = App::new(
-        Arc::clone(&inv),
-        health,
-        Keymap::defaults(),
-        Instant::now(),
-        chrono::Utc::now(),
+    let journal = dir.join("journal");
+    (
+        Console::new(
+            &inv,
+            vec![Arc::new(rb)],
+            journal.clone(),
+            Arc::new(Connections::new()),
+            None,
+        ),
+        journal,
     )
-    .with_runbooks(vec![Arc::new(rb)]);
-    let (tx, rx) = mpsc::channel(64);
-    let exec = Executor::new(
-        Arc::clone(&inv),
-        Arc::new(Connections::new()),
-        journal_dir.clone(),
-        tx,
-    );
-    let mut c = Console { app, exec, rx };
+}
+
+/// Browser → the runbook → its input, answered with `marker`.
+fn start(c: &mut Console, marker: &Path) {
+    c.key(KeyCode::Char('2'));
+    c.key(KeyCode::Enter);
+    for _ in 0.."/tmp/opsdeck-MARKER".len() {
+        c.key(KeyCode::Backspace);
+    }
+    c.typed(marker.to_str().expect("utf8"));
+    c.key(KeyCode::Enter);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    let (mut c, journal_dir) = setup(dir.path());
 
     // Browser → the runbook → its input prompt, pre-filled with the default.
     c.key(KeyCode::Char('2'));
@@ -182,7 +126,7 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
 
     // The diagnose step runs by itself; the action waits for a confirmation that shows the
     // exact command, variables resolved, and the host.
-    c.pump("the confirmation", |a| {
+    c.pump("the confirmation", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.ask.is_some())
     })
     .await;
@@ -205,7 +149,7 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
     }));
 
     c.key(KeyCode::Char('y'));
-    c.pump("the run to finish", |a| {
+    c.pump("the run to finish", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.finished.is_some())
     })
     .await;
@@ -236,7 +180,7 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
 
     // Export the incident timeline from the summary.
     c.key(KeyCode::Char('e'));
-    c.pump("the export", |a| {
+    c.pump("the export", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.exported.is_some())
     })
     .await;
@@ -253,7 +197,7 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
     // The journal view lists the run.
     c.key(KeyCode::Esc);
     c.key(KeyCode::Char('4'));
-    c.pump("the journal list", |a| {
+    c.pump("the journal list", 20, |a| {
         !a.journal.runs.is_empty() && a.journal.timeline.is_some()
     })
     .await;
@@ -266,49 +210,15 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
 async fn declining_skips_the_action_and_abort_stops_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = dir.path().join("marker");
-    let rb_dir = dir.path().join("runbooks");
-    std::fs::create_dir_all(&rb_dir).expect("dir");
-    std::fs::write(rb_dir.join("touch-marker.toml"), RUNBOOK).expect("runbook");
-    let inv_path = dir.path().join("inv.toml");
-    std::fs::write(
-        &inv_path,
-        "[tiers.app]\n[hosts.local1]\ntier = \"app\"\nlocal = {}\n",
-    )
-    .expect("inventory");
-    let inv = Arc::new(opsdeck::inventory::load(Some(&inv_path)).expect("inventory"));
-    let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv))
-        .expect("runbook");
-    let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
-    let app = App::new(
-        Arc::clone(&inv),
-        health,
-        Keymap::defaults(),
-        Instant::now(),
-        chrono::Utc::now(),
-    )
-    .with_runbooks(vec![Arc::new(rb)]);
-    let (tx, rx) = mpsc::channel(64);
-    let exec = Executor::new(
-        Arc::clone(&inv),
-        Arc::new(Connections::new()),
-        dir.path().join("journal"),
-        tx,
-    );
-    let mut c = Console { app, exec, rx };
-    c.key(KeyCode::Char('2'));
-    c.key(KeyCode::Enter);
-    for _ in 0.."/tmp/opsdeck-MARKER".len() {
-        c.key(KeyCode::Backspace);
-    }
-    c.typed(marker.to_str().expect("utf8"));
-    c.key(KeyCode::Enter);
-    c.pump("the confirmation", |a| {
+    let (mut c, _) = setup(dir.path());
+    start(&mut c, &marker);
+    c.pump("the confirmation", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.ask.is_some())
     })
     .await;
     // n declines: the action is skipped, and the check that follows fails (nothing created).
     c.key(KeyCode::Char('n'));
-    c.pump("the check's failure", |a| {
+    c.pump("the check's failure", 20, |a| {
         a.run.as_ref().is_some_and(|r| {
             r.finished.is_some()
                 || r.ask
@@ -320,7 +230,7 @@ async fn declining_skips_the_action_and_abort_stops_the_run() {
     assert!(!marker.exists(), "a declined action never runs");
     if c.app.run.as_ref().is_some_and(|r| r.finished.is_none()) {
         c.key(KeyCode::Char('A'));
-        c.pump("the abort", |a| {
+        c.pump("the abort", 20, |a| {
             a.run.as_ref().is_some_and(|r| r.finished.is_some())
         })
         .await;
@@ -338,52 +248,11 @@ async fn declining_skips_the_action_and_abort_stops_the_run() {
 async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = dir.path().join("marker");
-    let rb_dir = dir.path().join("runbooks");
-    std::fs::create_dir_all(&rb_dir).expect("dir");
-    std::fs::write(rb_dir.join("touch-marker.toml"), RUNBOOK).expect("runbook");
-    let inv_path = dir.path().join("inv.toml");
-    std::fs::write(
-        &inv_path,
-        "[tiers.app]\n[hosts.local1]\ntier = \"app\"\nlocal = {}\n",
-    )
-    .expect("inventory");
-    let inv = Arc::new(opsdeck::inventory::load(Some(&inv_path)).expect("inventory"));
-    let (rb, _) = opsdeck::runbook::load_file(&rb_dir.join("touch-marker.toml"), Some(&inv))
-        .expect("runbook");
-    let rb = Arc::new(rb);
-    let journal = dir.path().join("journal");
-    let console = |tx| {
-        let health = HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10));
-        let app = App::new(
-            Arc::clone(&inv),
-            health,
-            Keymap::defaults(),
-            Instant::now(),
-            chrono::Utc::now(),
-        )
-        .with_runbooks(vec![Arc::clone(&rb)]);
-        let exec = Executor::new(
-            Arc::clone(&inv),
-            Arc::new(Connections::new()),
-            journal.clone(),
-            tx,
-        );
-        (app, exec)
-    };
-
     // First console: start, answer the input, stop at the confirmation — then it goes away
     // (a crash, a closed laptop) without finishing.
-    let (tx, rx) = mpsc::channel(64);
-    let (app, exec) = console(tx);
-    let mut c = Console { app, exec, rx };
-    c.key(KeyCode::Char('2'));
-    c.key(KeyCode::Enter);
-    for _ in 0.."/tmp/opsdeck-MARKER".len() {
-        c.key(KeyCode::Backspace);
-    }
-    c.typed(marker.to_str().expect("utf8"));
-    c.key(KeyCode::Enter);
-    c.pump("the confirmation", |a| {
+    let (mut c, _) = setup(dir.path());
+    start(&mut c, &marker);
+    c.pump("the confirmation", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.ask.is_some())
     })
     .await;
@@ -397,11 +266,9 @@ async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
 
     // Second console: the journal view lists the unfinished run; enter resumes it at the
     // action, with the recorded input, without re-running the diagnosis.
-    let (tx, rx) = mpsc::channel(64);
-    let (app, exec) = console(tx);
-    let mut c = Console { app, exec, rx };
+    let (mut c, _) = setup(dir.path());
     c.key(KeyCode::Char('4'));
-    c.pump("the journal list", |a| {
+    c.pump("the journal list", 20, |a| {
         a.journal.runs.iter().any(|r| r.run == first_run)
     })
     .await;
@@ -415,7 +282,7 @@ async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
     assert!(c.app.journal.runs[pos].outcome.is_none(), "unfinished");
     c.app.journal.selected = pos;
     c.key(KeyCode::Enter);
-    c.pump("the resumed confirmation", |a| {
+    c.pump("the resumed confirmation", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.ask.is_some())
     })
     .await;
@@ -434,7 +301,7 @@ async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
         "the diagnosis is not re-run"
     );
     c.key(KeyCode::Char('y'));
-    c.pump("the run to finish", |a| {
+    c.pump("the run to finish", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.finished.is_some())
     })
     .await;

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+pub mod console;
 pub mod docker;
 pub mod mariadb;
 pub mod redis;
