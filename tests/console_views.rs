@@ -442,3 +442,34 @@ fn every_other_view_renders_in_two_themes_and_two_sizes() {
         }
     }
 }
+
+#[test]
+fn host_detail_names_the_runbook_that_fits_and_enter_opens_it() {
+    let theme = Theme::dark();
+    let mut app = with_runbooks(fixture_app());
+    app.dashboard.selected = app
+        .inventory
+        .hosts
+        .iter()
+        .position(|h| h.name == "cache1")
+        .expect("cache1");
+    key(&mut app, '\n');
+    let buf = draw(&app, &theme, 120, 30);
+    let t = text(&buf);
+    let line = t
+        .lines()
+        .find(|l| l.contains("Redis connection failure"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        line.contains("redis.ping on cache1") && line.contains("enter → Redis connection failure"),
+        "{line}"
+    );
+    let (x, y) = find(&buf, "Redis connection failure", &theme.down.symbol);
+    assert_eq!(buf[(x, y)].fg, theme.down.color);
+    key(&mut app, '\n');
+    assert_eq!(app.view, View::Runbooks);
+    assert_eq!(
+        app.selected_runbook().map(|r| r.id.as_str()),
+        Some("redis-connection-failure")
+    );
+}

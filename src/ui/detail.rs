@@ -36,6 +36,41 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .title(title);
     let inner_w = usize::from(left.width.saturating_sub(2));
     let mut lines = Vec::new();
+    // The runbooks that fit this host's symptoms, the first one a keypress away.
+    for (n, sg) in app.host_suggestions(&host.name).iter().enumerate() {
+        let rb = &app.runbooks[sg.runbook];
+        let why = sg
+            .because
+            .iter()
+            .find(|b| b.contains(&format!(" on {}:", host.name)))
+            .cloned()
+            .unwrap_or_default();
+        let key = if n == 0 {
+            format!(
+                "{} → ",
+                app.keymap.hint(
+                    crate::app::keymap::Context::Global,
+                    crate::app::keymap::Action::Open
+                )
+            )
+        } else {
+            String::new()
+        };
+        let title_w = rb.title.chars().count() + key.chars().count() + 4;
+        lines.push(Line::from(vec![
+            state_span(theme, sg.state, false),
+            styled(format!(" {key}"), theme.accent()),
+            styled(rb.title.clone(), theme.title()),
+            styled(
+                format!(" — {}", fit(&why, inner_w.saturating_sub(title_w + 2))),
+                theme.state_style(sg.state),
+            ),
+        ]));
+    }
+    if !lines.is_empty() {
+        lines.push(Line::default());
+    }
+    let header_lines = lines.len();
     if checks.is_empty() {
         lines.push(Line::from(styled(
             "no checks yet: waiting for the first samples",
@@ -71,10 +106,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         ]));
     }
     let visible = usize::from(left.height.saturating_sub(2));
-    let skip = app
-        .detail
-        .selected
-        .saturating_sub(visible.saturating_sub(1));
+    let skip = (app.detail.selected + header_lines).saturating_sub(visible.saturating_sub(1));
     let lines: Vec<Line> = lines.into_iter().skip(skip).collect();
     frame.render_widget(Paragraph::new(lines).block(block).style(theme.base()), left);
 
