@@ -154,6 +154,10 @@ pub enum Command {
     Runbooks {
         #[arg(long)]
         json: bool,
+        /// Do not probe the inventory first (by default one health sweep says which runbooks
+        /// the current state suggests).
+        #[arg(long)]
+        no_health: bool,
         #[command(flatten)]
         dir: RunbookDir,
     },

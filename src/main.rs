@@ -123,9 +123,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             headless::run::run(&args, &inv)
         }
-        Command::Runbooks { json, dir } => {
+        Command::Runbooks {
+            json,
+            no_health,
+            dir,
+        } => {
             let inv = load_inventory(&cli).ok();
-            headless::run::list(&dir.dir, inv.as_ref(), *json)
+            // One health sweep, so the list can say what the current state calls for.
+            let checks = match (&inv, no_health) {
+                (Some(inv), false) => {
+                    let hosts: Vec<_> = inv.hosts.iter().collect();
+                    let conns = Arc::new(Connections::new());
+                    let opts = headless::health::Options::default();
+                    runtime()?
+                        .block_on(headless::health::once(&conns, inv, &hosts, &opts))
+                        .map(|r| r.checks)
+                        .ok()
+                }
+                _ => None,
+            };
+            headless::run::list(&dir.dir, *json, checks.as_deref())
         }
         Command::Journal { command } => headless::run::journal_cmd(command),
         Command::Inventory { json } => {

@@ -355,8 +355,15 @@ pub fn human(e: &Event) -> String {
 }
 
 /// `opsdeck runbooks`.
-pub fn list(dir: &Path, inv: Option<&Inventory>, json: bool) -> anyhow::Result<i32> {
-    let loaded = runbook::load_dir(dir, inv)?;
+/// `opsdeck runbooks`: what is here, what each treats, and — given current `checks` — which
+/// ones health suggests now, most severe first.
+pub fn list(
+    dir: &Path,
+    json: bool,
+    checks: Option<&[crate::probes::check::Check]>,
+) -> anyhow::Result<i32> {
+    // Listed whatever the inventory: `opsdeck check` says which cannot run on it.
+    let loaded = runbook::load_dir(dir, None)?;
     let mut rows = Vec::new();
     let mut bad = 0;
     for (path, r) in loaded {
@@ -368,19 +375,44 @@ pub fn list(dir: &Path, inv: Option<&Inventory>, json: bool) -> anyhow::Result<i
             }
         }
     }
+    let arcs: Vec<std::sync::Arc<runbook::Runbook>> =
+        rows.iter().cloned().map(std::sync::Arc::new).collect();
+    let suggestions = checks
+        .map(|c| crate::app::state::suggest(&arcs, c))
+        .unwrap_or_default();
+    let suggested = |i: usize| suggestions.iter().find(|s| s.runbook == i);
     if json {
         let v: Vec<serde_json::Value> = rows
             .iter()
-            .map(|rb| {
+            .enumerate()
+            .map(|(i, rb)| {
+                let sg = suggested(i);
                 serde_json::json!({
                     "id": rb.id, "title": rb.title, "summary": rb.summary, "severity": rb.severity,
                     "rto_s": rb.rto.map(|d| d.as_secs()), "tiers": rb.tiers, "tags": rb.tags,
                     "triggers": rb.triggers, "steps": rb.steps.len(),
+                    "suggested": sg.map(|s| serde_json::json!({"state": s.state, "hosts": s.hosts, "because": s.because})),
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", secret::mask(&serde_json::to_string_pretty(&v)?));
     } else {
+        if checks.is_some() {
+            if suggestions.is_empty() {
+                println!("current health suggests no runbook\n");
+            } else {
+                println!("current health suggests, most severe first:");
+                for s in &suggestions {
+                    println!(
+                        "  {:<9} {:<28} {}",
+                        s.state.as_str(),
+                        rows[s.runbook].id,
+                        secret::mask(s.because.first().map_or("", String::as_str))
+                    );
+                }
+                println!();
+            }
+        }
         for rb in &rows {
             let triggers: Vec<String> = rb
                 .triggers
