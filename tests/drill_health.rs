@@ -147,7 +147,13 @@ fn expectations(dir: &Path, drill: &str) -> Vec<Expect> {
                 )
             })
             .collect(),
-        "high-cpu" => vec![expect("app1", "host.cpu", None, warn_or_crit, &["% busy"])],
+        "high-cpu" => vec![expect(
+            "app1",
+            "host.cpu",
+            None,
+            warn_or_crit,
+            &["% busy", "; top: "],
+        )],
         "slow-api" => vec![
             expect(
                 "lb",

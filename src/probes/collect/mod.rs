@@ -203,7 +203,7 @@ impl Runner {
         if sample.cpu_percent.is_some_and(|c| c >= busy)
             && let Ok(rows) =
                 super::top::top_processes(&self.conns, &self.spec.host, self.timeout).await
-            && let Some(r) = rows.iter().find(|r| !r.command.starts_with("ps -eo"))
+            && let Some(r) = rows.iter().find(|r| !r.command.contains("ps -eo pid="))
         {
             sample.top_process = Some(format!(
                 "{} (pid {}, {:.0} % cpu)",
