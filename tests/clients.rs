@@ -126,6 +126,11 @@ async fn mariadb_status_variables_processlist_and_kill() {
         (!busy).then_some(())
     })
     .await;
+    // ... which frees the impatient client's connection for its next call.
+    wait_for("the impatient client to answer again", TIMEOUT, || async {
+        impatient.query_table("SELECT 1").await.ok()
+    })
+    .await;
 
     // KILL CONNECTION removes a connection.
     let victim = MysqlClient::connect(db.addr(), "monitor", Some(&pw), None, TIMEOUT)
@@ -291,10 +296,14 @@ async fn mariadb_full_server_is_reported_as_too_many_connections() {
     assert!(text.contains("Too many connections"), "{text}");
     assert!(text.contains(&db.addr().to_string()), "{text}");
 
-    // The reserved admin slot still lets root in to see why.
-    let root = MysqlClient::connect(db.addr(), "root", None, None, TIMEOUT)
-        .await
-        .expect("root uses the extra slot");
+    // The reserved admin slot still lets root in to see why. A refused connection holds a
+    // slot until its server thread has finished sending the refusal, so allow a short retry.
+    let root = wait_for("root to get the reserved slot", TIMEOUT, || async {
+        MysqlClient::connect(db.addr(), "root", None, None, TIMEOUT)
+            .await
+            .ok()
+    })
+    .await;
     let status = root.global_status().await.expect("status");
     let max_used: u64 = status["Max_used_connections"].parse().expect("number");
     assert_eq!(max_used, 11, "10 app connections and root's");
@@ -484,12 +493,15 @@ async fn sentinel_reports_the_master_and_follows_a_failover() {
 
     // The master dies; the Sentinels promote the replica and name it.
     master.kill();
+    let killed = Instant::now();
     let new_master = wait_for("the failover", Duration::from_secs(60), || async {
         let m = resolve_master(&addrs, None, NAME, TIMEOUT).await.ok()?;
         (m != master.addr).then_some(m)
     })
     .await;
     assert_eq!(new_master, replica.addr);
+    // A figure, not an assertion (see --nocapture): down-after 1 s plus election and promotion.
+    eprintln!("sentinel failover seen after {:?}", killed.elapsed());
     let promoted = RedisClient::connect(new_master, Some(&secret("sentinel-pw")), TIMEOUT)
         .await
         .expect("connect new master");

@@ -304,7 +304,9 @@ impl MysqlClient {
     }
 
     /// Runs `f` on a pooled connection, bounded by the timeout. A statement cut off by the
-    /// timeout keeps running on the server until it ends (use `kill_query` to stop it).
+    /// timeout keeps running on the server, and the pool reads its result away before it
+    /// hands the connection out again: until it ends, later calls on this client wait (and
+    /// time out). `kill_query` from another client ends it.
     async fn with_conn<T, F, Fut>(&self, what: &str, f: F) -> Result<T, MysqlError>
     where
         F: FnOnce(Conn) -> Fut,

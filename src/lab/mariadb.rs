@@ -14,7 +14,8 @@
 use std::fs;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -134,7 +135,10 @@ pub fn start(opts: &MariadbOptions) -> io::Result<Mariadb> {
     // No --log-error: the server then logs to stderr, which Daemon::spawn keeps in NAME.log.
     let mut daemon = Daemon::spawn(&opts.name, &mut cmd, &opts.dir)?;
     let addr = SocketAddr::new(opts.addr, opts.port);
-    if let Err(e) = wait_until_listening(&mut daemon, addr, START_TIMEOUT) {
+    // The TCP port opens a moment before the socket the setup SQL uses: wait for both.
+    let ready = wait_until_listening(&mut daemon, addr, START_TIMEOUT)
+        .and_then(|()| wait_for_socket(&mut daemon, &socket, START_TIMEOUT));
+    if let Err(e) = ready {
         daemon.stop(Duration::from_secs(5));
         return Err(e);
     }
@@ -195,7 +199,11 @@ pub(crate) fn wait_until_listening(
 ) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        // Alive after the port answers: otherwise the port belongs to someone else (a free
+        // port found earlier can be taken by another process before the server binds it).
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            && daemon.is_alive()
+        {
             return Ok(());
         }
         if !daemon.is_alive() {
@@ -217,6 +225,36 @@ pub(crate) fn wait_until_listening(
             ));
         }
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn wait_for_socket(daemon: &mut Daemon, socket: &Path, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        if !daemon.is_alive() {
+            return Err(io::Error::other(format!(
+                "{} exited before listening on {}; last log lines ({}):\n{}",
+                daemon.name,
+                socket.display(),
+                daemon.log.display(),
+                crate::secret::mask(&daemon.log_tail(20))
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} does not listen on {} after {timeout:?}; see {}",
+                    daemon.name,
+                    socket.display(),
+                    daemon.log.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
