@@ -506,43 +506,19 @@ fn reset_redis(lab: &Lab) -> Result<Vec<String>> {
             done.push(format!("restarted Redis on {}", h.name));
         }
     }
-    if now != home {
-        // Sentinel moved the master (or cache1 died long enough): wait for cache1 to be a
-        // synced replica, then fail over back to it.
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let role = wire::redis_info_field(home, Some(&pw), "role").unwrap_or_default();
-            let link =
-                wire::redis_info_field(home, Some(&pw), "master_link_status").unwrap_or_default();
-            if role == "slave" && link == "up" {
-                match wire::redis1(
-                    layout::sentinel_addrs()[0],
-                    None,
-                    &["SENTINEL", "FAILOVER", SENTINEL_MASTER],
-                ) {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() < deadline => {
-                        tracing::debug!("SENTINEL FAILOVER not yet possible: {e}");
-                    }
-                    Err(e) => {
-                        return Err(LabError::Failed(format!("cannot fail back to {home}: {e}")));
-                    }
-                }
-            } else if Instant::now() >= deadline {
-                return Err(LabError::Failed(format!(
-                    "{home} did not become a synced replica of {now} (role {role}, link {link})"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        wait_master(|a| a == home, Duration::from_secs(40))?;
-        done.push(format!(
-            "failed {SENTINEL_MASTER} back from {now} to {home}"
-        ));
-    }
-    // The replica must follow cache1 again (a restarted one may still point elsewhere).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Sentinel may still be mid-failover when the reset starts (the master died moments
+    // ago): keep looking until cache1 is the master with cache2 following it, failing back
+    // whenever Sentinel names another master.
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
+        let now = current_master()?;
+        if now != home {
+            fail_back(&pw, home, now)?;
+            done.push(format!(
+                "failed {SENTINEL_MASTER} back from {now} to {home}"
+            ));
+            continue;
+        }
         let role = wire::redis_info_field(home, Some(&pw), "role").unwrap_or_default();
         let link = wire::redis_info_field(replica_addr, Some(&pw), "master_link_status")
             .unwrap_or_default();
@@ -559,4 +535,32 @@ fn reset_redis(lab: &Lab) -> Result<Vec<String>> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(done)
+}
+
+/// Waits for `home` to be a synced replica of `now`, then has Sentinel fail over back to it.
+fn fail_back(pw: &str, home: SocketAddr, now: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let role = wire::redis_info_field(home, Some(pw), "role").unwrap_or_default();
+        let link = wire::redis_info_field(home, Some(pw), "master_link_status").unwrap_or_default();
+        if role == "slave" && link == "up" {
+            match wire::redis1(
+                layout::sentinel_addrs()[0],
+                None,
+                &["SENTINEL", "FAILOVER", SENTINEL_MASTER],
+            ) {
+                Ok(_) => break,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("SENTINEL FAILOVER not yet possible: {e}");
+                }
+                Err(e) => return Err(LabError::Failed(format!("cannot fail back to {home}: {e}"))),
+            }
+        } else if Instant::now() >= deadline {
+            return Err(LabError::Failed(format!(
+                "{home} did not become a synced replica of {now} (role {role}, link {link})"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_master(|a| a == home, Duration::from_secs(40)).map(|_| ())
 }

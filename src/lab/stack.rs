@@ -468,6 +468,17 @@ pub fn start_redis(
         "setting replica-announce-ip on {}",
         h.name
     )))?;
+    if replica_of.is_some() {
+        // Up means replicating: wait (bounded) for the first sync.
+        let addr = SocketAddr::new(h.ip(), REDIS_PORT);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline
+            && !wire::redis1(addr, Some(password), &["INFO", "replication"])
+                .is_ok_and(|r| r.text().contains("master_link_status:up"))
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     Ok(Started::Started)
 }
 
@@ -542,6 +553,17 @@ fn start_redis_tier(lab: &Lab, password: &str) -> Result<Vec<(String, Started)>>
         for s in layout::sentinel_addrs() {
             wire::redis1(s, None, &["SENTINEL", "RESET", SENTINEL_MASTER])
                 .map_err(LabError::io(format!("SENTINEL RESET on {s}")))?;
+        }
+        // The lab is up when it is healthy: Sentinels find each other through hello messages
+        // within a few seconds; wait for their quorum rather than hand back a lab that alerts.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for s in layout::sentinel_addrs() {
+            while !wire::redis1(s, None, &["SENTINEL", "CKQUORUM", SENTINEL_MASTER])
+                .is_ok_and(|r| r.text().starts_with("OK"))
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
     Ok(out)
