@@ -234,14 +234,7 @@ pub fn down_checks(
     reason: &str,
     at: Option<DateTime<Utc>>,
 ) -> Vec<Check> {
-    let mut out = Out {
-        key,
-        meta,
-        at,
-        checks: Vec::new(),
-    };
-    out.push(availability_id(key), State::Down, reason.to_owned(), None);
-    out.checks
+    availability(key, meta, State::Down, reason, at)
 }
 
 /// A target that has not answered yet, or whose probe cannot run: unknown, never ok.
@@ -251,18 +244,24 @@ pub fn unknown_checks(
     reason: &str,
     at: Option<DateTime<Utc>>,
 ) -> Vec<Check> {
+    availability(key, meta, State::Unknown, reason, at)
+}
+
+/// The target's one availability check, in `state` for `reason`.
+fn availability(
+    key: &TargetKey,
+    meta: &TargetMeta,
+    state: State,
+    reason: &str,
+    at: Option<DateTime<Utc>>,
+) -> Vec<Check> {
     let mut out = Out {
         key,
         meta,
         at,
         checks: Vec::new(),
     };
-    out.push(
-        availability_id(key),
-        State::Unknown,
-        reason.to_owned(),
-        None,
-    );
+    out.push(availability_id(key), state, reason.to_owned(), None);
     out.checks
 }
 
