@@ -246,8 +246,14 @@ fn help_overlay_is_generated_from_the_live_keymap() {
             t.contains("ctrl-q") && t.contains("quit opsdeck"),
             "user binding shown:\n{t}"
         );
+        // On a short terminal the overlay scrolls; the keys it shows stay the live ones.
+        key(&mut app, 'j');
+        assert_eq!(app.help_scroll, 1);
+        let scrolled = text(&draw(&app, &theme, w, h));
+        assert_ne!(scrolled, t, "scrolling moves the overlay's text");
         key(&mut app, '?');
         assert!(!app.help);
+        assert_eq!(app.help_scroll, 0, "closing resets the scroll");
     }
 }
 

@@ -59,6 +59,8 @@ pub struct App {
     pub wall: DateTime<Utc>,
     pub view: View,
     pub help: bool,
+    /// Lines the help overlay is scrolled by (short terminals).
+    pub help_scroll: u16,
     pub keymap: Keymap,
     pub dashboard: DashboardState,
     pub detail: DetailState,
@@ -219,6 +221,7 @@ impl App {
             wall,
             view: View::Dashboard,
             help: false,
+            help_scroll: 0,
             keymap,
             dashboard: DashboardState::default(),
             detail: DetailState::default(),
@@ -466,9 +469,23 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
 
 fn on_action(app: &mut App, action: Action) -> Vec<Command> {
     if app.help {
-        // The help overlay takes every key; these close it.
-        if matches!(action, Action::Help | Action::Back | Action::Quit) {
-            app.help = false;
+        // The help overlay takes every key: these close it, the movement keys scroll it.
+        match action {
+            Action::Help | Action::Back | Action::Quit => {
+                app.help = false;
+                app.help_scroll = 0;
+            }
+            Action::Down | Action::PageDown => {
+                app.help_scroll =
+                    app.help_scroll
+                        .saturating_add(if action == Action::Down { 1 } else { 10 });
+            }
+            Action::Up | Action::PageUp => {
+                app.help_scroll =
+                    app.help_scroll
+                        .saturating_sub(if action == Action::Up { 1 } else { 10 });
+            }
+            _ => {}
         }
         return Vec::new();
     }

@@ -48,9 +48,15 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .borders(Borders::ALL)
         .border_style(theme.accent())
         .title(styled(" Help — keys ", theme.title()))
-        .title_bottom(styled(format!(" {close} or esc closes "), theme.dim()));
+        .title_bottom(styled(
+            format!(" {close} or esc closes · ↓↑ scroll "),
+            theme.dim(),
+        ));
     frame.render_widget(
-        Paragraph::new(lines).block(block).style(theme.base()),
+        Paragraph::new(lines)
+            .block(block)
+            .style(theme.base())
+            .scroll((app.help_scroll, 0)),
         popup,
     );
 }

@@ -88,7 +88,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         top,
     );
     let [steps_area, right] = Layout::horizontal([
-        Constraint::Length(34.min(area.width / 2)),
+        Constraint::Length((area.width / 3).clamp(24, 56)),
         Constraint::Min(10),
     ])
     .areas(body);
