@@ -129,7 +129,16 @@ struct Out<'a> {
     checks: Vec<Check>,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    fn new(key: &'a TargetKey, meta: &'a TargetMeta, at: Option<DateTime<Utc>>) -> Self {
+        Out {
+            key,
+            meta,
+            at,
+            checks: Vec::new(),
+        }
+    }
+
     fn push(&mut self, id: impl Into<String>, state: State, reason: String, value: Option<f64>) {
         self.checks.push(Check {
             host: self.key.host.clone(),
@@ -255,12 +264,7 @@ fn availability(
     reason: &str,
     at: Option<DateTime<Utc>>,
 ) -> Vec<Check> {
-    let mut out = Out {
-        key,
-        meta,
-        at,
-        checks: Vec::new(),
-    };
+    let mut out = Out::new(key, meta, at);
     out.push(availability_id(key), state, reason.to_owned(), None);
     out.checks
 }
@@ -295,12 +299,7 @@ pub fn evaluate_sample(
     t: &Thresholds,
     at: Option<DateTime<Utc>>,
 ) -> Vec<Check> {
-    let mut out = Out {
-        key,
-        meta,
-        at,
-        checks: Vec::new(),
-    };
+    let mut out = Out::new(key, meta, at);
     match sample {
         Sample::Host(s) => host(&mut out, s, t),
         Sample::Http(s) => http(&mut out, s, window, t),
