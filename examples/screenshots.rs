@@ -18,8 +18,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use opsdeck::app::{self, App, Command, Event, View};
+use opsdeck::runbook::driver::{self, Session};
 use opsdeck::runbook::engine::{DecisionKind, ExecRequest, ExecResult};
-use opsdeck::runbook::journal::{self, Journal};
+use opsdeck::runbook::journal;
 use opsdeck::ui::demo_state::{self, Story};
 use opsdeck::ui::svg::{Palette, buffer_to_svg_with};
 use opsdeck::ui::{self, theme::Theme};
@@ -33,7 +34,7 @@ const H: u16 = 36;
 struct Shots {
     out: PathBuf,
     journal_dir: PathBuf,
-    journal: Option<Journal>,
+    journal: Option<Session>,
     /// Events to feed back to the app (what the executor would send).
     pending: VecDeque<Event>,
     written: Vec<String>,
@@ -64,32 +65,20 @@ impl Shots {
 
     fn command(&mut self, app: &App, cmd: Command) -> Result<()> {
         match cmd {
-            Command::OpenRun {
-                runbook,
-                inputs,
-                dry_run,
-                target,
-                ..
-            } => {
-                let j = Journal::create(
-                    &self.journal_dir,
-                    &runbook,
-                    &inputs,
-                    target.as_deref(),
-                    dry_run,
-                )?;
+            Command::OpenRun(spec) => {
+                let opened = driver::open(&spec, &app.inventory, &self.journal_dir)?;
+                let run = opened.session.run().to_owned();
                 self.pending.push_back(Event::RunOpened {
-                    run_id: j.run.clone(),
-                    journal_path: format!("~/.local/state/opsdeck/journal/{}.jsonl", j.run),
-                    resume: None,
-                    recorded: None,
+                    journal_path: format!("~/.local/state/opsdeck/journal/{run}.jsonl"),
+                    run_id: run,
+                    engine: Box::new(opened.engine),
                 });
-                self.journal = Some(j);
+                self.journal = Some(opened.session);
             }
             Command::Journal(events) => {
                 if let Some(j) = self.journal.as_mut() {
                     for e in &events {
-                        j.event(e)?;
+                        j.record(e)?;
                     }
                 }
             }
@@ -97,7 +86,7 @@ impl Shots {
                 let result = fake_result(&req, app);
                 if let Some(j) = self.journal.as_mut() {
                     j.intent(&req)?;
-                    j.done(&req, &result)?;
+                    j.outcome(&req, &result)?;
                 }
                 self.pending.push_back(Event::ExecDone {
                     seq: req.seq,

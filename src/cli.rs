@@ -123,7 +123,9 @@ pub enum Command {
         /// Set an input: --var name=value (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
-        /// Narrow every step's hosts to this selector where they overlap.
+        /// Act only on these hosts (a selector, resolved exactly: a term that matches no host
+        /// is an error). Each step runs on its own hosts within the target; a changing step
+        /// with none of its hosts in the target is refused.
         #[arg(long)]
         target: Option<String>,
         /// Which changing steps may run: none, diagnose, all, or step ids (a,b).
@@ -147,6 +149,9 @@ pub enum Command {
         /// With --resume: what to do with a step whose outcome is unknown (verify, retry, skip).
         #[arg(long, value_name = "CHOICE", requires = "resume")]
         resolve: Option<String>,
+        /// With --resume: continue although the runbook file changed since the run started.
+        #[arg(long, requires = "resume")]
+        accept_changed: bool,
         #[command(flatten)]
         dir: RunbookDir,
     },

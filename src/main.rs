@@ -105,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             json,
             resume,
             resolve,
+            accept_changed,
             dir,
         } => {
             let inv = load_inventory(&cli)?;
@@ -119,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 json: *json,
                 resume: resume.clone(),
                 resolve: resolve.clone(),
+                accept_changed: *accept_changed,
                 dir: dir.dir.clone(),
             };
             headless::run::run(&args, &inv)

@@ -125,6 +125,30 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     masker().mask(text)
 }
 
+/// Masks every string in a JSON value (keys included) before it is serialised, so a secret
+/// is caught before JSON escaping could disguise it.
+pub fn mask_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let Cow::Owned(m) = mask(s) {
+                *s = m;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(mask_json),
+        serde_json::Value::Object(o) => {
+            let masked: serde_json::Map<String, serde_json::Value> = std::mem::take(o)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    mask_json(&mut v);
+                    (mask(&k).into_owned(), v)
+                })
+                .collect();
+            *o = masked;
+        }
+        _ => {}
+    }
+}
+
 /// A `tracing` writer that masks every registered secret before a log line reaches the file.
 pub struct MaskingWriter<W>(pub W);
 

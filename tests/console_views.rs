@@ -353,17 +353,50 @@ fn app_awaiting_confirmation() -> App {
     for _ in 0..50 {
         let Some(cmd) = pending.pop() else { break };
         match cmd {
-            Command::OpenRun { .. } => pending.extend(app::update(&mut app, Event::RunOpened { run_id: "20261122T030405Z-db-connection-exhaustion-4242".into(), journal_path: "/var/lib/opsdeck/journal/20261122T030405Z-db-connection-exhaustion-4242.jsonl".into(), resume: None, recorded: None })),
+            Command::OpenRun(spec) => {
+                let engine = opsdeck::runbook::driver::new_engine(&spec, &app.inventory)
+                    .expect("the run opens");
+                pending.extend(app::update(&mut app, Event::RunOpened { run_id: "20261122T030405Z-db-connection-exhaustion-4242".into(), journal_path: "/var/lib/opsdeck/journal/20261122T030405Z-db-connection-exhaustion-4242.jsonl".into(), engine: Box::new(engine) }));
+            }
             Command::Exec(req) => {
-                let row = |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+                let row = |pairs: &[(&str, &str)]| {
+                    pairs
+                        .iter()
+                        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                        .collect()
+                };
                 let rows = match req.step.as_str() {
                     "usage" => vec![row(&[("used_pct", "96"), ("max_connections", "150")])],
-                    "processlist" => vec![row(&[("Id", "41"), ("User", "app"), ("Command", "Sleep"), ("Time", "812")]), row(&[("Id", "42"), ("User", "app"), ("Command", "Sleep"), ("Time", "790")])],
+                    "processlist" => vec![
+                        row(&[
+                            ("Id", "41"),
+                            ("User", "app"),
+                            ("Command", "Sleep"),
+                            ("Time", "812"),
+                        ]),
+                        row(&[
+                            ("Id", "42"),
+                            ("User", "app"),
+                            ("Command", "Sleep"),
+                            ("Time", "790"),
+                        ]),
+                    ],
                     "idle" => vec![row(&[("Id", "41")]), row(&[("Id", "42")])],
                     _ => Vec::new(),
                 };
-                let result = ExecResult { exit: Some(0), output: rows.len().to_string() + " rows", rows, ..ExecResult::default() };
-                pending.extend(app::update(&mut app, Event::ExecDone { seq: req.seq, result }));
+                let result = ExecResult {
+                    exit: Some(0),
+                    output: rows.len().to_string() + " rows",
+                    rows,
+                    ..ExecResult::default()
+                };
+                pending.extend(app::update(
+                    &mut app,
+                    Event::ExecDone {
+                        seq: req.seq,
+                        result,
+                    },
+                ));
             }
             _ => {}
         }

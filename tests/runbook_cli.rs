@@ -236,7 +236,7 @@ fn without_approval_read_only_or_dry_run_nothing_changes_and_exit_statuses_say_w
     let md = String::from_utf8_lossy(&md.stdout).into_owned();
     assert!(!md.contains(CANARY));
     assert!(
-        md.contains("| touch | decision | confirm by policy |"),
+        md.contains("| touch | decision | confirm by policy, covering here (1 command) |"),
         "{md}"
     );
     assert!(md.contains("succeeded"), "{md}");
@@ -258,7 +258,13 @@ fn journal_writes_intent_before_outcome_and_list_shows_runs() {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     assert_eq!(lines[0]["type"], "header");
-    assert_eq!(lines[0]["operator"], "tester");
+    // The OS account (from the uid), not $USER (the test sets USER=tester).
+    let me = opsdeck::identity::current().to_string();
+    assert_eq!(lines[0]["operator"], me.as_str());
+    assert!(
+        lines.iter().all(|l| l["operator"] == me.as_str()),
+        "every record names the operator"
+    );
     assert_eq!(lines[0]["hash"].as_str().map(str::len), Some(64));
     let intent = lines
         .iter()
@@ -331,7 +337,8 @@ shell = "echo after"
     assert_eq!(o.status.code(), Some(12), "{}", out(&o));
     let msg = out(&o);
     assert!(
-        msg.contains("held by tester") && msg.contains(&format!("pid {}", child.id())),
+        msg.contains(&format!("locked by {}", opsdeck::identity::current()))
+            && msg.contains(&format!("pid {}", child.id())),
         "{msg}"
     );
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use opsdeck::inventory;
 use opsdeck::runbook::engine::{
     ApprovePolicy, Decision, DecisionKind, Engine, Event, ExecRequest, ExecResult, Input, Options,
-    Outcome, Output, Plan, Rendered, Resolution, ResumeFrom, StepStatus,
+    Outcome, Output, Plan, Rendered, Resolution, ResumeFrom, StepStatus, UnitKey,
 };
 use opsdeck::runbook::{Runbook, Value, Vars, load_str};
 
@@ -130,7 +130,7 @@ fn run_with(e: &mut Engine, world: &mut dyn FnMut(&ExecRequest) -> ExecResult) -
 
 fn lab_world(req: &ExecRequest) -> ExecResult {
     match &req.command {
-        Rendered::Sql { query } if query.starts_with("SELECT Id") => ExecResult {
+        Rendered::Sql { query, .. } if query.starts_with("SELECT Id") => ExecResult {
             rows: vec![
                 [("Id".to_owned(), "5".to_owned())].into(),
                 [("Id".to_owned(), "7".to_owned())].into(),
@@ -315,7 +315,7 @@ fn a_failing_guard_refuses_the_action_and_it_never_runs() {
 fn a_failed_action_runs_its_rollback() {
     let mut e = engine(PROMOTE, headless("all"));
     let run = run_with(&mut e, &mut |req| match &req.command {
-        Rendered::Sql { query } if query == "STOP SLAVE" => ExecResult::error("ERROR 1198"),
+        Rendered::Sql { query, .. } if query == "STOP SLAVE" => ExecResult::error("ERROR 1198"),
         _ => ExecResult::ok(""),
     });
     assert_eq!(finished(&run), Some(Outcome::Failed));
@@ -421,9 +421,18 @@ fn retries_then_goto_budget_and_rto_events_and_manual_needs_approval() {
         "manual step needs a person"
     );
 
+    // `all` approves every changing step but never says a person did a manual one.
     let mut e = engine(
         &FLAKY.replace("when = \"health.app.never_checked >= warning\"", ""),
         headless("all"),
+    );
+    let run = run_with(&mut e, &mut |_| ExecResult::ok("PONG"));
+    assert_eq!(finished(&run), Some(Outcome::NeedsApproval));
+    assert_eq!(status_of(&run, "note"), Some(StepStatus::Refused));
+    // Naming the manual step records it done.
+    let mut e = engine(
+        &FLAKY.replace("when = \"health.app.never_checked >= warning\"", ""),
+        headless("all,note"),
     );
     let mut run = run_with(&mut e, &mut |_| ExecResult::ok("PONG"));
     assert_eq!(finished(&run), Some(Outcome::Succeeded));
@@ -490,7 +499,11 @@ fn resume_with_an_unknown_action_never_reruns_it_silently() {
     let from = ResumeFrom {
         step: 1,
         vars: [("ids".to_owned(), Value::List(vec!["9".into()]))].into(),
-        unknown: true,
+        done: Vec::new(),
+        unknown: Some(UnitKey {
+            host: Some("db1".into()),
+            item: Some("9".into()),
+        }),
     };
     let make = |opts: Options| {
         let rb = rb(KILL_IDLE);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::runbook::engine::{
-    self, DecisionKind, Engine, Event as RunEvent, ExecRequest, Input, Outcome, Output, Rendered,
-    StepStatus,
+    self, Cover, DecisionKind, Engine, Event as RunEvent, ExecRequest, Input, Outcome, Output,
+    Rendered, StepStatus,
 };
 use crate::runbook::{Runbook, Vars};
 
@@ -36,6 +36,12 @@ pub struct Ask {
     pub kind: DecisionKind,
     /// The exact command, variables resolved (for action steps).
     pub command: Option<Rendered>,
+    /// Every unit (host × item) the answer covers, each with its exact command.
+    pub covers: Vec<Cover>,
+    /// Why a decision is needed (the failure, the unknown outcome).
+    pub reason: Option<String>,
+    /// Scroll of the covered list.
+    pub scroll: u16,
 }
 
 /// An input the operator is typing into (runbook inputs before the start, notes, typed
@@ -225,7 +231,13 @@ impl RunState {
                     text: format!("guard {guard} {verdict}: {message}"),
                 });
             }
-            RunEvent::AwaitingDecision { step, host, kind } => {
+            RunEvent::AwaitingDecision {
+                step,
+                host,
+                kind,
+                covers,
+                reason,
+            } => {
                 if let Some(i) = self.index_of(step) {
                     self.marks[i] = Mark::Waiting;
                 }
@@ -235,6 +247,9 @@ impl RunState {
                     host: host.clone(),
                     kind: kind.clone(),
                     command,
+                    covers: covers.clone(),
+                    reason: reason.clone(),
+                    scroll: 0,
                 });
                 if matches!(kind, DecisionKind::TypedConfirm { .. }) {
                     self.typing = Some(Typing::Typed(String::new()));
@@ -245,12 +260,18 @@ impl RunState {
                 host,
                 decision,
                 by,
+                covers,
             } => {
                 self.ask = None;
+                let covering = if covers.len() > 1 {
+                    format!(" (covering {} commands)", covers.len())
+                } else {
+                    String::new()
+                };
                 self.log.push(LogLine {
                     step: step.clone(),
                     host: host.clone(),
-                    text: format!("decision: {decision:?} by {by}"),
+                    text: format!("decision: {decision:?} by {by}{covering}"),
                 });
             }
             RunEvent::Attempt {
@@ -311,6 +332,22 @@ impl RunState {
                 self.ask = None;
                 self.typing = None;
                 self.finished = Some((*outcome, message.clone()));
+            }
+            RunEvent::UnitFinished {
+                step,
+                host,
+                item,
+                status,
+                message,
+            } => {
+                if *status != StepStatus::Succeeded || !message.is_empty() {
+                    let item = item.as_ref().map(|i| format!(" [{i}]")).unwrap_or_default();
+                    self.log.push(LogLine {
+                        step: step.clone(),
+                        host: host.clone(),
+                        text: format!("{status:?}{item}: {message}").to_lowercase(),
+                    });
+                }
             }
             RunEvent::RunStarted { .. } => {}
         }

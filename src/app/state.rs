@@ -16,6 +16,7 @@ use crate::inventory::Inventory;
 use crate::probes::check::{self, Check, State};
 use crate::probes::model::ProbeResult;
 use crate::probes::state::HealthState;
+use crate::runbook::driver::RunSpec;
 use crate::runbook::engine::{
     self as rengine, Decision, DecisionKind, ExecRequest, ExecResult, Input as RunInput,
 };
@@ -136,13 +137,12 @@ pub enum Event {
     Probe(Box<ProbeResult>),
     /// Several probe results that arrived together: folded in, then checks are evaluated once.
     Probes(Vec<ProbeResult>),
-    /// The executor opened the run's journal and took its lock.
+    /// The run driver opened the run (target resolved, lock taken, journal written): its
+    /// engine, ready to start (a resumed run's engine knows where to continue).
     RunOpened {
         run_id: String,
         journal_path: String,
-        resume: Option<rengine::ResumeFrom>,
-        /// A resumed run's inputs and target, from its journal header.
-        recorded: Option<(crate::runbook::Vars, Option<String>)>,
+        engine: Box<rengine::Engine>,
     },
     /// The run could not start (lock held, journal not writable): the message says why.
     RunRefused(String),
@@ -178,15 +178,9 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub enum Command {
     Quit,
-    /// Open a journal for a run of `runbook` (and take its lock), then report `RunOpened`.
-    OpenRun {
-        runbook: Arc<Runbook>,
-        inputs: crate::runbook::Vars,
-        dry_run: bool,
-        resume: Option<String>,
-        /// The hosts the run is narrowed to (journal header and lock key).
-        target: Option<String>,
-    },
+    /// Open (or resume) a run through the run driver, then report `RunOpened` or
+    /// `RunRefused`.
+    OpenRun(Box<RunSpec>),
     /// Run this (after journaling the intent) and report `ExecDone`.
     Exec(Box<ExecRequest>),
     /// Append these events to the run's journal.
@@ -364,15 +358,8 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         Event::RunOpened {
             run_id,
             journal_path,
-            resume,
-            recorded,
-        } => {
-            if let (Some(run), Some((inputs, target))) = (app.run.as_mut(), recorded) {
-                run.inputs = inputs;
-                run.narrow = target;
-            }
-            on_run_opened(app, run_id, journal_path, resume)
-        }
+            engine,
+        } => on_run_opened(app, run_id, journal_path, *engine),
         Event::RunRefused(msg) => {
             app.run = None;
             app.flash = Some(msg);
@@ -721,16 +708,10 @@ fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool)
             .map(|s| s.hosts.join(","));
     }
     if rb.inputs.is_empty() {
+        let cmd = open_command(&run);
         app.run = Some(run);
         app.view = View::Run;
-        let target = app.run.as_ref().and_then(|r| r.narrow.clone());
-        return vec![Command::OpenRun {
-            runbook: rb,
-            inputs: crate::runbook::Vars::new(),
-            dry_run,
-            resume: None,
-            target,
-        }];
+        return vec![cmd];
     }
     let first = rb.inputs[0].default.clone().unwrap_or_default();
     run.typing = Some(Typing::Input {
@@ -742,38 +723,31 @@ fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool)
     Vec::new()
 }
 
+/// What the run driver is asked to open for `run` (inputs as typed, the narrowing target).
+fn open_command(run: &RunState) -> Command {
+    let mut spec = RunSpec::new(Arc::clone(&run.runbook));
+    spec.inputs = run
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_text()))
+        .collect();
+    spec.dry_run = run.dry_run;
+    spec.target.clone_from(&run.narrow);
+    Command::OpenRun(Box::new(spec))
+}
+
 fn on_run_opened(
     app: &mut App,
     run_id: String,
     journal_path: String,
-    resume: Option<rengine::ResumeFrom>,
+    engine: rengine::Engine,
 ) -> Vec<Command> {
     let now = app.now;
-    let inv = Arc::clone(&app.inventory);
     let Some(run) = app.run.as_mut() else {
-        return Vec::new();
+        return vec![Command::CloseRun];
     };
-    let narrow: Option<crate::inventory::Selector> =
-        run.narrow.as_deref().and_then(|n| n.parse().ok());
-    let plan = match rengine::Plan::resolve(&run.runbook, &inv, narrow.as_ref()) {
-        Ok(p) => p,
-        Err(e) => {
-            app.flash = Some(format!("cannot run {}: {e}", run.runbook.id));
-            app.run = None;
-            return vec![Command::CloseRun];
-        }
-    };
-    let opts = rengine::Options {
-        approve: rengine::ApprovePolicy::Ask,
-        dry_run: run.dry_run,
-        run_diagnose_in_dry_run: false,
-        ..rengine::Options::default()
-    };
-    let rb = Arc::clone(&run.runbook);
-    run.engine = Some(match resume {
-        Some(from) => rengine::Engine::resume(rb, run.inputs.clone(), plan, opts, from),
-        None => rengine::Engine::new(rb, run.inputs.clone(), plan, opts),
-    });
+    run.inputs = engine.vars().clone();
+    run.engine = Some(engine);
     run.run_id = Some(run_id);
     run.journal_path = Some(journal_path);
     run.started = now;
@@ -884,13 +858,7 @@ fn submit_typing(app: &mut App) -> Vec<Command> {
                 });
                 return Vec::new();
             }
-            vec![Command::OpenRun {
-                runbook: Arc::clone(&run.runbook),
-                inputs: run.inputs.clone(),
-                dry_run: run.dry_run,
-                resume: None,
-                target: run.narrow.clone(),
-            }]
+            vec![open_command(run)]
         }
         Some(Typing::Note(text)) => {
             if text.trim().is_empty() {
@@ -1004,6 +972,18 @@ fn run_action(app: &mut App, action: Action) -> Vec<Command> {
         }
         (Action::NextHost, _) => run.host_tab = run.host_tab.saturating_add(1),
         (Action::PrevHost, _) => run.host_tab = run.host_tab.saturating_sub(1),
+        // While a decision is open, up/down scroll the list of what it covers.
+        (Action::Down, Some(_)) => {
+            if let Some(a) = run.ask.as_mut() {
+                let last = u16::try_from(a.covers.len().saturating_sub(1)).unwrap_or(u16::MAX);
+                a.scroll = a.scroll.saturating_add(1).min(last);
+            }
+        }
+        (Action::Up, Some(_)) => {
+            if let Some(a) = run.ask.as_mut() {
+                a.scroll = a.scroll.saturating_sub(1);
+            }
+        }
         (Action::Down, _) => {
             let n = run.runbook.steps.len();
             run.viewing = Some((run.shown_step() + 1).min(n.saturating_sub(1)));
@@ -1064,7 +1044,7 @@ fn resume_selected(app: &mut App) -> Vec<Command> {
     let Some(summary) = app.journal.runs.get(app.journal.selected).cloned() else {
         return Vec::new();
     };
-    if summary.outcome.is_some() {
+    if summary.outcome.as_deref() == Some("succeeded") {
         app.flash = Some(format!("run {} already finished", summary.run));
         return Vec::new();
     }
@@ -1090,13 +1070,10 @@ fn resume_selected(app: &mut App) -> Vec<Command> {
     }
     app.run = Some(RunState::new(Arc::clone(&rb), app.now));
     app.view = View::Run;
-    vec![Command::OpenRun {
-        runbook: rb,
-        inputs: crate::runbook::Vars::new(),
-        dry_run: false,
-        resume: Some(summary.run),
-        target: None,
-    }]
+    // The driver restores the run's recorded target and inputs.
+    let mut spec = RunSpec::new(rb);
+    spec.resume = Some(summary.run);
+    vec![Command::OpenRun(Box::new(spec))]
 }
 
 /// Learn pages: 0 the topology, 1..=N each runbook in training mode, N+1 the drill.

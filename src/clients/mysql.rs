@@ -498,6 +498,73 @@ impl MysqlClient {
         .await
     }
 
+    /// One statement with its values bound as parameters (a prepared statement: the values
+    /// are never part of the SQL text, and several statements cannot be sent at once).
+    pub async fn query_params(
+        &self,
+        sql: &str,
+        params: &[String],
+    ) -> Result<QueryResult, MysqlError> {
+        self.prepared(sql, params, false).await
+    }
+
+    /// Like [`MysqlClient::query_params`], inside a read-only transaction that is rolled
+    /// back: the server itself refuses a write to a table.
+    pub async fn query_read_only(
+        &self,
+        sql: &str,
+        params: &[String],
+    ) -> Result<QueryResult, MysqlError> {
+        self.prepared(sql, params, true).await
+    }
+
+    async fn prepared(
+        &self,
+        sql: &str,
+        params: &[String],
+        read_only: bool,
+    ) -> Result<QueryResult, MysqlError> {
+        let sql = sql.to_owned();
+        let what = format!("query {:?}", mask(&sql));
+        let values: Vec<mysql_async::Value> = params
+            .iter()
+            .map(|p| mysql_async::Value::Bytes(p.clone().into_bytes()))
+            .collect();
+        self.with_conn(&what, |mut c| async move {
+            if read_only {
+                c.query_drop("START TRANSACTION READ ONLY").await?;
+            }
+            let r = async {
+                let mut result = c
+                    .exec_iter(sql, mysql_async::Params::Positional(values))
+                    .await?;
+                let columns: Vec<String> = result
+                    .columns_ref()
+                    .iter()
+                    .map(|col| mask(&col.name_str()).into_owned())
+                    .collect();
+                let rows: Vec<Row> = result.collect().await?;
+                let affected_rows = result.affected_rows();
+                result.drop_result().await?;
+                let rows = rows
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                    .collect();
+                Ok::<_, mysql_async::Error>(QueryResult {
+                    columns,
+                    rows,
+                    affected_rows,
+                })
+            }
+            .await;
+            if read_only {
+                c.query_drop("ROLLBACK").await?;
+            }
+            r
+        })
+        .await
+    }
+
     /// Closes the pool's connections politely.
     pub async fn disconnect(self) -> Result<(), MysqlError> {
         let target = self.target.clone();

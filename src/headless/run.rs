@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 
 use super::exit;
-use crate::inventory::{Inventory, Selector};
-use crate::runbook::engine::{
-    ApprovePolicy, Engine, Event, Options, Outcome, Plan, Resolution, StepStatus,
-};
-use crate::runbook::journal::{self, Journal, JournalError, RunLock};
-use crate::runbook::{self, RunbookError, Value, Vars};
+use crate::inventory::Inventory;
+use crate::runbook::driver::{self, OpenError, RunSpec};
+use crate::runbook::engine::{ApprovePolicy, Event, Outcome, Resolution, StepStatus};
+use crate::runbook::journal;
+use crate::runbook::lock::LockError;
+use crate::runbook::{self, RunbookError};
 use crate::secret;
 use crate::transport::Connections;
 
@@ -31,6 +31,7 @@ pub struct RunArgs {
     pub json: bool,
     pub resume: Option<String>,
     pub resolve: Option<String>,
+    pub accept_changed: bool,
     pub dir: std::path::PathBuf,
 }
 
@@ -44,48 +45,15 @@ pub fn exit_code(o: Outcome) -> i32 {
     }
 }
 
-fn inputs(rb: &runbook::Runbook, base: Vars, given: &[String]) -> anyhow::Result<Vars> {
-    let mut vars = base;
-    for i in &rb.inputs {
-        if !vars.contains_key(&i.name)
-            && let Some(d) = &i.default
-        {
-            vars.insert(i.name.clone(), Value::Str(d.clone()));
-        }
-    }
-    for kv in given {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--var {kv:?}: write --var name=value");
-        };
-        let Some(input) = rb.inputs.iter().find(|i| i.name == k) else {
-            let known: Vec<&str> = rb.inputs.iter().map(|i| i.name.as_str()).collect();
-            bail!(
-                "--var {k}: runbook {} has no input {k:?} (inputs: {})",
-                rb.id,
-                known.join(", ")
-            );
-        };
-        if let Some(p) = &input.pattern
-            && !p.is_match(v)
-        {
-            bail!(
-                "--var {k}={v:?} does not match the input's pattern {}",
-                p.as_str()
-            );
-        }
-        vars.insert(k.to_owned(), Value::Str(v.to_owned()));
-    }
-    for i in &rb.inputs {
-        if i.required && !vars.contains_key(&i.name) {
-            bail!(
-                "runbook {} needs --var {}=... ({})",
-                rb.id,
-                i.name,
-                i.description
-            );
-        }
-    }
-    Ok(vars)
+/// `--var name=value` pairs.
+fn parse_vars(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    given
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => bail!("--var {kv:?}: write --var name=value"),
+        })
+        .collect()
 }
 
 pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
@@ -95,15 +63,12 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         eprintln!("{w}");
     }
     let rb = Arc::new(rb);
-    let jdir = journal::default_dir();
-    let narrow: Option<Selector> = args.target.as_deref().map(str::parse).transpose()?;
-    let plan = Plan::resolve(&rb, inv, narrow.as_ref()).map_err(anyhow::Error::msg)?;
     let approve: ApprovePolicy = args.approve.parse().map_err(anyhow::Error::msg)?;
     if approve == ApprovePolicy::Ask {
         bail!("--approve ask needs the console; headless use none, diagnose, all or step ids");
     }
     if let ApprovePolicy::Steps(ids) = &approve {
-        for id in ids {
+        for id in ids.iter().filter(|i| *i != "all") {
             if rb.step_index(id).is_none() {
                 bail!("--approve {id}: runbook {} has no step {id:?}", rb.id);
             }
@@ -115,63 +80,36 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         .map(str::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let opts = Options {
+    let spec = RunSpec {
+        runbook: Arc::clone(&rb),
+        target: args.target.clone(),
+        inputs: parse_vars(&args.vars)?,
         approve,
         read_only: args.read_only,
         dry_run: args.dry_run,
-        run_diagnose_in_dry_run: args.run_diagnose,
-        resolve_unknown: resolve,
+        run_diagnose: args.run_diagnose,
+        resume: args.resume.clone(),
+        resolve,
+        accept_changed: args.accept_changed,
     };
-    let target_key = args.target.clone().unwrap_or_else(|| "default".to_owned());
-
-    let (mut engine, mut journal) = match &args.resume {
-        Some(run) => {
-            let lines = journal::read(&jdir, run)?;
-            let header = journal::header(&lines).context("the journal has no header line")?;
-            if header.runbook != rb.id {
-                bail!(
-                    "run {run} is of runbook {:?}, not {:?}",
-                    header.runbook,
-                    rb.id
-                );
-            }
-            if header.hash != rb.hash {
-                eprintln!(
-                    "opsdeck: warning: runbook {} changed since run {run} started (sha256 {} now {})",
-                    rb.id, header.hash, rb.hash
-                );
-            }
-            let Some(from) = journal::resume_point(&rb, &lines) else {
-                bail!(
-                    "run {run} already finished ({}); nothing to resume",
-                    journal::outcome(&lines).unwrap_or_default()
-                );
-            };
-            let vars = inputs(&rb, header.inputs.clone(), &args.vars)?;
-            let j = Journal::reopen(&jdir, run)?;
-            (Engine::resume(rb.clone(), vars, plan, opts, from), j)
+    let mut opened = match driver::open(&spec, inv, &driver::journal_dir()) {
+        Ok(o) => o,
+        Err(e @ (OpenError::Refused(_) | OpenError::Lock(LockError::Held { .. }))) => {
+            eprintln!("opsdeck: {}", secret::mask(&e.to_string()));
+            return Ok(exit::REFUSED);
         }
-        None => {
-            let vars = inputs(&rb, Vars::new(), &args.vars)?;
-            let j = Journal::create(&jdir, &rb, &vars, args.target.as_deref(), args.dry_run)?;
-            (Engine::new(rb.clone(), vars, plan, opts), j)
+        Err(e @ OpenError::Invalid(_)) => {
+            eprintln!("opsdeck: {}", secret::mask(&e.to_string()));
+            return Ok(exit::CONFIG);
         }
-    };
-    // Dry runs change nothing and take no lock.
-    let _lock = if args.dry_run {
-        None
-    } else {
-        match RunLock::acquire(&jdir, &rb.id, &target_key, &journal.run) {
-            Ok(l) => Some(l),
-            Err(e @ JournalError::Locked { .. }) => {
-                eprintln!("opsdeck: {e}");
-                return Ok(exit::REFUSED);
-            }
-            Err(e) => return Err(e.into()),
-        }
+        Err(e) => return Err(e.into()),
     };
     if !args.json {
-        eprintln!("journal: {} (run {})", journal.path.display(), journal.run);
+        eprintln!(
+            "journal: {} (run {})",
+            opened.session.path().display(),
+            opened.session.run()
+        );
     }
     let conns = Arc::new(Connections::new());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -179,26 +117,28 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         .build()
         .context("starting the async runtime")?;
     let json = args.json;
-    let run_id = journal.run.clone();
+    let run_id = opened.session.run().to_owned();
     let mut report = |e: &Event| {
         if json {
             let mut v = serde_json::to_value(e).unwrap_or_default();
             if let serde_json::Value::Object(m) = &mut v {
                 m.insert("run".into(), serde_json::Value::String(run_id.clone()));
             }
-            println!("{}", secret::mask(&v.to_string()));
+            secret::mask_json(&mut v);
+            println!("{v}");
         } else {
             print!("{}", secret::mask(&human(e)));
         }
     };
-    let outcome = rt.block_on(runbook::executor::drive(
-        &mut engine,
-        inv,
-        &conns,
-        &mut journal,
-        &mut report,
-    ))?;
-    Ok(outcome.map_or(exit::NEEDS_APPROVAL, exit_code))
+    match rt.block_on(driver::drive(&mut opened, inv, &conns, &mut report)) {
+        Ok(outcome) => Ok(outcome.map_or(exit::NEEDS_APPROVAL, exit_code)),
+        // Nothing runs that the journal cannot record: the run stops at the first write
+        // that fails, before the command it was for.
+        Err(e) => {
+            eprintln!("opsdeck: the run stopped: {}", secret::mask(&e.to_string()));
+            Ok(exit::FAILED)
+        }
+    }
 }
 
 /// One event as human progress text.
@@ -235,6 +175,7 @@ pub fn human(e: &Event) -> String {
             title,
             kind,
             hosts,
+            ..
         } => {
             let on = if hosts.is_empty() {
                 String::new()
@@ -286,16 +227,46 @@ pub fn human(e: &Event) -> String {
             let _ = writeln!(o, "   waiting for a decision on {step}: {kind:?}");
         }
         Event::Decided {
-            decision, by, host, ..
+            decision,
+            by,
+            covers,
+            ..
         } => {
+            let _ = writeln!(o, "   {decision:?} by {by}, covering:");
+            for c in covers {
+                let _ = writeln!(
+                    o,
+                    "     {}{}: {}",
+                    c.host.as_deref().unwrap_or("-"),
+                    c.item
+                        .as_ref()
+                        .map(|i| format!(" [{i}]"))
+                        .unwrap_or_default(),
+                    c.command
+                );
+            }
+        }
+        Event::UnitFinished {
+            host,
+            item,
+            status,
+            message,
+            ..
+        } if *status != StepStatus::Succeeded || !message.is_empty() => {
             let _ = writeln!(
                 o,
-                "   {decision:?} by {by}{}",
-                host.as_ref()
-                    .map(|h| format!(" for {h}"))
-                    .unwrap_or_default()
+                "   {} {}{}{}",
+                format!("{status:?}").to_lowercase(),
+                host.as_deref().unwrap_or("-"),
+                item.as_ref().map(|i| format!(" [{i}]")).unwrap_or_default(),
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
             );
         }
+        Event::UnitFinished { .. } => {}
         Event::Attempt {
             attempt, message, ..
         } => {

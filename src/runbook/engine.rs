@@ -6,6 +6,12 @@
 //! I/O and has no clock of its own (`now` is time since the run started), so every path —
 //! approval, read-only refusal, dry run, guards, retries, budgets, resume — is tested with
 //! plain `#[test]`s.
+//!
+//! A step runs as *units*: one per target host and `foreach` item. Every unit passes the same
+//! gates, whatever led to it (first attempt, retry, a resumed run's retry, the next item):
+//! the step's `when`, read-only mode, dry run, approval, then its guards on every attempt.
+//! A changing unit whose outcome is unknown (it timed out, its connection dropped, the run
+//! died while it ran) is never run again unless a person decides so.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,42 +87,82 @@ impl HostInfo {
     }
 }
 
+/// Why a plan cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The runbook, the target or the inventory do not fit together (a usage error).
+    #[error("{0}")]
+    Invalid(String),
+    /// The plan would act outside what the operator pointed at: refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The hosts each step (and each guard with its own target) runs on, resolved up front.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub steps: Vec<Vec<HostInfo>>,
     pub guards: BTreeMap<(usize, usize), Vec<HostInfo>>,
+    /// The hosts `--target` named, resolved (empty: no target given).
+    pub target: Vec<String>,
 }
 
 impl Plan {
-    /// Resolves every target against the inventory. `narrow` (from `--target`) restricts each
-    /// step whose hosts it overlaps to the overlap; steps it does not touch keep their hosts.
+    /// Resolves every target against the inventory.
+    ///
+    /// With a `target` (from `--target`, or the hosts health flagged), the target is resolved
+    /// exactly like an `exec` selector — a term that matches no host is an error — and each
+    /// step acts on its own hosts *within* the target. A changing step none of whose hosts is
+    /// in the target is refused, never widened to hosts the operator did not name. A
+    /// read-only step (and a guard) outside the target keeps its own hosts: it only looks.
     pub fn resolve(
         rb: &Runbook,
         inv: &Inventory,
-        narrow: Option<&Selector>,
-    ) -> Result<Plan, String> {
-        let pick = |sel: &Selector, pick: Pick, what: &str| -> Result<Vec<HostInfo>, String> {
-            let mut hosts = sel.resolve(inv).map_err(|e| format!("{what}: {e}"))?;
-            if let Some(n) = narrow {
-                let narrowed: Vec<&Host> = hosts.iter().copied().filter(|h| n.matches(h)).collect();
-                if !narrowed.is_empty() {
-                    hosts = narrowed;
+        target: Option<&Selector>,
+    ) -> Result<Plan, PlanError> {
+        let target_hosts: Option<Vec<&Host>> = match target {
+            Some(sel) => Some(
+                inv.select(sel)
+                    .map_err(|e| PlanError::Invalid(format!("--target {sel}: {e}")))?,
+            ),
+            None => None,
+        };
+        let pick = |sel: &Selector,
+                    pick: Pick,
+                    what: &str,
+                    changes: bool|
+         -> Result<Vec<HostInfo>, PlanError> {
+            let mut hosts = sel
+                .resolve(inv)
+                .map_err(|e| PlanError::Invalid(format!("{what}: {e}")))?;
+            if let Some(t) = &target_hosts {
+                let within: Vec<&Host> = hosts
+                    .iter()
+                    .copied()
+                    .filter(|h| t.iter().any(|x| x.name == h.name))
+                    .collect();
+                if within.is_empty() && changes {
+                    return Err(PlanError::Refused(format!(
+                        "refused: {what} changes {sel} ({}), and none of those hosts is in the target ({})",
+                        names(&hosts),
+                        names(t)
+                    )));
+                }
+                if !within.is_empty() {
+                    hosts = within;
                 }
             }
             if hosts.is_empty() {
-                return Err(format!("{what}: target {sel} selects no host"));
+                return Err(PlanError::Invalid(format!(
+                    "{what}: target {sel} selects no host"
+                )));
             }
             if pick == Pick::One && hosts.len() > 1 {
-                return Err(format!(
-                    "{what}: target {sel} must select one host but selects {} ({}); narrow it with --target",
+                return Err(PlanError::Invalid(format!(
+                    "{what}: target {sel} must select one host but selects {} ({}); name one with --target",
                     hosts.len(),
-                    hosts
-                        .iter()
-                        .map(|h| h.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                    names(&hosts)
+                )));
             }
             if pick != Pick::All {
                 hosts.truncate(1);
@@ -126,10 +172,21 @@ impl Plan {
                 .map(|h| HostInfo::from_inventory(inv, h))
                 .collect())
         };
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            target: target_hosts
+                .as_ref()
+                .map(|t| t.iter().map(|h| h.name.clone()).collect())
+                .unwrap_or_default(),
+            ..Plan::default()
+        };
         for (i, s) in rb.steps.iter().enumerate() {
             let hosts = match &s.target {
-                Some(t) => pick(&t.selector, t.pick, &format!("step `{}`", s.id))?,
+                Some(t) => pick(
+                    &t.selector,
+                    t.pick,
+                    &format!("step `{}`", s.id),
+                    s.changes() || s.kind == StepKind::Manual,
+                )?,
                 None => Vec::new(),
             };
             for (g, guard) in s.guards.iter().enumerate() {
@@ -138,6 +195,7 @@ impl Plan {
                         &t.selector,
                         t.pick,
                         &format!("step `{}` guard {}", s.id, g + 1),
+                        false,
                     )?;
                     plan.guards.insert((i, g), gh);
                 }
@@ -146,6 +204,40 @@ impl Plan {
         }
         Ok(plan)
     }
+
+    /// Every host a changing (or manual) step of `rb` acts on: what a run must lock.
+    pub fn changed_hosts(&self, rb: &Runbook) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, s) in rb.steps.iter().enumerate() {
+            if s.changes() || s.kind == StepKind::Manual {
+                for h in self.steps.get(i).into_iter().flatten() {
+                    if !out.contains(&h.name) {
+                        out.push(h.name.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every host any step or guard of the plan touches.
+    pub fn all_hosts(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for h in self.steps.iter().chain(self.guards.values()).flatten() {
+            if !out.contains(&h.name) {
+                out.push(h.name.clone());
+            }
+        }
+        out
+    }
+}
+
+fn names(hosts: &[&Host]) -> String {
+    hosts
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Which steps may run without a person confirming them.
@@ -156,11 +248,13 @@ pub enum ApprovePolicy {
     Ask,
     /// Headless: nothing runs; the run stops at the first step.
     None,
-    /// Headless: read-only steps run; the run stops before the first action or manual step.
+    /// Headless: read-only steps run; the run stops before the first changing or manual step.
     Diagnose,
-    /// Headless: everything runs.
+    /// Headless: every changing step runs. Manual steps still stop the run: only a person
+    /// can do them (name the step id to say it was done).
     All,
-    /// Headless: read-only steps and the named action/manual steps run.
+    /// Headless: read-only steps and the named changing/manual steps run (`all` among the
+    /// names: every changing step, plus the named manual ones).
     Steps(Vec<String>),
 }
 
@@ -188,7 +282,7 @@ impl std::str::FromStr for ApprovePolicy {
     }
 }
 
-/// What to do with a step whose outcome is unknown when resuming headless.
+/// What to do with a unit whose outcome is unknown, decided ahead (`--resolve`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
@@ -216,8 +310,10 @@ pub struct Options {
     pub read_only: bool,
     pub dry_run: bool,
     pub run_diagnose_in_dry_run: bool,
-    /// Headless answer for an unknown step found on resume.
+    /// Headless answer for a unit found with an unknown outcome on resume.
     pub resolve_unknown: Option<Resolution>,
+    /// Who answers decisions in the console (`account@machine`), recorded with each one.
+    pub operator: String,
 }
 
 impl Default for Options {
@@ -228,6 +324,25 @@ impl Default for Options {
             dry_run: false,
             run_diagnose_in_dry_run: false,
             resolve_unknown: None,
+            operator: "operator".to_owned(),
+        }
+    }
+}
+
+/// One unit of a step: a host (none for host-less steps) and a `foreach` item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UnitKey {
+    pub host: Option<String>,
+    pub item: Option<String>,
+}
+
+impl std::fmt::Display for UnitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.host, &self.item) {
+            (Some(h), Some(i)) => write!(f, "{h} (item {i:?})"),
+            (Some(h), None) => f.write_str(h),
+            (None, Some(i)) => write!(f, "item {i:?}"),
+            (None, None) => f.write_str("-"),
         }
     }
 }
@@ -239,8 +354,11 @@ pub struct ResumeFrom {
     pub step: usize,
     /// Variables captured before the interruption.
     pub vars: Vars,
-    /// The step was executing an action when the run died: its outcome is unknown.
-    pub unknown: bool,
+    /// Units of that step that finished (succeeded, verified or skipped): not run again.
+    pub done: Vec<UnitKey>,
+    /// The unit that was executing a changing command when the run stopped: its outcome is
+    /// unknown until a person decides.
+    pub unknown: Option<UnitKey>,
 }
 
 /// An operator's (or the headless policy's) answer.
@@ -268,8 +386,16 @@ pub enum DecisionKind {
     MarkDone,
     /// A failed step (interactive): Retry, Skip or Abort.
     Failed,
-    /// Resumed with this step's outcome unknown: MarkDone (verified), Retry or Skip.
+    /// A unit's outcome is unknown: MarkDone (verified), Retry, Skip or Abort.
     ResolveUnknown,
+}
+
+/// One unit a confirmation covers, with its exact command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cover {
+    pub host: Option<String>,
+    pub item: Option<String>,
+    pub command: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,8 +414,8 @@ pub enum Outcome {
     Succeeded,
     /// A step failed and its on_failure said abort.
     Failed,
-    /// A step needed approval (or a decision) the headless policy did not give; nothing of
-    /// that step ran.
+    /// A step needed approval, a person or a decision the headless policy did not give;
+    /// nothing of that step ran (or, for an unknown outcome, nothing more).
     NeedsApproval,
     /// The operator aborted.
     Aborted,
@@ -304,8 +430,12 @@ pub enum Rendered {
     Shell {
         command: String,
     },
+    /// `query` holds one `?` per value; `params` are sent bound, never spliced into the text.
+    /// `display` shows the values inline, quoted, for people.
     Sql {
         query: String,
+        params: Vec<String>,
+        display: String,
     },
     Redis {
         args: Vec<String>,
@@ -331,7 +461,7 @@ impl std::fmt::Display for Rendered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Rendered::Shell { command } => write!(f, "$ {command}"),
-            Rendered::Sql { query } => write!(f, "sql> {query}"),
+            Rendered::Sql { display, .. } => write!(f, "sql> {display}"),
             Rendered::Redis { args } => write!(
                 f,
                 "redis> {}",
@@ -370,6 +500,8 @@ pub struct ExecRequest {
     pub seq: u64,
     pub step: String,
     pub host: Option<HostInfo>,
+    /// The `foreach` item this unit runs for.
+    pub item: Option<String>,
     pub purpose: Purpose,
     pub command: Rendered,
     pub timeout: Duration,
@@ -380,13 +512,25 @@ pub struct ExecRequest {
     pub attempt: u32,
 }
 
+impl ExecRequest {
+    pub fn unit(&self) -> UnitKey {
+        UnitKey {
+            host: self.host.as_ref().map(|h| h.name.clone()),
+            item: self.item.clone(),
+        }
+    }
+}
+
 /// What came back from running an [`ExecRequest`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ExecResult {
     /// Could not run or finish (connect, auth, timeout, server error): the reason.
     pub error: Option<String>,
+    /// The command may have run and its outcome is unknown (timed out, connection lost
+    /// after it was sent). Never set when it certainly did not start.
+    pub unknown: bool,
     pub exit: Option<i32>,
-    /// Text output (secrets masked by the executor).
+    /// Text output (secrets masked and bounded by the executor).
     pub output: String,
     /// SQL result rows, by column name.
     pub rows: Vec<BTreeMap<String, String>>,
@@ -409,9 +553,18 @@ impl ExecResult {
             ..Default::default()
         }
     }
+    /// It did not run (or certainly failed): the reason.
     pub fn error(reason: &str) -> Self {
         ExecResult {
             error: Some(reason.to_owned()),
+            ..Default::default()
+        }
+    }
+    /// It may have run; nobody knows what it did.
+    pub fn unknown(reason: &str) -> Self {
+        ExecResult {
+            error: Some(reason.to_owned()),
+            unknown: true,
             ..Default::default()
         }
     }
@@ -448,6 +601,9 @@ pub enum Event {
         title: String,
         kind: StepKind,
         hosts: Vec<String>,
+        /// Continued from an interrupted run: units it finished are not run again.
+        #[serde(default)]
+        resumed: bool,
     },
     /// Dry run: exactly what would run, per host.
     WouldRun {
@@ -477,13 +633,19 @@ pub enum Event {
         step: String,
         host: Option<String>,
         kind: DecisionKind,
+        /// Every unit the decision covers, with its exact command.
+        covers: Vec<Cover>,
+        /// Why a decision is needed (a failure, an unknown outcome), when there is a why.
+        reason: Option<String>,
     },
     Decided {
         step: String,
         host: Option<String>,
         decision: Decision,
-        /// `operator` or `policy`.
+        /// `policy` or the operator (`account@machine`).
         by: String,
+        /// Every unit this decision covered.
+        covers: Vec<Cover>,
     },
     Attempt {
         step: String,
@@ -495,6 +657,14 @@ pub enum Event {
         step: String,
         host: Option<String>,
         ok: bool,
+        message: String,
+    },
+    /// One unit (host × item) is over: what resume reads to never run it twice.
+    UnitFinished {
+        step: String,
+        host: Option<String>,
+        item: Option<String>,
+        status: StepStatus,
         message: String,
     },
     StepFinished {
@@ -531,6 +701,20 @@ pub enum Output {
 struct Unit {
     host: Option<HostInfo>,
     item: Option<String>,
+    /// Finished before (resume) or during this run.
+    done: bool,
+}
+
+impl Unit {
+    fn key(&self) -> UnitKey {
+        UnitKey {
+            host: self.host.as_ref().map(|h| h.name.clone()),
+            item: self.item.clone(),
+        }
+    }
+    fn host_name(&self) -> Option<String> {
+        self.host.as_ref().map(|h| h.name.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -546,6 +730,16 @@ enum Phase {
     Finished(Outcome),
 }
 
+/// What the current step's approval covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Approval {
+    None,
+    /// Every unit of the step.
+    Step,
+    /// The units on one host (typed confirmations name each host).
+    Host(Option<String>),
+}
+
 pub struct Engine {
     rb: Arc<Runbook>,
     plan: Plan,
@@ -558,21 +752,35 @@ pub struct Engine {
     units: Vec<Unit>,
     unit: usize,
     attempt: u32,
-    /// The unit an approval (confirm, typed, policy) was given for.
-    approved_for: Option<usize>,
+    approval: Approval,
     step_started: Duration,
     budget_reported: bool,
     rto_reported: bool,
     step_starts: usize,
     seq: u64,
+    /// Where to resume; consumed when that step starts.
     resume: Option<ResumeFrom>,
+    /// A unit of the current step whose outcome is unknown (from resume).
+    unknown: Option<UnitKey>,
     out: Vec<Output>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("runbook", &self.rb.id)
+            .field("cursor", &self.cursor)
+            .field("unit", &self.unit)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
     pub fn new(rb: Arc<Runbook>, inputs: Vars, plan: Plan, opts: Options) -> Engine {
         let mut vars = inputs;
         vars.insert("runbook.id".to_owned(), Value::Str(rb.id.clone()));
+        vars.insert("operator".to_owned(), Value::Str(opts.operator.clone()));
         Engine {
             rb,
             plan,
@@ -585,18 +793,20 @@ impl Engine {
             units: Vec::new(),
             unit: 0,
             attempt: 0,
-            approved_for: None,
+            approval: Approval::None,
             step_started: Duration::ZERO,
             budget_reported: false,
             rto_reported: false,
             step_starts: 0,
             seq: 0,
             resume: None,
+            unknown: None,
             out: Vec::new(),
         }
     }
 
-    /// A run continued from its journal: starts at `from.step` with the captured variables.
+    /// A run continued from its journal: starts at `from.step` with the captured variables,
+    /// skipping the units that finished.
     pub fn resume(
         rb: Arc<Runbook>,
         inputs: Vars,
@@ -618,6 +828,18 @@ impl Engine {
         &self.vars
     }
 
+    pub fn runbook(&self) -> &Arc<Runbook> {
+        &self.rb
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
     pub fn outcome(&self) -> Option<Outcome> {
         match self.phase {
             Phase::Finished(o) => Some(o),
@@ -625,9 +847,8 @@ impl Engine {
         }
     }
 
-    /// The step the run is at (for the console).
     /// While a decision is awaited: the host and the exact command the current unit would
-    /// run, variables resolved (what a confirmation dialog shows).
+    /// run, variables resolved.
     pub fn pending(&self) -> Option<(Option<String>, Rendered)> {
         if !matches!(self.phase, Phase::Awaiting(_)) {
             return None;
@@ -635,10 +856,7 @@ impl Engine {
         let step = self.rb.steps.get(self.cursor)?;
         let unit = self.units.get(self.unit)?;
         let exec = step.exec.as_ref()?;
-        Some((
-            unit.host.as_ref().map(|h| h.name.clone()),
-            self.render(exec, unit, true),
-        ))
+        Some((unit.host_name(), self.render_display(exec, unit)))
     }
 
     /// Index of the step the run is on.
@@ -676,9 +894,7 @@ impl Engine {
     }
 
     fn host_name(&self) -> Option<String> {
-        self.units
-            .get(self.unit)
-            .and_then(|u| u.host.as_ref().map(|h| h.name.clone()))
+        self.units.get(self.unit).and_then(Unit::host_name)
     }
 
     fn check_clock(&mut self) {
@@ -725,40 +941,10 @@ impl Engine {
             resumed_at,
         };
         self.emit(e);
-        match self.resume.clone() {
-            Some(r) if r.unknown && r.step < self.rb.steps.len() => {
-                self.cursor = r.step;
-                self.begin_step_header();
-                let step = self.step();
-                match self.opts.resolve_unknown {
-                    Some(res) => {
-                        let d = match res {
-                            Resolution::Verified => Decision::MarkDone,
-                            Resolution::Retry => Decision::Retry,
-                            Resolution::Skip => Decision::Skip,
-                        };
-                        self.phase = Phase::Awaiting(DecisionKind::ResolveUnknown);
-                        self.decide(d, "policy");
-                    }
-                    None if self.opts.approve == ApprovePolicy::Ask => {
-                        self.await_decision(DecisionKind::ResolveUnknown);
-                    }
-                    None => {
-                        let msg = format!(
-                            "step `{}` was executing when the run stopped; its outcome is unknown. Check it, then resume with --resolve verify|retry|skip",
-                            step.id
-                        );
-                        self.finish_step(StepStatus::Unknown, msg.clone());
-                        self.finish(Outcome::NeedsApproval, msg);
-                    }
-                }
-            }
-            Some(r) => {
-                self.cursor = r.step;
-                self.begin_step();
-            }
-            None => self.begin_step(),
+        if let Some(r) = &self.resume {
+            self.cursor = r.step;
         }
+        self.begin_step();
     }
 
     fn finish(&mut self, outcome: Outcome, message: String) {
@@ -775,56 +961,31 @@ impl Engine {
         });
     }
 
+    fn unit_finished(&mut self, status: StepStatus, message: String) {
+        let step = self.rb.steps[self.cursor].id.clone();
+        let Some(u) = self.units.get_mut(self.unit) else {
+            return;
+        };
+        if matches!(status, StepStatus::Succeeded | StepStatus::Skipped) {
+            u.done = true;
+        }
+        let (host, item) = (u.host_name(), u.item.clone());
+        self.emit(Event::UnitFinished {
+            step,
+            host,
+            item,
+            status,
+            message,
+        });
+    }
+
     fn advance(&mut self) {
         self.cursor += 1;
         self.begin_step();
     }
 
-    fn begin_step_header(&mut self) {
-        let step = self.step();
-        self.step_starts += 1;
-        self.step_started = self.now;
-        self.budget_reported = false;
-        self.unit = 0;
-        self.attempt = 0;
-        self.approved_for = None;
-        let hosts = self
-            .plan
-            .steps
-            .get(self.cursor)
-            .cloned()
-            .unwrap_or_default();
-        self.emit(Event::StepStarted {
-            step: step.id.clone(),
-            title: step.title.clone(),
-            kind: step.kind,
-            hosts: hosts.iter().map(|h| h.name.clone()).collect(),
-        });
-        // Units: hosts x foreach items.
-        let items: Vec<Option<String>> = match &step.foreach {
-            Some(var) => match self.vars.get(var) {
-                Some(Value::List(l)) => l.iter().cloned().map(Some).collect(),
-                Some(Value::Str(s)) if !s.is_empty() => vec![Some(s.clone())],
-                _ => Vec::new(),
-            },
-            None => vec![None],
-        };
-        let host_list: Vec<Option<HostInfo>> = if step.target.is_some() {
-            hosts.into_iter().map(Some).collect()
-        } else {
-            vec![None]
-        };
-        self.units = host_list
-            .iter()
-            .flat_map(|h| {
-                items.iter().map(move |i| Unit {
-                    host: h.clone(),
-                    item: i.clone(),
-                })
-            })
-            .collect();
-    }
-
+    /// Starts the step at the cursor: its units, then the step-wide gates (`when`, nothing
+    /// to do, read-only, dry run), then its first unit.
     fn begin_step(&mut self) {
         if self.cursor >= self.rb.steps.len() {
             let msg = if self.opts.dry_run {
@@ -842,8 +1003,30 @@ impl Engine {
             );
             return;
         }
-        self.begin_step_header();
+        let resumed = self.resume.take_if(|r| r.step == self.cursor);
+        self.begin_step_header(resumed.is_some());
         let step = self.step();
+        if let Some(r) = resumed {
+            let mut skipped = Vec::new();
+            for u in &mut self.units {
+                if r.done.contains(&u.key()) {
+                    u.done = true;
+                    skipped.push(u.key().to_string());
+                }
+            }
+            if !skipped.is_empty() {
+                self.emit(Event::Note {
+                    step: Some(step.id.clone()),
+                    text: format!(
+                        "finished before the interruption, not run again: {}",
+                        skipped.join(", ")
+                    ),
+                });
+            }
+            self.unknown = r
+                .unknown
+                .filter(|k| self.units.iter().any(|u| u.key() == *k));
+        }
         if let Some((src, cond)) = &step.when {
             match cond.eval(&self.vars, &self.health) {
                 Ok(true) => {}
@@ -879,6 +1062,13 @@ impl Engine {
             );
             return self.advance();
         }
+        if self.units.iter().all(|u| u.done) {
+            self.finish_step(
+                StepStatus::Succeeded,
+                "every unit finished before the interruption".to_owned(),
+            );
+            return self.advance();
+        }
         // Read-only: refuse before anything connects.
         if step.changes() {
             let ro_host = self.units.iter().find_map(|u| {
@@ -902,14 +1092,14 @@ impl Engine {
                 && step.kind != StepKind::Manual
                 && self.opts.run_diagnose_in_dry_run;
             if !runs {
-                for u in self.units.clone() {
+                for u in self.units.clone().into_iter().filter(|u| !u.done) {
                     let command = match &step.exec {
-                        Some(x) => self.render(x, &u, true).to_string(),
+                        Some(x) => self.render_display(x, &u).to_string(),
                         None => format!("manual: {}", step.title),
                     };
                     self.emit(Event::WouldRun {
                         step: step.id.clone(),
-                        host: u.host.map(|h| h.name),
+                        host: u.host_name(),
                         command,
                         changes: step.changes(),
                     });
@@ -921,92 +1111,230 @@ impl Engine {
         self.begin_unit();
     }
 
+    fn begin_step_header(&mut self, resumed: bool) {
+        let step = self.step();
+        self.step_starts += 1;
+        self.step_started = self.now;
+        self.budget_reported = false;
+        self.unit = 0;
+        self.attempt = 0;
+        self.approval = Approval::None;
+        self.unknown = None;
+        let hosts = self
+            .plan
+            .steps
+            .get(self.cursor)
+            .cloned()
+            .unwrap_or_default();
+        self.emit(Event::StepStarted {
+            step: step.id.clone(),
+            title: step.title.clone(),
+            kind: step.kind,
+            hosts: hosts.iter().map(|h| h.name.clone()).collect(),
+            resumed,
+        });
+        // Units: hosts x foreach items.
+        let items: Vec<Option<String>> = match &step.foreach {
+            Some(var) => match self.vars.get(var) {
+                Some(Value::List(l)) => l.iter().cloned().map(Some).collect(),
+                Some(Value::Str(s)) if !s.is_empty() => vec![Some(s.clone())],
+                _ => Vec::new(),
+            },
+            None => vec![None],
+        };
+        let host_list: Vec<Option<HostInfo>> = if step.target.is_some() {
+            hosts.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        self.units = host_list
+            .iter()
+            .flat_map(|h| {
+                items.iter().map(move |i| Unit {
+                    host: h.clone(),
+                    item: i.clone(),
+                    done: false,
+                })
+            })
+            .collect();
+    }
+
     /// Whether the current unit needs a person (or the policy) to say yes first.
     fn needs_approval(&self, step: &Step) -> bool {
-        let first = self.unit == 0;
-        let host_changed = self.unit > 0
-            && self.units[self.unit].host.as_ref().map(|h| &h.name)
-                != self.units[self.unit - 1].host.as_ref().map(|h| &h.name);
-        match step.kind {
-            StepKind::Action => first || (step.confirm == Some(Confirm::Typed) && host_changed),
-            StepKind::Manual => first,
-            _ => first && self.opts.approve == ApprovePolicy::None,
+        if step.kind == StepKind::Manual {
+            return true;
         }
+        if step.changes() {
+            return match step.confirm {
+                Some(Confirm::Typed) => self.approval != Approval::Host(self.host_name()),
+                _ => self.approval != Approval::Step,
+            };
+        }
+        self.opts.approve == ApprovePolicy::None && self.approval != Approval::Step
     }
 
     fn policy_allows(&self, step: &Step) -> bool {
+        let named = |ids: &[String]| ids.contains(&step.id);
+        let looks = !step.changes() && step.kind != StepKind::Manual;
         match &self.opts.approve {
             ApprovePolicy::Ask | ApprovePolicy::None => false,
-            ApprovePolicy::All => true,
-            ApprovePolicy::Diagnose => !step.changes() && step.kind != StepKind::Manual,
+            // A manual step is done by a person; `all` cannot say it was.
+            ApprovePolicy::All => step.kind != StepKind::Manual,
+            ApprovePolicy::Diagnose => looks,
+            // `all,ID`: every changing step, and the named manual ones.
             ApprovePolicy::Steps(ids) => {
-                (!step.changes() && step.kind != StepKind::Manual) || ids.contains(&step.id)
+                looks
+                    || named(ids)
+                    || (ids.iter().any(|i| i == "all") && step.kind != StepKind::Manual)
             }
         }
     }
 
-    fn await_decision(&mut self, kind: DecisionKind) {
-        let step = self.rb.steps[self.cursor].id.clone();
-        let host = self.host_name();
-        self.phase = Phase::Awaiting(kind.clone());
-        self.emit(Event::AwaitingDecision { step, host, kind });
+    /// The units a decision about the current unit covers, with their exact commands: the
+    /// rest of the step, or (typed confirmations, unknown outcomes) the current host's or
+    /// unit's share of it.
+    fn covers(&self, kind: &DecisionKind) -> Vec<Cover> {
+        let step = &self.rb.steps[self.cursor];
+        let here = self.host_name();
+        self.units
+            .iter()
+            .enumerate()
+            .skip(self.unit)
+            .filter(|(_, u)| !u.done)
+            .filter(|(i, u)| match kind {
+                DecisionKind::TypedConfirm { .. } => u.host_name() == here,
+                DecisionKind::ResolveUnknown | DecisionKind::Failed => *i == self.unit,
+                _ => true,
+            })
+            .map(|(_, u)| Cover {
+                host: u.host_name(),
+                item: u.item.clone(),
+                command: match (&step.exec, &step.rollback) {
+                    (Some(x), Some(rb)) if step.changes() => format!(
+                        "{}\n  if it fails, rollback: {}",
+                        self.render_display(x, u),
+                        self.render_display(rb, u)
+                    ),
+                    (Some(x), _) => self.render_display(x, u).to_string(),
+                    (None, _) => format!("manual: {}", step.title),
+                },
+            })
+            .collect()
     }
 
+    fn await_decision(&mut self, kind: DecisionKind, reason: Option<String>) {
+        let step = self.rb.steps[self.cursor].id.clone();
+        let host = self.host_name();
+        let covers = self.covers(&kind);
+        self.phase = Phase::Awaiting(kind.clone());
+        self.emit(Event::AwaitingDecision {
+            step,
+            host,
+            kind,
+            covers,
+            reason,
+        });
+    }
+
+    /// The next unit that has not finished, through every gate: an unknown outcome is
+    /// resolved first, then approval, then guards and the command.
     fn begin_unit(&mut self) {
-        let step = self.step();
+        while self.units.get(self.unit).is_some_and(|u| u.done) {
+            self.unit += 1;
+        }
         if self.unit >= self.units.len() {
             self.finish_step(StepStatus::Succeeded, String::new());
             return self.advance();
         }
+        let step = self.step();
         self.attempt = 0;
-        if self.needs_approval(&step) && self.approved_for != Some(self.unit) {
-            {
-                let kind = match (step.kind, step.confirm) {
-                    (StepKind::Manual, _) => DecisionKind::MarkDone,
-                    (StepKind::Action, Some(Confirm::Typed)) => DecisionKind::TypedConfirm {
-                        expected: self.host_name().unwrap_or_else(|| step.id.clone()),
-                    },
-                    _ => DecisionKind::Confirm,
-                };
-                if self.opts.approve == ApprovePolicy::Ask {
-                    return self.await_decision(kind);
+        let key = self.units[self.unit].key();
+        if self.unknown.as_ref() == Some(&key) {
+            self.unknown = None;
+            let why = format!(
+                "step `{}` on {key} was running a changing command when the run stopped: its outcome is unknown",
+                step.id
+            );
+            match self.opts.resolve_unknown {
+                Some(res) => {
+                    let d = match res {
+                        Resolution::Verified => Decision::MarkDone,
+                        Resolution::Retry => Decision::Retry,
+                        Resolution::Skip => Decision::Skip,
+                    };
+                    self.phase = Phase::Awaiting(DecisionKind::ResolveUnknown);
+                    return self.decide(d, "policy (--resolve)");
                 }
-                if !self.policy_allows(&step) {
+                None if self.opts.approve == ApprovePolicy::Ask => {
+                    return self.await_decision(DecisionKind::ResolveUnknown, Some(why));
+                }
+                None => {
                     let msg = format!(
+                        "{why}. Check it on the host, then resume with --resolve verify|retry|skip"
+                    );
+                    self.finish_step(StepStatus::Unknown, msg.clone());
+                    return self.finish(Outcome::NeedsApproval, msg);
+                }
+            }
+        }
+        if self.needs_approval(&step) {
+            let kind = match (step.kind, step.confirm) {
+                (StepKind::Manual, _) => DecisionKind::MarkDone,
+                (_, Some(Confirm::Typed)) => DecisionKind::TypedConfirm {
+                    expected: self.host_name().unwrap_or_else(|| step.id.clone()),
+                },
+                _ => DecisionKind::Confirm,
+            };
+            if self.opts.approve == ApprovePolicy::Ask {
+                return self.await_decision(kind, None);
+            }
+            if !self.policy_allows(&step) {
+                let msg = if step.kind == StepKind::Manual {
+                    format!(
+                        "step `{}` needs a person: {} — do it, then rerun with --approve {} to record it done",
+                        step.id, step.title, step.id
+                    )
+                } else {
+                    format!(
                         "step `{}` ({}) needs approval: rerun with --approve all or --approve {}",
                         step.id,
                         step.kind.as_str(),
                         step.id
-                    );
-                    self.finish_step(StepStatus::Refused, msg.clone());
-                    return self.finish(Outcome::NeedsApproval, msg);
-                }
-                let decision = if kind == DecisionKind::MarkDone {
-                    Decision::MarkDone
-                } else {
-                    Decision::Confirm
+                    )
                 };
-                let host = self.host_name();
-                self.emit(Event::Decided {
-                    step: step.id.clone(),
-                    host,
-                    decision: decision.clone(),
-                    by: "policy".to_owned(),
-                });
-                if kind == DecisionKind::MarkDone {
-                    self.finish_step(StepStatus::Succeeded, "marked done by --approve".to_owned());
-                    return self.advance();
-                }
+                self.finish_step(StepStatus::Refused, msg.clone());
+                return self.finish(Outcome::NeedsApproval, msg);
             }
-            self.approved_for = Some(self.unit);
-        }
-        if step.kind == StepKind::Manual {
-            self.finish_step(StepStatus::Succeeded, String::new());
-            return self.advance();
+            let decision = if kind == DecisionKind::MarkDone {
+                Decision::MarkDone
+            } else {
+                Decision::Confirm
+            };
+            let covers = self.covers(&kind);
+            let host = self.host_name();
+            self.emit(Event::Decided {
+                step: step.id.clone(),
+                host,
+                decision,
+                by: "policy".to_owned(),
+                covers,
+            });
+            if kind == DecisionKind::MarkDone {
+                self.finish_step(
+                    StepStatus::Succeeded,
+                    format!("recorded done by --approve {}", step.id),
+                );
+                return self.advance();
+            }
+            self.approval = match kind {
+                DecisionKind::TypedConfirm { .. } => Approval::Host(self.host_name()),
+                _ => Approval::Step,
+            };
         }
         self.run_guard_or_main(0);
     }
 
+    /// Guards first (every attempt of a changing step re-checks them all), then the command.
     fn run_guard_or_main(&mut self, g: usize) {
         let step = self.step();
         let unit = self.units[self.unit].clone();
@@ -1017,67 +1345,77 @@ impl Engine {
                 None => unit.host.clone(),
             };
             let command = match &guard.check {
-                GuardCheck::Exec { exec, .. } => self.render(exec, &unit, false),
+                GuardCheck::Exec { exec, .. } => match self.render(exec, &unit) {
+                    Ok(c) => c,
+                    Err(var) => {
+                        let msg = format!(
+                            "guard {}: variable `{var}` is not defined: the guard cannot check",
+                            g + 1
+                        );
+                        self.unit_finished(StepStatus::Refused, msg.clone());
+                        self.finish_step(StepStatus::Refused, msg);
+                        return self.apply_on_failure(&step);
+                    }
+                },
                 GuardCheck::ReplicaSqlRunning => Rendered::ReplicaSqlRunning,
                 GuardCheck::ReplicaLagBelow(d) => Rendered::ReplicaLagBelow {
                     seconds: d.as_secs(),
                 },
                 GuardCheck::SentinelCkquorum => Rendered::SentinelCkquorum,
             };
-            return self.request(
-                step.id.clone(),
-                host,
-                Purpose::Guard(g),
-                command,
-                step.timeout,
-                false,
-                Duration::ZERO,
-            );
+            return self.request(&step, host, unit.item, Purpose::Guard(g), command, false);
         }
         match &step.exec {
-            Some(x) => {
-                let command = self.render(x, &unit, false);
-                let delay = if self.attempt > 0 {
-                    step.interval
-                } else {
-                    Duration::ZERO
-                };
-                self.request(
-                    step.id.clone(),
-                    unit.host,
-                    Purpose::Step,
-                    command,
-                    step.timeout,
-                    step.changes(),
-                    delay,
-                );
-            }
+            Some(x) => match self.render(x, &unit) {
+                Ok(command) => {
+                    self.request(
+                        &step,
+                        unit.host,
+                        unit.item,
+                        Purpose::Step,
+                        command,
+                        step.changes(),
+                    );
+                }
+                // Nothing ran: an undefined value must never reach a command.
+                Err(var) => {
+                    let msg = format!(
+                        "variable `{var}` is not defined (no input or earlier capture set it): nothing was run"
+                    );
+                    self.unit_finished(StepStatus::Failed, msg.clone());
+                    self.step_failed(msg);
+                }
+            },
             // A wait step on health alone: re-evaluated when health arrives.
             None => self.unit_result(ExecResult::ok("")),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
-        step: String,
+        step: &Step,
         host: Option<HostInfo>,
+        item: Option<String>,
         purpose: Purpose,
         command: Rendered,
-        timeout: Duration,
         changes: bool,
-        delay: Duration,
     ) {
         self.seq += 1;
         let seq = self.seq;
         self.phase = Phase::Running { seq, purpose };
+        let delay = if purpose == Purpose::Step && self.attempt > 0 {
+            step.interval
+        } else {
+            Duration::ZERO
+        };
         self.out.push(Output::Exec(ExecRequest {
             seq,
-            step,
+            step: step.id.clone(),
             host,
+            item,
             purpose,
             command,
-            timeout,
+            timeout: step.timeout,
             changes,
             delay,
             attempt: self.attempt + 1,
@@ -1095,26 +1433,51 @@ impl Engine {
         v
     }
 
-    fn render(&self, x: &Executor, unit: &Unit, lenient: bool) -> Rendered {
+    /// What a person is shown: every value quoted inline, an undefined one as `<name>`.
+    fn render_display(&self, x: &Executor, unit: &Unit) -> Rendered {
         let v = self.unit_vars(unit);
-        let r = |t: &super::Template, q: Quoting| {
-            if lenient {
-                t.render_lenient(q, &v)
-            } else {
-                // Undefined variables were rejected by the validator; a capture that
-                // matched nothing renders visibly instead of silently empty.
-                t.render(q, &v).unwrap_or_else(|_| t.render_lenient(q, &v))
-            }
-        };
-        match x {
+        match Self::render_with(x, &|t, q| Ok(t.render_lenient(q, &v))) {
+            Ok(r) => r,
+            // Lenient rendering has no error to give.
+            Err(e) => Rendered::Shell { command: e },
+        }
+    }
+
+    /// What runs: `Err(name)` when a variable is undefined (nothing may run then).
+    fn render(&self, x: &Executor, unit: &Unit) -> Result<Rendered, String> {
+        let v = self.unit_vars(unit);
+        if let Executor::Sql(t) = x {
+            let (query, params) = t.render_sql_params(&v)?;
+            return Ok(Rendered::Sql {
+                query,
+                params,
+                display: t.render_lenient(Quoting::Sql, &v),
+            });
+        }
+        Self::render_with(x, &|t, q| t.render(q, &v))
+    }
+
+    fn render_with(
+        x: &Executor,
+        r: &dyn Fn(&super::Template, Quoting) -> Result<String, String>,
+    ) -> Result<Rendered, String> {
+        Ok(match x {
             Executor::Shell(t) => Rendered::Shell {
-                command: r(t, Quoting::Shell),
+                command: r(t, Quoting::Shell)?,
             },
-            Executor::Sql(t) => Rendered::Sql {
-                query: r(t, Quoting::Sql),
-            },
+            Executor::Sql(t) => {
+                let q = r(t, Quoting::Sql)?;
+                Rendered::Sql {
+                    query: q.clone(),
+                    params: Vec::new(),
+                    display: q,
+                }
+            }
             Executor::Redis(args) => Rendered::Redis {
-                args: args.iter().map(|a| r(a, Quoting::Arg)).collect(),
+                args: args
+                    .iter()
+                    .map(|a| r(a, Quoting::Arg))
+                    .collect::<Result<_, _>>()?,
             },
             Executor::Docker {
                 action,
@@ -1122,7 +1485,7 @@ impl Engine {
                 tail,
             } => Rendered::Docker {
                 action: *action,
-                command: command.as_ref().map(|c| r(c, Quoting::Shell)),
+                command: command.as_ref().map(|c| r(c, Quoting::Shell)).transpose()?,
                 tail: *tail,
             },
             Executor::Http {
@@ -1131,10 +1494,10 @@ impl Engine {
                 expect_status,
             } => Rendered::Http {
                 method: method.clone(),
-                url: r(url, Quoting::Url),
+                url: r(url, Quoting::Url)?,
                 expect_status: *expect_status,
             },
-        }
+        })
     }
 
     fn on_result(&mut self, seq: u64, result: ExecResult) {
@@ -1180,7 +1543,9 @@ impl Engine {
                 if passed {
                     self.run_guard_or_main(g + 1);
                 } else {
-                    self.finish_step(StepStatus::Refused, format!("guard refused: {message}"));
+                    let msg = format!("guard refused: {message}");
+                    self.unit_finished(StepStatus::Refused, msg.clone());
+                    self.finish_step(StepStatus::Refused, msg);
                     self.apply_on_failure(&step);
                 }
             }
@@ -1193,6 +1558,11 @@ impl Engine {
                     ok,
                     message,
                 });
+                if result.unknown {
+                    return self
+                        .outcome_unknown(&step, "its rollback's outcome is unknown".to_owned());
+                }
+                self.unit_finished(StepStatus::Failed, "failed; rollback ran".to_owned());
                 self.finish_step(StepStatus::Failed, "failed; rollback ran".to_owned());
                 self.apply_on_failure(&step);
             }
@@ -1200,11 +1570,37 @@ impl Engine {
         }
     }
 
+    /// A changing unit may have run and nobody knows what it did: stop and ask. Never a
+    /// retry, never a rollback, without a person.
+    fn outcome_unknown(&mut self, step: &Step, why: String) {
+        let key = self.units[self.unit].key();
+        let msg = format!(
+            "step `{}` on {key}: {why}; it may or may not have changed the host",
+            step.id
+        );
+        self.unit_finished(StepStatus::Unknown, msg.clone());
+        if self.opts.approve == ApprovePolicy::Ask {
+            return self.await_decision(DecisionKind::ResolveUnknown, Some(msg));
+        }
+        let msg = format!(
+            "{msg}. It needs a decision: check the host, then resume with --resolve verify|retry|skip"
+        );
+        self.finish_step(StepStatus::Unknown, msg.clone());
+        self.finish(Outcome::NeedsApproval, msg);
+    }
+
     fn unit_result(&mut self, result: ExecResult) {
         let step = self.step();
-        let verdict = self.judge(&step, &result);
-        match verdict {
+        if result.unknown && step.changes() {
+            let why = result
+                .error
+                .clone()
+                .unwrap_or_else(|| "its outcome is unknown".to_owned());
+            return self.outcome_unknown(&step, why);
+        }
+        match self.judge(&step, &result) {
             Ok(()) => {
+                self.unit_finished(StepStatus::Succeeded, String::new());
                 self.unit += 1;
                 self.begin_unit();
             }
@@ -1226,7 +1622,8 @@ impl Engine {
                         attempt: self.attempt,
                         message: msg,
                     });
-                    self.run_guard_or_main(step.guards.len());
+                    // Every attempt passes the guards again.
+                    self.run_guard_or_main(0);
                     return;
                 }
                 let msg = if step.kind == StepKind::Wait {
@@ -1240,23 +1637,34 @@ impl Engine {
                 if step.changes()
                     && let Some(rb) = &step.rollback
                 {
-                    self.emit(Event::Note {
-                        step: Some(step.id.clone()),
-                        text: format!("step failed: {msg}; running rollback"),
-                    });
                     let unit = self.units[self.unit].clone();
-                    let command = self.render(rb, &unit, false);
-                    self.request(
-                        step.id.clone(),
-                        unit.host,
-                        Purpose::Rollback,
-                        command,
-                        step.timeout,
-                        true,
-                        Duration::ZERO,
-                    );
-                    return;
+                    match self.render(rb, &unit) {
+                        Ok(command) => {
+                            self.emit(Event::Note {
+                                step: Some(step.id.clone()),
+                                text: format!("step failed: {msg}; running rollback"),
+                            });
+                            self.request(
+                                &step,
+                                unit.host,
+                                unit.item,
+                                Purpose::Rollback,
+                                command,
+                                true,
+                            );
+                            return;
+                        }
+                        Err(var) => {
+                            self.emit(Event::Note {
+                                step: Some(step.id.clone()),
+                                text: format!(
+                                    "step failed: {msg}; its rollback cannot run: variable `{var}` is not defined"
+                                ),
+                            });
+                        }
+                    }
                 }
+                self.unit_finished(StepStatus::Failed, msg.clone());
                 self.step_failed(msg);
             }
         }
@@ -1269,7 +1677,7 @@ impl Engine {
                 step: Some(step.id.clone()),
                 text: format!("failed: {msg}"),
             });
-            return self.await_decision(DecisionKind::Failed);
+            return self.await_decision(DecisionKind::Failed, Some(msg));
         }
         self.finish_step(StepStatus::Failed, msg);
         self.apply_on_failure(&step);
@@ -1331,7 +1739,7 @@ impl Engine {
             };
             match value {
                 Some(v) => {
-                    // foreach steps over several hosts accumulate lists.
+                    // Steps over several hosts accumulate lists.
                     let v = match (self.vars.get(&c.var), &v, self.unit > 0) {
                         (Some(Value::List(prev)), Value::List(new), true) => {
                             Value::List(prev.iter().chain(new).cloned().collect())
@@ -1391,7 +1799,8 @@ impl Engine {
             return;
         }
         if matches!(self.phase, Phase::Awaiting(_)) {
-            self.decide(d, "operator");
+            let by = self.opts.operator.clone();
+            self.decide(d, &by);
         }
     }
 
@@ -1416,7 +1825,7 @@ impl Engine {
                         "typed confirmation {typed:?} does not match {expected:?}; not run"
                     ),
                 });
-                return self.await_decision(kind);
+                return self.await_decision(kind, None);
             }
         }
         let allowed = matches!(
@@ -1438,49 +1847,74 @@ impl Engine {
                 step: Some(step.id.clone()),
                 text: format!("{d:?} does not answer {kind:?}; still waiting"),
             });
-            return self.await_decision(kind);
+            return self.await_decision(kind, None);
         }
+        let covers = self.covers(&kind);
         self.emit(Event::Decided {
             step: step.id.clone(),
             host,
             decision: d.clone(),
             by: by.to_owned(),
+            covers,
         });
-        match d {
-            Decision::Abort => {
+        match (d, &kind) {
+            (Decision::Abort, _) => {
                 self.finish_step(StepStatus::Skipped, format!("aborted by {by}"));
                 self.finish(Outcome::Aborted, format!("aborted at step `{}`", step.id));
             }
-            Decision::Skip => {
+            // An unknown unit: skip or verify that unit only; the step goes on.
+            (Decision::Skip, DecisionKind::ResolveUnknown) => {
+                self.unit_finished(StepStatus::Skipped, format!("skipped by {by}"));
+                self.unit += 1;
+                self.begin_unit();
+            }
+            (Decision::MarkDone, DecisionKind::ResolveUnknown) => {
+                self.unit_finished(StepStatus::Succeeded, format!("outcome verified by {by}"));
+                self.unit += 1;
+                self.begin_unit();
+            }
+            // Runs it again through every gate: approval (unless given in this run) and
+            // the guards.
+            (Decision::Retry, DecisionKind::ResolveUnknown) => {
+                if self.needs_approval(&step) && self.opts.approve == ApprovePolicy::Ask {
+                    let kind = match step.confirm {
+                        Some(Confirm::Typed) => DecisionKind::TypedConfirm {
+                            expected: self.host_name().unwrap_or_else(|| step.id.clone()),
+                        },
+                        _ => DecisionKind::Confirm,
+                    };
+                    return self.await_decision(kind, None);
+                }
+                self.begin_unit_after_resolution();
+            }
+            (Decision::Skip, _) => {
                 self.finish_step(StepStatus::Skipped, format!("skipped by {by}"));
                 self.advance();
             }
-            Decision::MarkDone => {
-                let msg = if kind == DecisionKind::ResolveUnknown {
-                    format!("outcome verified by {by}")
-                } else {
-                    format!("marked done by {by}")
-                };
-                self.finish_step(StepStatus::Succeeded, msg);
+            (Decision::MarkDone, _) => {
+                self.finish_step(StepStatus::Succeeded, format!("marked done by {by}"));
                 self.advance();
             }
-            Decision::Retry => {
-                if kind == DecisionKind::ResolveUnknown {
-                    // Starts the step again; an approval is still asked for by the policy.
-                    self.approved_for = None;
-                    self.unit = 0;
-                    self.begin_unit();
-                } else {
-                    self.attempt = 0;
-                    self.run_guard_or_main(0);
-                }
+            (Decision::Retry, _) => {
+                self.attempt = 0;
+                self.run_guard_or_main(0);
             }
-            Decision::Confirm | Decision::TypedConfirm(_) => {
-                self.approved_for = Some(self.unit);
+            (Decision::Confirm | Decision::TypedConfirm(_), _) => {
+                self.approval = match kind {
+                    DecisionKind::TypedConfirm { .. } => Approval::Host(self.host_name()),
+                    _ => Approval::Step,
+                };
                 self.begin_unit();
             }
-            Decision::AddNote(_) => {}
+            (Decision::AddNote(_), _) => {}
         }
+    }
+
+    /// After a headless `--resolve retry` or a console "retry" of an unknown unit: the unit
+    /// goes through approval and guards like any other.
+    fn begin_unit_after_resolution(&mut self) {
+        self.unknown = None;
+        self.begin_unit();
     }
 }
 

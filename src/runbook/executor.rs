@@ -1,71 +1,77 @@
-//! The async side of a run: carries out the engine's [`ExecRequest`]s over the host's
-//! transport (shell), the MySQL and Redis clients (SQL, Redis commands, built-in guards),
-//! Docker (container actions) and HTTP, journals each one, and feeds results back.
+//! The async side of a run: carries out one [`ExecRequest`] over the host's transport
+//! (shell), the MySQL and Redis clients (SQL, Redis commands, built-in guards), Docker
+//! (container actions) and HTTP, and says what happened — including whether a command that
+//! failed may nonetheless have run (its outcome is then unknown).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::DockerAction;
-use super::engine::{Engine, Event, ExecRequest, ExecResult, Input, Outcome, Output, Rendered};
-use super::journal::{Journal, JournalError};
-use crate::clients::mysql::MysqlClient;
+use super::engine::{ExecRequest, ExecResult, Rendered};
+use crate::clients::mysql::{MysqlClient, MysqlError};
 use crate::clients::redis::{RedisClient, SentinelClient};
 use crate::inventory::{Host, Inventory, RedisRole};
 use crate::secret;
 use crate::transport::{self, Connections, HostConn};
 
-/// Drives `engine` to the end (or to a decision only a person can make), journaling every
-/// event, intent and outcome, and passing each event to `report`.
-pub async fn drive(
-    engine: &mut Engine,
-    inv: &Inventory,
-    conns: &Arc<Connections>,
-    journal: &mut Journal,
-    report: &mut dyn FnMut(&Event),
-) -> Result<Option<Outcome>, JournalError> {
-    let started = Instant::now();
-    let mut queue: std::collections::VecDeque<Output> =
-        engine.update(started.elapsed(), Input::Start).into();
-    while let Some(o) = queue.pop_front() {
-        match o {
-            Output::Event(e) => {
-                journal.event(&e)?;
-                report(&e);
-            }
-            Output::Exec(req) => {
-                if !req.delay.is_zero() {
-                    tokio::time::sleep(req.delay).await;
-                    queue.extend(engine.update(started.elapsed(), Input::Tick));
-                }
-                // The intent is on disk before anything that changes a server runs.
-                journal.intent(&req)?;
-                let result = execute(&req, inv, conns).await;
-                journal.done(&req, &result)?;
-                queue.extend(engine.update(
-                    started.elapsed(),
-                    Input::Result {
-                        seq: req.seq,
-                        result,
-                    },
-                ));
-            }
+/// Why a command failed, and whether it may have run anyway.
+struct Failure {
+    reason: String,
+    may_have_run: bool,
+}
+
+impl Failure {
+    fn not_run(reason: impl Into<String>) -> Self {
+        Failure {
+            reason: reason.into(),
+            may_have_run: false,
         }
     }
-    Ok(engine.outcome())
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::not_run(reason)
+    }
+}
+
+impl From<MysqlError> for Failure {
+    fn from(e: MysqlError) -> Self {
+        // Once a statement was sent, a timeout or a broken connection leaves its effect
+        // unknown; a server error is a definite answer.
+        let may_have_run = matches!(
+            e,
+            MysqlError::Timeout { .. } | MysqlError::Connection { .. }
+        );
+        Failure {
+            reason: e.to_string(),
+            may_have_run,
+        }
+    }
 }
 
 /// Runs one request; never panics, every failure is a result with a reason (masked).
 pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections>) -> ExecResult {
     let host = req.host.as_ref().and_then(|h| inv.host(&h.name));
-    let r = match (&req.command, host) {
-        (Rendered::Http { method, url, .. }, _) => http(method, url, req.timeout).await,
-        (_, None) => Err(format!("step `{}` has no target host", req.step)),
+    let read_only = !req.changes;
+    let r: Result<ExecResult, Failure> = match (&req.command, host) {
+        (Rendered::Http { method, url, .. }, _) => {
+            http(method, url, req.timeout).await.map_err(Failure::from)
+        }
+        (_, None) => Err(Failure::not_run(format!(
+            "step `{}` has no target host",
+            req.step
+        ))),
         (Rendered::Shell { command }, Some(h)) => shell(conns, h, command, req.timeout).await,
-        (Rendered::Sql { query }, Some(h)) => sql(conns, h, query, req.timeout).await,
-        (Rendered::Redis { args }, Some(h)) => redis(conns, h, args, req.timeout).await,
+        (Rendered::Sql { query, params, .. }, Some(h)) => {
+            sql(conns, h, query, params, read_only, req.timeout).await
+        }
+        (Rendered::Redis { args }, Some(h)) => redis(conns, h, args, req.timeout)
+            .await
+            .map_err(Failure::from),
         (
             Rendered::Docker {
                 action,
@@ -74,18 +80,25 @@ pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections
             },
             Some(h),
         ) => docker(conns, h, *action, command.as_deref(), *tail, req.timeout).await,
-        (Rendered::ReplicaSqlRunning, Some(h)) => replica(conns, h, None, req.timeout).await,
+        (Rendered::ReplicaSqlRunning, Some(h)) => replica(conns, h, None, req.timeout)
+            .await
+            .map_err(Failure::from),
         (Rendered::ReplicaLagBelow { seconds }, Some(h)) => {
-            replica(conns, h, Some(*seconds), req.timeout).await
+            replica(conns, h, Some(*seconds), req.timeout)
+                .await
+                .map_err(Failure::from)
         }
-        (Rendered::SentinelCkquorum, Some(h)) => ckquorum(conns, h, req.timeout).await,
+        (Rendered::SentinelCkquorum, Some(h)) => {
+            ckquorum(conns, h, req.timeout).await.map_err(Failure::from)
+        }
     };
     match r {
         Ok(mut res) => {
             res.output = secret::mask(&res.output).into_owned();
             res
         }
-        Err(e) => ExecResult::error(&secret::mask(&e)),
+        Err(f) if f.may_have_run => ExecResult::unknown(&secret::mask(&f.reason)),
+        Err(f) => ExecResult::error(&secret::mask(&f.reason)),
     }
 }
 
@@ -94,11 +107,14 @@ async fn shell(
     h: &Host,
     command: &str,
     timeout: Duration,
-) -> Result<ExecResult, String> {
+) -> Result<ExecResult, Failure> {
     let conn = conns.host(h);
     let out = transport::run(conn.transport(), command, timeout, CancellationToken::new())
         .await
-        .map_err(|e| e.masked())?;
+        .map_err(|e| Failure {
+            reason: e.masked(),
+            may_have_run: e.may_have_run(),
+        })?;
     let mut text = out.stdout;
     if !out.stderr.is_empty() {
         text.push_str(&out.stderr);
@@ -117,8 +133,10 @@ async fn sql(
     conns: &Arc<Connections>,
     h: &Host,
     query: &str,
+    params: &[String],
+    read_only: bool,
     timeout: Duration,
-) -> Result<ExecResult, String> {
+) -> Result<ExecResult, Failure> {
     let svc = h
         .services
         .mysql
@@ -126,8 +144,12 @@ async fn sql(
         .ok_or_else(|| format!("host {} has no mysql service in the inventory", h.name))?;
     let client = MysqlClient::connect_service(conns, h, svc, timeout)
         .await
-        .map_err(|e| e.to_string())?;
-    let r = client.query_table(query).await.map_err(|e| e.to_string());
+        .map_err(|e| Failure::not_run(e.to_string()))?;
+    let r = if read_only {
+        client.query_read_only(query, params).await
+    } else {
+        client.query_params(query, params).await
+    };
     let _ = client.disconnect().await;
     let r = r?;
     let rows = r
@@ -190,13 +212,13 @@ async fn docker(
     command: Option<&str>,
     tail: u32,
     timeout: Duration,
-) -> Result<ExecResult, String> {
+) -> Result<ExecResult, Failure> {
     let conn = conns.host(h);
     let HostConn::Docker(d) = &*conn else {
-        return Err(format!(
+        return Err(Failure::not_run(format!(
             "host {} is not a docker container in the inventory",
             h.name
-        ));
+        )));
     };
     let stop = Duration::from_secs(10);
     let run = async {
@@ -212,10 +234,19 @@ async fn docker(
     if action == DockerAction::Exec {
         return shell(conns, h, command.unwrap_or("true"), timeout).await;
     }
+    // A lifecycle call that timed out or failed mid-way may have been carried out.
+    let changes = !matches!(action, DockerAction::Logs);
     tokio::time::timeout(timeout + stop, run)
         .await
-        .map_err(|_| format!("docker {action:?} on {} timed out", h.name))?
+        .map_err(|_| Failure {
+            reason: format!("docker {action:?} on {} timed out", h.name),
+            may_have_run: changes,
+        })?
         .map(|out| ExecResult::ok(&out))
+        .map_err(|reason| Failure {
+            reason,
+            may_have_run: changes,
+        })
 }
 
 /// Built-in replica guards: exit 0 when the replica's SQL thread runs (and lags less than

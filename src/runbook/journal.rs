@@ -7,7 +7,7 @@
 //! died mid-write) is skipped on read.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use super::Runbook;
-use super::engine::{Event, ExecRequest, ExecResult, ResumeFrom};
+use super::engine::{Event, ExecRequest, ExecResult, ResumeFrom, UnitKey};
 use super::template::{Value, Vars};
-use crate::secret;
+use crate::{identity, private_fs, secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -29,17 +29,6 @@ pub enum JournalError {
     },
     #[error("no run {0:?} in the journal directory\n  hint: `opsdeck journal list` shows the runs")]
     NoRun(String),
-    #[error(
-        "runbook {runbook} is already running on {target}: held by {user} (pid {pid}) since {started}\n  hint: wait for it, or if that process is gone remove {}", path.display()
-    )]
-    Locked {
-        runbook: String,
-        target: String,
-        user: String,
-        pid: u32,
-        started: String,
-        path: PathBuf,
-    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -55,22 +44,31 @@ pub fn default_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     directories::ProjectDirs::from("", "", "opsdeck").map_or_else(
-        || std::env::temp_dir().join("opsdeck-journal"),
+        || {
+            // No home directory: a private directory of this user's, never a shared one.
+            std::env::temp_dir().join(format!("opsdeck-journal-{}", identity::current().uid))
+        },
         |p| p.data_dir().join("journal"),
     )
 }
 
+/// Who is acting, as recorded: `account@machine` from the OS account, never `$USER`.
 pub fn operator() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    identity::current().to_string()
 }
 
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_owned())
+/// What the journal header records about a run.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub runbook: &'a Runbook,
+    /// Inputs as given; secret ones are recorded masked.
+    pub inputs: &'a Vars,
+    /// `--target` as typed, and the hosts it resolved to.
+    pub target: Option<&'a str>,
+    pub target_hosts: &'a [String],
+    pub dry_run: bool,
+    /// A dry run of resuming this run (it never writes into that run's journal).
+    pub resume_of: Option<&'a str>,
 }
 
 /// An open journal being appended to.
@@ -80,54 +78,79 @@ pub struct Journal {
     file: File,
 }
 
+/// A fresh run id: UTC time, runbook, pid and a random suffix, so two runs started in the
+/// same second by two processes never share a file.
+pub fn new_run_id(runbook: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}-{}-{}-{:04x}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        runbook,
+        std::process::id(),
+        nanos & 0xffff
+    )
+}
+
 impl Journal {
-    /// Starts a new run's journal and writes its header.
-    pub fn create(
-        dir: &Path,
-        rb: &Runbook,
-        inputs: &Vars,
-        target: Option<&str>,
-        dry_run: bool,
-    ) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let run = format!(
-            "{}-{}-{}",
-            Utc::now().format("%Y%m%dT%H%M%SZ"),
-            rb.id,
-            std::process::id()
-        );
+    /// Starts a new run's journal (0600 in a 0700 directory) and writes its header.
+    pub fn create(dir: &Path, run: &str, new: &NewRun<'_>) -> Result<Journal, JournalError> {
+        private_fs::private_dir(dir).map_err(io(dir))?;
         let path = dir.join(format!("{run}.jsonl"));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let mut j = Journal { run, path, file };
+        let file = private_fs::create_new(&path).map_err(io(&path))?;
+        let mut j = Journal {
+            run: run.to_owned(),
+            path,
+            file,
+        };
+        let secret_inputs: Vec<&str> = new
+            .runbook
+            .inputs
+            .iter()
+            .filter(|i| i.secret)
+            .map(|i| i.name.as_str())
+            .collect();
+        let inputs: serde_json::Map<String, Json> = new
+            .inputs
+            .iter()
+            .map(|(k, v)| {
+                let v = if secret_inputs.contains(&k.as_str()) {
+                    json!(secret::MASK)
+                } else {
+                    serde_json::to_value(v).unwrap_or(Json::Null)
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let me = identity::current();
         j.write(
             "header",
             json!({
-                "runbook": rb.id,
-                "title": rb.title,
-                "hash": rb.hash,
-                "source": rb.source,
-                "operator": operator(),
-                "hostname": hostname(),
+                "runbook": new.runbook.id,
+                "title": new.runbook.title,
+                "hash": new.runbook.hash,
+                "source": new.runbook.source,
+                "account": me.account,
+                "uid": me.uid,
+                "hostname": me.host,
                 "inputs": inputs,
-                "target": target,
-                "dry_run": dry_run,
+                "secret_inputs": secret_inputs,
+                "target": new.target,
+                "target_hosts": new.target_hosts,
+                "dry_run": new.dry_run,
+                "resume_of": new.resume_of,
             }),
             true,
         )?;
         Ok(j)
     }
 
-    /// Reopens an existing run's journal to append to it (resume).
+    /// Reopens an existing run's journal to append to it (resume). Call it only while
+    /// holding the run's lock.
     pub fn reopen(dir: &Path, run: &str) -> Result<Journal, JournalError> {
         let path = run_path(dir, run)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = private_fs::open_append(&path).map_err(io(&path))?;
         let mut j = Journal {
             run: run.to_owned(),
             path,
@@ -135,11 +158,7 @@ impl Journal {
         };
         // A torn last line would glue onto the next record: start on a fresh line.
         j.file.write_all(b"\n").map_err(io(&j.path))?;
-        j.write(
-            "event",
-            json!({"event": "resumed", "operator": operator()}),
-            true,
-        )?;
+        j.write("event", json!({"event": "resumed"}), true)?;
         Ok(j)
     }
 
@@ -151,8 +170,10 @@ impl Journal {
             );
             m.insert("run".into(), json!(self.run));
             m.insert("type".into(), json!(kind));
+            m.insert("operator".into(), json!(operator()));
         }
-        let line = secret::mask(&body.to_string()).into_owned();
+        secret::mask_json(&mut body);
+        let line = body.to_string();
         self.file
             .write_all(format!("{line}\n").as_bytes())
             .map_err(io(&self.path))?;
@@ -164,10 +185,12 @@ impl Journal {
 
     pub fn event(&mut self, e: &Event) -> Result<(), JournalError> {
         let body = serde_json::to_value(e).unwrap_or_else(|_| json!({}));
-        // Step boundaries and decisions are synced: they are what resume reads.
+        // Step and unit boundaries and decisions are synced: they are what resume reads.
         let sync = matches!(
             e,
-            Event::StepFinished { .. }
+            Event::StepStarted { .. }
+                | Event::StepFinished { .. }
+                | Event::UnitFinished { .. }
                 | Event::Decided { .. }
                 | Event::RunFinished { .. }
                 | Event::Captured { .. }
@@ -183,6 +206,7 @@ impl Journal {
                 "seq": r.seq,
                 "step": r.step,
                 "host": r.host.as_ref().map(|h| h.name.clone()),
+                "item": r.item,
                 "purpose": r.purpose,
                 "command": r.command.to_string(),
                 "changes": r.changes,
@@ -199,9 +223,11 @@ impl Journal {
                 "seq": r.seq,
                 "step": r.step,
                 "host": r.host.as_ref().map(|h| h.name.clone()),
+                "item": r.item,
                 "exit": res.exit,
                 "status": res.status,
                 "error": res.error,
+                "unknown": res.unknown,
                 "output": res.output,
             }),
             r.changes,
@@ -246,14 +272,24 @@ fn event_is(v: &Json, name: &str) -> bool {
 pub struct Header {
     pub runbook: String,
     pub hash: String,
+    /// `account@machine`.
     pub operator: String,
+    /// Inputs as recorded; secret ones hold the mask, not the value.
     pub inputs: Vars,
+    pub secret_inputs: Vec<String>,
     pub target: Option<String>,
+    pub target_hosts: Vec<String>,
+    pub dry_run: bool,
     pub ts: String,
 }
 
 pub fn header(lines: &[Json]) -> Option<Header> {
     let h = lines.iter().find(|l| s(l, "type") == "header")?;
+    let strings = |k: &str| -> Vec<String> {
+        h.get(k)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    };
     Some(Header {
         runbook: s(h, "runbook").to_owned(),
         hash: s(h, "hash").to_owned(),
@@ -262,7 +298,10 @@ pub fn header(lines: &[Json]) -> Option<Header> {
             .get("inputs")
             .and_then(|i| serde_json::from_value(i.clone()).ok())
             .unwrap_or_default(),
+        secret_inputs: strings("secret_inputs"),
         target: h.get("target").and_then(Json::as_str).map(str::to_owned),
+        target_hosts: strings("target_hosts"),
+        dry_run: h.get("dry_run").and_then(Json::as_bool) == Some(true),
         ts: s(h, "ts").to_owned(),
     })
 }
@@ -276,9 +315,18 @@ pub fn outcome(lines: &[Json]) -> Option<String> {
         .map(|l| s(l, "outcome").to_owned())
 }
 
+fn unit_of(l: &Json) -> UnitKey {
+    let opt = |k: &str| l.get(k).and_then(Json::as_str).map(str::to_owned);
+    UnitKey {
+        host: opt("host"),
+        item: opt("item"),
+    }
+}
+
 /// Where an interrupted run continues: the first step that did not finish, the variables
-/// captured so far, and whether a changing command was in flight (intent without outcome).
-/// `None` if the run succeeded.
+/// captured so far, the units of that step that finished (never run again), and the unit
+/// whose changing command was in flight or ended with an unknown outcome. `None` if the run
+/// succeeded.
 pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
     // Only a run that succeeded is over; one that stopped for approval, failed, was refused
     // or aborted continues at the step that did not finish.
@@ -288,7 +336,10 @@ pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
     let mut vars = Vars::new();
     let mut current: Option<String> = None;
     let mut finished_last: Option<String> = None;
-    let mut open_intents: Vec<(u64, String)> = Vec::new();
+    // For the current step: units done, and the unit whose outcome is unknown.
+    let mut done: Vec<UnitKey> = Vec::new();
+    let mut unknown: Option<UnitKey> = None;
+    let mut open_intents: Vec<(u64, String, UnitKey)> = Vec::new();
     for l in lines {
         if event_is(l, "captured") {
             if let Some(v) = l
@@ -298,11 +349,40 @@ pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
                 vars.insert(s(l, "var").to_owned(), v);
             }
         } else if event_is(l, "step_started") {
+            // A resumed step keeps what its earlier start finished; a fresh start (the run
+            // reaching it again through a goto) begins anew.
+            let resumed = l.get("resumed").and_then(Json::as_bool) == Some(true);
+            if !resumed || current.as_deref() != Some(s(l, "step")) {
+                done.clear();
+                unknown = None;
+            }
             current = Some(s(l, "step").to_owned());
+        } else if event_is(l, "unit_finished") && current.as_deref() == Some(s(l, "step")) {
+            let key = unit_of(l);
+            // Whatever was in flight for this unit has an outcome now.
+            open_intents.retain(|(_, st, k)| !(st == s(l, "step") && *k == key));
+            match s(l, "status") {
+                "succeeded" | "skipped" => {
+                    if unknown.as_ref() == Some(&key) {
+                        unknown = None;
+                    }
+                    if !done.contains(&key) {
+                        done.push(key);
+                    }
+                }
+                "unknown" => unknown = Some(key),
+                _ => {
+                    if unknown.as_ref() == Some(&key) {
+                        unknown = None;
+                    }
+                }
+            }
         } else if event_is(l, "step_finished") && matches!(s(l, "status"), "succeeded" | "skipped")
         {
             if current.as_deref() == Some(s(l, "step")) {
                 current = None;
+                done.clear();
+                unknown = None;
             }
             finished_last = Some(s(l, "step").to_owned());
         } else if s(l, "type") == "intent" && l.get("changes").and_then(Json::as_bool) == Some(true)
@@ -310,18 +390,23 @@ pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
             open_intents.push((
                 l.get("seq").and_then(Json::as_u64).unwrap_or(0),
                 s(l, "step").to_owned(),
+                unit_of(l),
             ));
         } else if s(l, "type") == "done" {
             let seq = l.get("seq").and_then(Json::as_u64).unwrap_or(0);
-            open_intents.retain(|(q, _)| *q != seq);
+            open_intents.retain(|(q, _, _)| *q != seq);
         }
     }
     if let Some(step) = current {
         let idx = rb.step_index(&step)?;
-        let unknown = open_intents.iter().any(|(_, s)| *s == step);
+        // A changing command with an intent and no outcome: the run died while it ran.
+        if let Some((_, _, key)) = open_intents.iter().rev().find(|(_, st, _)| *st == step) {
+            unknown = Some(key.clone());
+        }
         return Some(ResumeFrom {
             step: idx,
             vars,
+            done,
             unknown,
         });
     }
@@ -332,7 +417,8 @@ pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
     Some(ResumeFrom {
         step: next,
         vars,
-        unknown: false,
+        done: Vec::new(),
+        unknown: None,
     })
 }
 
@@ -373,6 +459,26 @@ pub fn list(dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
     Ok(out)
 }
 
+/// What a decision covered, for the timeline: `covering app1, app2 (3 commands)`.
+fn covered(l: &Json) -> String {
+    let Some(c) = l.get("covers").and_then(Json::as_array) else {
+        return String::new();
+    };
+    if c.is_empty() {
+        return String::new();
+    }
+    let mut hosts: Vec<&str> = Vec::new();
+    for x in c {
+        let h = x.get("host").and_then(Json::as_str).unwrap_or("-");
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    let n = c.len();
+    let s = if n == 1 { "" } else { "s" };
+    format!(", covering {} ({n} command{s})", hosts.join(", "))
+}
+
 /// An incident timeline for a postmortem.
 pub fn markdown(lines: &[Json]) -> String {
     let mut out = String::new();
@@ -389,9 +495,9 @@ pub fn markdown(lines: &[Json]) -> String {
         );
         let _ = writeln!(
             out,
-            "- Operator: {} on {}",
+            "- Operator: {} (uid {})",
             s(h, "operator"),
-            s(h, "hostname")
+            h.get("uid").map(Json::to_string).unwrap_or_default()
         );
         let _ = writeln!(out, "- Started: {}", s(h, "ts"));
         if let Some(t) = h.get("target").and_then(Json::as_str) {
@@ -431,12 +537,13 @@ pub fn markdown(lines: &[Json]) -> String {
             ("event", "decided") => (
                 "decision".to_owned(),
                 format!(
-                    "{} by {}",
+                    "{} by {}{}",
                     l.get("decision")
                         .and_then(|d| d.get("decision"))
                         .and_then(Json::as_str)
                         .unwrap_or(""),
-                    s(l, "by")
+                    s(l, "by"),
+                    covered(l)
                 ),
             ),
             ("event", "guard") => (
@@ -448,6 +555,10 @@ pub fn markdown(lines: &[Json]) -> String {
             ("event", "budget_exceeded") => ("over budget".to_owned(), String::new()),
             ("event", "rto_exceeded") => ("RTO exceeded".to_owned(), String::new()),
             ("event", "resumed") => (format!("resumed by {}", s(l, "operator")), String::new()),
+            ("event", "unit_finished") => (
+                format!("{} on {}", s(l, "status"), unit_of(l)),
+                s(l, "message").to_owned(),
+            ),
             ("event", "would_run") => (
                 "would run".to_owned(),
                 format!("`{}` on {}", s(l, "command"), s(l, "host")),
@@ -484,100 +595,4 @@ pub fn markdown(lines: &[Json]) -> String {
             .unwrap_or_else(|| "unfinished (resume with `opsdeck run --resume RUN`)".to_owned())
     );
     secret::mask(&out).into_owned()
-}
-
-/// Who holds a run lock.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct LockInfo {
-    user: String,
-    pid: u32,
-    started: String,
-    run: String,
-}
-
-/// A held lock on (runbook, target); released on drop.
-pub struct RunLock {
-    path: PathBuf,
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let Ok(p) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None) {
-        Ok(()) => true,
-        Err(e) => e == nix::errno::Errno::EPERM,
-    }
-}
-
-impl RunLock {
-    /// Takes the lock for `runbook` on `target`, or names who holds it. A lock whose process
-    /// is gone is stale and taken over.
-    pub fn acquire(
-        dir: &Path,
-        runbook: &str,
-        target: &str,
-        run: &str,
-    ) -> Result<RunLock, JournalError> {
-        let locks = dir.join("locks");
-        std::fs::create_dir_all(&locks).map_err(io(&locks))?;
-        let safe: String = format!("{runbook}@{target}")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.@".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = locks.join(format!("{safe}.lock"));
-        let info = LockInfo {
-            user: operator(),
-            pid: std::process::id(),
-            started: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            run: run.to_owned(),
-        };
-        for _ in 0..3 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    let body = serde_json::to_string(&info).unwrap_or_default();
-                    f.write_all(body.as_bytes()).map_err(io(&path))?;
-                    f.sync_all().map_err(io(&path))?;
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let held: Option<LockInfo> = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| serde_json::from_str(&t).ok());
-                    match held {
-                        Some(h) if pid_alive(h.pid) && h.pid != std::process::id() => {
-                            return Err(JournalError::Locked {
-                                runbook: runbook.to_owned(),
-                                target: target.to_owned(),
-                                user: h.user,
-                                pid: h.pid,
-                                started: h.started,
-                                path,
-                            });
-                        }
-                        // Stale (dead holder), our own, or unreadable (torn write): take over.
-                        _ => {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(e) => return Err(io(&path)(e)),
-            }
-        }
-        Err(io(&path)(std::io::Error::other(
-            "lock file keeps reappearing",
-        )))
-    }
 }

@@ -6,9 +6,11 @@
 //! - [`journal`]: the JSON Lines record of every run, resume and per-target locks.
 
 pub mod cond;
+pub mod driver;
 pub mod engine;
 pub mod executor;
 pub mod journal;
+pub mod lock;
 pub mod model;
 pub mod template;
 pub mod validate;
@@ -40,6 +42,8 @@ pub struct Runbook {
     pub triggers: Vec<Trigger>,
     pub inputs: Vec<Input>,
     pub steps: Vec<Step>,
+    /// Names locked while a run is open, beside the hosts it changes.
+    pub locks: Vec<String>,
     /// The file it came from.
     pub source: Option<PathBuf>,
     /// sha256 of the file's bytes (hex), recorded in every journal.
@@ -84,6 +88,8 @@ pub struct Input {
     pub description: String,
     pub pattern: Option<Regex>,
     pub required: bool,
+    /// Masked everywhere; recorded in the journal as the mask only.
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone)]

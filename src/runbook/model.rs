@@ -33,6 +33,10 @@ pub struct RunbookFile {
     pub inputs: IndexMap<String, Spanned<InputDef>>,
     #[serde(default)]
     pub steps: Vec<Spanned<StepDef>>,
+    /// Names locked while a run is open, beside the hosts it changes (e.g. `db-topology`:
+    /// two failover runbooks on different hosts of one cluster exclude each other).
+    #[serde(default)]
+    pub locks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -64,6 +68,9 @@ pub struct InputDef {
     pub pattern: Option<Spanned<String>>,
     #[serde(default)]
     pub required: bool,
+    /// A secret (a password): masked everywhere, never written to the journal.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

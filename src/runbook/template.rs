@@ -162,6 +162,38 @@ impl Template {
         Ok(out)
     }
 
+    /// SQL with every value as a bound parameter: one `?` per value (a list becomes
+    /// `?, ?, ?`), the values in order. `{{raw x}}` is inlined as written. `Err(name)` names
+    /// the first undefined variable.
+    pub fn render_sql_params(&self, vars: &Vars) -> Result<(String, Vec<String>), String> {
+        let mut out = String::new();
+        let mut params = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Var { name, raw, .. } => {
+                    let v = lookup(vars, name).ok_or_else(|| name.clone())?;
+                    match (raw, v) {
+                        (true, v) => out.push_str(&v.as_text()),
+                        (false, Value::Str(s)) => {
+                            out.push('?');
+                            params.push(s);
+                        }
+                        (false, Value::List(items)) => {
+                            out.push_str(&vec!["?"; items.len().max(1)].join(", "));
+                            if items.is_empty() {
+                                // `IN ()` is a syntax error; `IN (NULL)` matches nothing.
+                                out.replace_range(out.len() - 1.., "NULL");
+                            }
+                            params.extend(items);
+                        }
+                    }
+                }
+            }
+        }
+        Ok((out, params))
+    }
+
     /// Like [`Template::render`], but an undefined variable shows as `<name>` (dry runs show
     /// what is known before the steps that capture the rest have run).
     pub fn render_lenient(&self, q: Quoting, vars: &Vars) -> String {

@@ -298,6 +298,7 @@ impl Validator<'_> {
                 description: d.description.clone(),
                 pattern,
                 required: d.required,
+                secret: d.secret,
             });
         }
         if f.steps.is_empty() {
@@ -331,6 +332,7 @@ impl Validator<'_> {
         }
         Runbook {
             id,
+            locks: f.locks,
             title: f.title,
             summary: f.summary,
             severity: f.severity,

@@ -84,6 +84,17 @@ impl TransportError {
     pub fn masked(&self) -> String {
         secret::mask(&self.to_string()).into_owned()
     }
+
+    /// True when the command may have started on the host and its outcome is unknown;
+    /// false when it certainly did not start.
+    pub fn may_have_run(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Timeout { .. }
+                | TransportError::Cancelled { .. }
+                | TransportError::Disconnected { .. }
+        )
+    }
 }
 
 /// One way of running commands on one host.

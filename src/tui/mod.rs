@@ -23,8 +23,8 @@ use crate::probes::model::ProbeResult;
 use crate::probes::plan::{self, Intervals};
 use crate::probes::scheduler::{self, SchedulerConfig};
 use crate::probes::state::HealthState;
+use crate::runbook::driver::{self, RunSpec, Session};
 use crate::runbook::engine::{ExecRequest, ExecResult};
-use crate::runbook::journal::{Journal, RunLock};
 use crate::transport::Connections;
 use crate::ui::{self, theme::Theme};
 
@@ -49,8 +49,8 @@ pub struct Executor {
     inv: Arc<Inventory>,
     conns: Arc<Connections>,
     journal_dir: PathBuf,
-    journal: Option<Journal>,
-    lock: Option<RunLock>,
+    /// The open run's journal and lock (the engine itself lives in the app's state).
+    session: Option<Session>,
     events: mpsc::Sender<Event>,
     lab: crate::lab::layout::Lab,
     /// A drill check already in flight (checks are not stacked up).
@@ -75,8 +75,7 @@ impl Executor {
             inv,
             conns,
             journal_dir,
-            journal: None,
-            lock: None,
+            session: None,
             events,
             lab: crate::lab::layout::Lab::new(lab_dir.as_deref()),
             checking: false,
@@ -93,73 +92,24 @@ impl Executor {
     pub fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Quit => {}
-            Command::OpenRun {
-                runbook,
-                inputs,
-                dry_run,
-                resume,
-                target,
-            } => {
-                // A resumed run keeps the inputs and target its journal recorded.
-                let recorded = resume.as_ref().and_then(|run| {
-                    let lines = crate::runbook::journal::read(&self.journal_dir, run).ok()?;
-                    crate::runbook::journal::header(&lines).map(|h| (h.inputs, h.target))
-                });
-                let target = recorded.as_ref().map_or(target, |(_, t)| t.clone());
-                let opened = match &resume {
-                    Some(run) => Journal::reopen(&self.journal_dir, run),
-                    None => Journal::create(
-                        &self.journal_dir,
-                        &runbook,
-                        &inputs,
-                        target.as_deref(),
-                        dry_run,
-                    ),
-                };
-                let j = match opened {
-                    Ok(j) => j,
-                    Err(e) => {
-                        return self
-                            .send(Event::RunRefused(format!("cannot open the journal: {e}")));
-                    }
-                };
-                if !dry_run {
-                    match RunLock::acquire(
-                        &self.journal_dir,
-                        &runbook.id,
-                        target.as_deref().unwrap_or("default"),
-                        &j.run,
-                    ) {
-                        Ok(l) => self.lock = Some(l),
-                        Err(e) => return self.send(Event::RunRefused(e.to_string())),
-                    }
-                }
-                let resume_from = resume.and_then(|run| {
-                    let lines = crate::runbook::journal::read(&self.journal_dir, &run).ok()?;
-                    crate::runbook::journal::resume_point(&runbook, &lines)
-                });
-                self.send(Event::RunOpened {
-                    run_id: j.run.clone(),
-                    journal_path: j.path.display().to_string(),
-                    resume: resume_from,
-                    recorded,
-                });
-                self.journal = Some(j);
-            }
+            Command::OpenRun(spec) => self.open_run(&spec),
             Command::Journal(events) => {
-                if let Some(j) = self.journal.as_mut() {
+                if let Some(session) = self.session.as_mut() {
                     for e in &events {
-                        if let Err(err) = j.event(e) {
+                        if let Err(err) = session.record(e) {
                             tracing::error!("journal write failed: {err}");
                         }
                     }
                 }
             }
             Command::Exec(req) => {
-                // The intent is on disk (synced) before anything that changes a server runs.
-                if let Some(j) = self.journal.as_mut()
-                    && let Err(err) = j.intent(&req)
-                {
+                // The intent is on disk (synced) before anything that changes a server runs;
+                // without a journal, nothing runs.
+                let recorded = match self.session.as_mut() {
+                    Some(session) => session.intent(&req).map_err(|e| e.to_string()),
+                    None => Err("no open run".to_owned()),
+                };
+                if let Err(err) = recorded {
                     tracing::error!("journal intent failed: {err}");
                     let seq = req.seq;
                     return self.send(Event::ExecDone {
@@ -181,7 +131,7 @@ impl Executor {
                 });
             }
             Command::CloseRun => {
-                self.lock = None;
+                self.session = None;
             }
             Command::ListJournal => {
                 let runs = crate::runbook::journal::list(&self.journal_dir).unwrap_or_default();
@@ -198,7 +148,7 @@ impl Executor {
                     .map_err(|e| e.to_string())
                     .and_then(|lines| {
                         let path = self.journal_dir.join(format!("{run}.md"));
-                        std::fs::write(
+                        crate::private_fs::write_atomic(
                             &path,
                             crate::secret::mask(&crate::runbook::journal::markdown(&lines))
                                 .as_bytes(),
@@ -244,10 +194,29 @@ impl Executor {
         }
     }
 
+    /// Opens (or resumes) a run through the run driver — the same one `opsdeck run` uses —
+    /// and hands its engine to the app.
+    fn open_run(&mut self, spec: &RunSpec) {
+        match driver::open(spec, &self.inv, &self.journal_dir) {
+            Ok(opened) => {
+                let session = opened.session;
+                self.send(Event::RunOpened {
+                    run_id: session.run().to_owned(),
+                    journal_path: session.path().display().to_string(),
+                    engine: Box::new(opened.engine),
+                });
+                self.session = Some(session);
+            }
+            Err(e) => self.send(Event::RunRefused(
+                crate::secret::mask(&e.to_string()).into_owned(),
+            )),
+        }
+    }
+
     /// Journals a finished command's outcome; the event then goes to the app.
     fn finished(&mut self, req: &ExecRequest, result: &ExecResult) {
-        if let Some(j) = self.journal.as_mut()
-            && let Err(err) = j.done(req, result)
+        if let Some(session) = self.session.as_mut()
+            && let Err(err) = session.outcome(req, result)
         {
             tracing::error!("journal outcome failed: {err}");
         }

@@ -222,20 +222,37 @@ fn decision_dialog(
     area: Rect,
     ask: &crate::app::run::Ask,
 ) {
-    let r = popup(area, 70, 9);
-    frame.render_widget(Clear, r);
     let host = ask.host.as_deref().unwrap_or("-");
+    let hosts: Vec<&str> = {
+        let mut v: Vec<&str> = Vec::new();
+        for c in &ask.covers {
+            let h = c.host.as_deref().unwrap_or("-");
+            if !v.contains(&h) {
+                v.push(h);
+            }
+        }
+        v
+    };
+    let on = match hosts.len() {
+        0 | 1 => host.to_owned(),
+        n => format!("{n} hosts"),
+    };
+    let count = ask.covers.len();
     let (title, choices) = match &ask.kind {
         DecisionKind::Confirm => (
-            format!(" Run this on {host}? "),
+            if count > 1 {
+                format!(" Run these {count} commands on {on}? ")
+            } else {
+                format!(" Run this on {on}? ")
+            },
             vec![
-                (key(app, Action::Confirm), "run it"),
+                (key(app, Action::Confirm), "run all listed"),
                 (key(app, Action::Skip), "skip"),
                 (key(app, Action::Abort), "abort"),
             ],
         ),
         DecisionKind::TypedConfirm { expected } => (
-            format!(" Destructive: type {expected} to confirm "),
+            format!(" Destructive ({count} on {host}): type {expected} to confirm "),
             vec![
                 (key(app, Action::Confirm), "type the name"),
                 (key(app, Action::Skip), "skip"),
@@ -259,23 +276,67 @@ fn decision_dialog(
             ],
         ),
         DecisionKind::ResolveUnknown => (
-            " Outcome unknown (interrupted): check the server ".to_owned(),
+            format!(" Outcome unknown on {host}: check the server "),
             vec![
                 (key(app, Action::MarkDone), "it happened"),
                 (key(app, Action::Retry), "run again"),
                 (key(app, Action::Skip), "skip"),
+                (key(app, Action::Abort), "abort"),
             ],
         ),
     };
+    // Room for every covered command that fits; the rest scroll (up/down), with a count.
+    let width = area.width.saturating_sub(4).clamp(20, 110);
+    let fixed: u16 = 6 + u16::from(ask.reason.is_some()) * 2;
+    let room = area.height.saturating_sub(fixed + 2).max(1);
+    let listed = u16::try_from(count.max(1)).unwrap_or(u16::MAX).min(room);
+    let more = u16::from(count > usize::from(listed));
+    let r = popup(area, width, fixed + listed + more);
+    frame.render_widget(Clear, r);
     let mut lines = vec![Line::from(styled(
         format!("step {}", ask.step),
         theme.dim(),
     ))];
-    if let Some(c) = &ask.command {
+    if let Some(why) = &ask.reason {
         lines.push(Line::from(styled(
-            c.to_string(),
-            theme.accent().add_modifier(Modifier::BOLD),
+            why.clone(),
+            theme.state_style(StateKind::Critical),
         )));
+        lines.push(Line::default());
+    }
+    if ask.covers.is_empty() {
+        if let Some(c) = &ask.command {
+            lines.push(Line::from(styled(
+                c.to_string(),
+                theme.accent().add_modifier(Modifier::BOLD),
+            )));
+        }
+    } else {
+        let start = usize::from(ask.scroll).min(count.saturating_sub(1));
+        let shown = usize::from(listed);
+        for c in ask.covers.iter().skip(start).take(shown) {
+            let label = match (&c.host, &c.item) {
+                (Some(h), Some(i)) => format!("{h} [{i}] "),
+                (Some(h), None) => format!("{h} "),
+                (None, Some(i)) => format!("[{i}] "),
+                (None, None) => String::new(),
+            };
+            let command = c.command.lines().collect::<Vec<_>>().join(" ⏎ ");
+            lines.push(Line::from(vec![
+                styled(label, theme.dim()),
+                styled(command, theme.accent().add_modifier(Modifier::BOLD)),
+            ]));
+        }
+        if count > shown {
+            lines.push(Line::from(styled(
+                format!(
+                    "{}–{} of {count} · ↑/↓ to see them all; the answer covers every one",
+                    start + 1,
+                    (start + shown).min(count)
+                ),
+                theme.dim(),
+            )));
+        }
     }
     lines.push(Line::default());
     let mut spans = Vec::new();
@@ -288,12 +349,7 @@ fn decision_dialog(
         .borders(Borders::ALL)
         .border_style(theme.state_style(StateKind::Warning))
         .title(styled(title, theme.title()));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        r,
-    );
+    frame.render_widget(Paragraph::new(lines).block(block), r);
 }
 
 fn typing_dialog(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, t: &Typing) {
