@@ -614,3 +614,219 @@ shell = "du -sh {{dir}}"
     assert_eq!(plan.steps[0][0].name, "app2");
     let _ = ApprovePolicy::All;
 }
+
+const RETRYING: &str = r#"
+id = "t"
+title = "retrying action with a guard"
+[[steps]]
+id = "stop"
+title = "stop the replica thread"
+kind = "action"
+target = { selector = "db:replica" }
+sql = "STOP SLAVE"
+confirm = "yes"
+retries = 2
+guards = [{ replica_sql_running = true }]
+"#;
+
+#[test]
+fn every_retry_of_an_action_passes_its_guards_again() {
+    let mut e = engine(RETRYING, headless("all"));
+    let mut guard_answers = vec![
+        ExecResult::exit(0, "running"),
+        ExecResult::exit(0, "running"),
+        ExecResult::exit(1, "SQL thread stopped"),
+    ]
+    .into_iter();
+    let run = run_with(&mut e, &mut |req| match req.command {
+        Rendered::ReplicaSqlRunning => guard_answers.next().expect("a guard answer"),
+        // A definite failure (the server said no): retried, guards first.
+        _ => ExecResult::exit(1, "ERROR 1198"),
+    });
+    let kinds: Vec<&str> = run
+        .execs
+        .iter()
+        .map(|r| match r.command {
+            Rendered::ReplicaSqlRunning => "guard",
+            _ => "action",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["guard", "action", "guard", "action", "guard"],
+        "the third attempt's guard refused it"
+    );
+    assert_eq!(status_of(&run, "stop"), Some(StepStatus::Refused));
+}
+
+#[test]
+fn an_action_whose_outcome_is_unknown_is_never_retried_without_a_person() {
+    // Headless: stops with a decision needed, retries notwithstanding.
+    let mut e = engine(RETRYING, headless("all"));
+    let run = run_with(&mut e, &mut |req| match req.command {
+        Rendered::ReplicaSqlRunning => ExecResult::exit(0, "running"),
+        _ => ExecResult::unknown("query on db2 timed out after 30s"),
+    });
+    let actions = run.execs.iter().filter(|r| r.changes).count();
+    assert_eq!(actions, 1, "{:?}", commands(&run));
+    assert_eq!(finished(&run), Some(Outcome::NeedsApproval));
+    assert_eq!(status_of(&run, "stop"), Some(StepStatus::Unknown));
+
+    // The console asks; "run again" goes through the guards again, and only then runs.
+    let mut e = engine(RETRYING, Options::default());
+    let mut run = run_with(&mut e, &mut |_| ExecResult::ok(""));
+    pump(
+        &mut e,
+        Input::Decision(Decision::Confirm),
+        &mut run,
+        &mut |req| match req.command {
+            Rendered::ReplicaSqlRunning => ExecResult::exit(0, "running"),
+            _ => ExecResult::unknown("connection to db2 dropped"),
+        },
+    );
+    let Some(Event::AwaitingDecision {
+        kind: DecisionKind::ResolveUnknown,
+        reason: Some(reason),
+        covers,
+        ..
+    }) = run.events.last()
+    else {
+        panic!("asks about the unknown outcome: {:?}", run.events.last());
+    };
+    assert!(reason.contains("connection to db2 dropped"), "{reason}");
+    assert_eq!(covers.len(), 1);
+    let before = run.execs.len();
+    pump(
+        &mut e,
+        Input::Decision(Decision::Retry),
+        &mut run,
+        &mut |_| ExecResult::ok(""),
+    );
+    let again: Vec<String> = run.execs[before..]
+        .iter()
+        .map(|r| r.command.to_string())
+        .collect();
+    assert_eq!(
+        again,
+        vec!["guard: replica SQL thread running", "sql> STOP SLAVE"]
+    );
+    assert_eq!(finished(&run), Some(Outcome::Succeeded));
+}
+
+#[test]
+fn a_resumed_unknown_step_whose_condition_is_now_false_runs_nothing() {
+    let text = r#"
+id = "t"
+title = "conditional"
+[inputs.go]
+default = "no"
+[[steps]]
+id = "act"
+title = "act only when asked"
+kind = "action"
+target = { selector = "app1" }
+shell = "echo changed"
+confirm = "yes"
+when = "go == 'yes'"
+"#;
+    let rb = rb(text);
+    let plan = Plan::resolve(&rb, &inv(), None).expect("plan");
+    let inputs: Vars = [("go".to_owned(), Value::Str("no".into()))].into();
+    let from = ResumeFrom {
+        step: 0,
+        vars: Vars::new(),
+        done: Vec::new(),
+        unknown: Some(UnitKey {
+            host: Some("app1".into()),
+            item: None,
+        }),
+    };
+    let mut e = Engine::resume(
+        rb,
+        inputs,
+        plan,
+        Options {
+            resolve_unknown: Some(Resolution::Retry),
+            ..headless("all")
+        },
+        from,
+    );
+    let run = run_with(&mut e, &mut |_| ExecResult::ok(""));
+    assert!(run.execs.is_empty(), "{:?}", commands(&run));
+    assert_eq!(status_of(&run, "act"), Some(StepStatus::Skipped));
+}
+
+#[test]
+fn an_undefined_variable_fails_the_step_before_anything_runs() {
+    let text = r#"
+id = "t"
+title = "capture then act"
+[[steps]]
+id = "find"
+title = "find the path"
+kind = "diagnose"
+target = { selector = "app1" }
+shell = "echo nothing here"
+capture = { var = "path", regex = "path=(.+)" }
+on_failure = "continue"
+[[steps]]
+id = "remove"
+title = "remove it"
+kind = "action"
+target = { selector = "app1" }
+shell = "rm -rf {{path}}/cache"
+confirm = "yes"
+"#;
+    let mut e = engine(text, headless("all"));
+    let run = run_with(&mut e, &mut |req| match &req.command {
+        Rendered::Shell { command } if command.starts_with("echo") => {
+            ExecResult::ok("nothing here")
+        }
+        _ => ExecResult::ok(""),
+    });
+    assert!(
+        run.execs.iter().all(|r| !r.changes),
+        "the rm never ran: {:?}",
+        commands(&run)
+    );
+    assert_eq!(status_of(&run, "remove"), Some(StepStatus::Failed));
+    assert!(run.events.iter().any(|e| matches!(e,
+        Event::UnitFinished { message, .. } if message.contains("`path` is not defined"))));
+}
+
+#[test]
+fn one_confirmation_covers_and_lists_every_unit_of_a_foreach() {
+    let mut e = engine(KILL_IDLE, Options::default());
+    let mut run = run_with(&mut e, &mut |req| match &req.command {
+        Rendered::Sql { query, .. } if query.starts_with("SELECT Id") => ExecResult {
+            rows: (1..=28)
+                .map(|i| [("Id".to_owned(), i.to_string())].into())
+                .collect(),
+            ..ExecResult::ok("")
+        },
+        _ => ExecResult::ok(""),
+    });
+    let Some(Event::AwaitingDecision { covers, .. }) = run.events.last().cloned() else {
+        panic!("awaiting the confirmation");
+    };
+    assert_eq!(covers.len(), 28);
+    assert_eq!(covers[27].command, "sql> KILL 28");
+    assert_eq!(covers[27].item.as_deref(), Some("28"));
+    pump(
+        &mut e,
+        Input::Decision(Decision::Confirm),
+        &mut run,
+        &mut lab_world,
+    );
+    let decided = run
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Decided { covers, .. } => Some(covers.len()),
+            _ => None,
+        })
+        .expect("decided");
+    assert_eq!(decided, 28, "the journal records every covered command");
+    let kills = run.execs.iter().filter(|r| r.changes).count();
+    assert_eq!(kills, 28, "one confirmation, 28 commands, no more asks");
+}
