@@ -287,7 +287,7 @@ fn decision_dialog(
     };
     // Room for every covered command that fits; the rest scroll (up/down), with a count.
     let width = area.width.saturating_sub(4).clamp(20, 110);
-    let fixed: u16 = 6 + u16::from(ask.reason.is_some()) * 2;
+    let fixed: u16 = 5 + u16::from(ask.reason.is_some()) * 2;
     let room = area.height.saturating_sub(fixed + 2).max(1);
     let listed = u16::try_from(count.max(1)).unwrap_or(u16::MAX).min(room);
     let more = u16::from(count > usize::from(listed));
