@@ -152,6 +152,10 @@ pub enum Command {
         /// With --resume: continue although the runbook file changed since the run started.
         #[arg(long, requires = "resume")]
         accept_changed: bool,
+        /// How long the end check re-probes the runbook's triggers before the run ends
+        /// "not resolved" (exit 13).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "90s")]
+        verify_timeout: std::time::Duration,
         #[command(flatten)]
         dir: RunbookDir,
     },

@@ -106,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             resume,
             resolve,
             accept_changed,
+            verify_timeout,
             dir,
         } => {
             let inv = load_inventory(&cli)?;
@@ -121,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 resume: resume.clone(),
                 resolve: resolve.clone(),
                 accept_changed: *accept_changed,
+                verify_timeout: *verify_timeout,
                 dir: dir.dir.clone(),
             };
             headless::run::run(&args, &inv)

@@ -2,7 +2,6 @@
 //! operator is being asked. The journal, the lock and the commands themselves live with the
 //! executor in `tui`; this side only decides.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -349,37 +348,51 @@ impl RunState {
                     });
                 }
             }
+            RunEvent::Health { when, checks } => {
+                let list = if checks.is_empty() {
+                    "every check ok".to_owned()
+                } else {
+                    checks
+                        .iter()
+                        .map(|c| format!("{} {} on {}", c.check, c.state.as_str(), c.host))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                self.log.push(LogLine {
+                    step: String::new(),
+                    host: None,
+                    text: format!("health at {when}: {list}"),
+                });
+            }
             RunEvent::RunStarted { .. } => {}
         }
         self.events.push(e.clone());
     }
 
-    /// Health for the engine's `when`/`until` conditions: each check id at its worst state
-    /// over the hosts.
+    /// Health for the engine's conditions and end check: every check on every host, as the
+    /// dashboard shows it.
     pub fn health_input(checks: &[crate::probes::check::Check]) -> engine::Input {
-        let mut h: BTreeMap<String, crate::runbook::HealthState> = BTreeMap::new();
-        for c in checks {
-            let s = convert(c.state);
-            h.entry(c.id.clone())
-                .and_modify(|x| {
-                    if s.at_least(*x) && s != *x {
-                        *x = s;
-                    }
-                })
-                .or_insert(s);
-        }
-        Input::Health(h)
+        Input::Health(health_facts(checks, None))
     }
 }
 
+/// The console's checks as the engine's health facts (only `hosts`, when given).
+pub fn health_facts(
+    checks: &[crate::probes::check::Check],
+    hosts: Option<&[String]>,
+) -> Vec<engine::HealthFact> {
+    checks
+        .iter()
+        .filter(|c| hosts.is_none_or(|h| h.contains(&c.host)))
+        .map(|c| engine::HealthFact {
+            host: c.host.clone(),
+            check: c.id.clone(),
+            state: convert(c.state),
+            reason: c.reason.clone(),
+        })
+        .collect()
+}
+
 pub fn convert(s: crate::probes::check::State) -> crate::runbook::HealthState {
-    use crate::probes::check::State as P;
-    use crate::runbook::HealthState as R;
-    match s {
-        P::Ok => R::Ok,
-        P::Warning => R::Warning,
-        P::Unknown => R::Unknown,
-        P::Critical => R::Critical,
-        P::Down => R::Down,
-    }
+    crate::probes::check::runbook_state(s)
 }

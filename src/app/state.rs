@@ -151,6 +151,8 @@ pub enum Event {
         seq: u64,
         result: ExecResult,
     },
+    /// A run's health request whose wait is over: answered from the console's health.
+    HealthDue(Box<ExecRequest>),
     /// From the executor's task: a command finished (journaled by the loop, then `ExecDone`).
     ExecDoneFor {
         req: Box<ExecRequest>,
@@ -366,6 +368,7 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             Vec::new()
         }
         Event::ExecDone { seq, result } => feed(app, RunInput::Result { seq, result }),
+        Event::HealthDue(req) => answer_health(app, &req),
         Event::ExecDoneFor { req, result } => feed(
             app,
             RunInput::Result {
@@ -771,11 +774,42 @@ fn feed(app: &mut App, input: RunInput) -> Vec<Command> {
     if !events.is_empty() {
         cmds.push(Command::Journal(events));
     }
-    cmds.extend(execs.into_iter().map(|r| Command::Exec(Box::new(r))));
+    let mut answers = Vec::new();
+    for r in execs {
+        // The run reads the same health the dashboard shows: answered here, at once, or
+        // (after a wait) when the executor hands the request back.
+        if matches!(r.purpose, rengine::Purpose::Health(_)) && r.delay.is_zero() {
+            answers.push(r);
+        } else {
+            cmds.push(Command::Exec(Box::new(r)));
+        }
+    }
     if finished {
         cmds.push(Command::CloseRun);
     }
+    for r in answers {
+        cmds.extend(answer_health(app, &r));
+    }
     cmds
+}
+
+/// Answers a run's health request from the console's own health state.
+fn answer_health(app: &mut App, req: &rengine::ExecRequest) -> Vec<Command> {
+    let hosts = match &req.command {
+        rengine::Rendered::Health { hosts } => hosts.clone(),
+        _ => Vec::new(),
+    };
+    let result = ExecResult {
+        health: super::run::health_facts(&app.checks, Some(&hosts)),
+        ..ExecResult::ok("")
+    };
+    feed(
+        app,
+        RunInput::Result {
+            seq: req.seq,
+            result,
+        },
+    )
 }
 
 fn decide(app: &mut App, d: Decision) -> Vec<Command> {

@@ -29,4 +29,7 @@ pub mod exit {
     /// `opsdeck run`: refused: a changing step in read-only mode, or the runbook already
     /// runs on this target (the holder is named).
     pub const REFUSED: i32 = 12;
+    /// `opsdeck run`: every step ran, but the checks that triggered the runbook are still
+    /// failing on the target: the fault is not resolved.
+    pub const NOT_RESOLVED: i32 = 13;
 }

@@ -32,6 +32,7 @@ pub struct RunArgs {
     pub resume: Option<String>,
     pub resolve: Option<String>,
     pub accept_changed: bool,
+    pub verify_timeout: std::time::Duration,
     pub dir: std::path::PathBuf,
 }
 
@@ -42,6 +43,7 @@ pub fn exit_code(o: Outcome) -> i32 {
         Outcome::NeedsApproval => exit::NEEDS_APPROVAL,
         Outcome::Aborted => exit::ABORTED,
         Outcome::Refused => exit::REFUSED,
+        Outcome::NotResolved => exit::NOT_RESOLVED,
     }
 }
 
@@ -80,9 +82,71 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         .map(str::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let conns = Arc::new(Connections::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Without --target, a runbook that treats a symptom acts where health shows it: the
+    // hosts whose checks trigger it — never "the first host" of a broad selector.
+    let mut target = args.target.clone();
+    let mut start_health = Vec::new();
+    if target.is_none() && args.resume.is_none() && !rb.triggers.is_empty() {
+        let hosts: Vec<&crate::inventory::Host> = inv.hosts.iter().collect();
+        let checks = rt
+            .block_on(crate::probes::sweep::once(
+                &conns,
+                inv,
+                &hosts,
+                &crate::probes::sweep::SweepOptions::default(),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut fired: Vec<String> = Vec::new();
+        for c in &checks {
+            if rb.triggered_by(&c.id, crate::probes::check::runbook_state(c.state))
+                && !fired.contains(&c.host)
+            {
+                if !args.json {
+                    eprintln!(
+                        "health: {} {} on {} ({})",
+                        c.id,
+                        c.state.as_str(),
+                        c.host,
+                        secret::mask(&c.reason)
+                    );
+                }
+                fired.push(c.host.clone());
+            }
+        }
+        if fired.is_empty() {
+            eprintln!(
+                "opsdeck: health shows none of {}'s triggers ({}) on any host: nothing to treat\n  hint: name the hosts with --target to run it anyway",
+                rb.id,
+                rb.triggers
+                    .iter()
+                    .map(|t| format!("{}>={}", t.check, t.state.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return Ok(exit::OK);
+        }
+        if !args.json {
+            eprintln!("target (from health): {}", fired.join(", "));
+        }
+        target = Some(fired.join(","));
+        start_health = checks
+            .iter()
+            .map(|c| crate::runbook::engine::HealthFact {
+                host: c.host.clone(),
+                check: c.id.clone(),
+                state: crate::probes::check::runbook_state(c.state),
+                reason: c.reason.clone(),
+            })
+            .collect();
+    }
     let spec = RunSpec {
         runbook: Arc::clone(&rb),
-        target: args.target.clone(),
+        target,
         inputs: parse_vars(&args.vars)?,
         approve,
         read_only: args.read_only,
@@ -91,6 +155,7 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         resume: args.resume.clone(),
         resolve,
         accept_changed: args.accept_changed,
+        verify_timeout: Some(args.verify_timeout),
     };
     let mut opened = match driver::open(&spec, inv, &driver::journal_dir()) {
         Ok(o) => o,
@@ -111,11 +176,7 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
             opened.session.run()
         );
     }
-    let conns = Arc::new(Connections::new());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    opened.engine.set_health(start_health);
     let json = args.json;
     let run_id = opened.session.run().to_owned();
     let mut report = |e: &Event| {
@@ -317,6 +378,23 @@ pub fn human(e: &Event) -> String {
         }
         Event::Note { text, .. } => {
             let _ = writeln!(o, "   note: {text}");
+        }
+        Event::Health { when, checks } => {
+            if checks.is_empty() {
+                let _ = writeln!(o, "   health at {when}: every check ok");
+            } else {
+                let _ = writeln!(o, "   health at {when}:");
+                for c in checks {
+                    let _ = writeln!(
+                        o,
+                        "     {} {} on {}: {}",
+                        c.check,
+                        c.state.as_str(),
+                        c.host,
+                        c.reason
+                    );
+                }
+            }
         }
         Event::RunFinished { outcome, message } => {
             let _ = writeln!(o, "== {outcome:?}: {message}");

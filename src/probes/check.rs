@@ -32,6 +32,18 @@ pub enum State {
     Down,
 }
 
+/// The runbook engine's view of a check state.
+pub fn runbook_state(s: State) -> crate::runbook::HealthState {
+    use crate::runbook::HealthState as R;
+    match s {
+        State::Ok => R::Ok,
+        State::Warning => R::Warning,
+        State::Unknown => R::Unknown,
+        State::Critical => R::Critical,
+        State::Down => R::Down,
+    }
+}
+
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {

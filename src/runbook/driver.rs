@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use super::engine::{
     ApprovePolicy, Engine, Event, ExecRequest, ExecResult, Input, Options, Outcome, Output, Plan,
-    PlanError, Resolution, ResumeFrom,
+    PlanError, Purpose, Resolution, ResumeFrom,
 };
 use super::journal::{self, Journal, JournalError, NewRun};
 use super::lock::{self, LockError, LockKey, RunLock};
@@ -50,6 +50,8 @@ pub struct RunSpec {
     pub resolve: Option<Resolution>,
     /// Resume although the runbook file changed since the run started.
     pub accept_changed: bool,
+    /// How long the end check re-probes the triggers (default: the engine's).
+    pub verify_timeout: Option<std::time::Duration>,
 }
 
 impl RunSpec {
@@ -65,6 +67,7 @@ impl RunSpec {
             resume: None,
             resolve: None,
             accept_changed: false,
+            verify_timeout: None,
         }
     }
 }
@@ -117,12 +120,19 @@ impl Session {
         self.journal.event(e)
     }
 
-    /// On disk (synced, for changing commands) before the command may run.
+    /// On disk (synced, for changing commands) before the command may run. Health probes
+    /// are not commands: what they found is journaled as the run's health events.
     pub fn intent(&mut self, req: &ExecRequest) -> Result<(), JournalError> {
+        if matches!(req.purpose, Purpose::Health(_)) {
+            return Ok(());
+        }
         self.journal.intent(req)
     }
 
     pub fn outcome(&mut self, req: &ExecRequest, res: &ExecResult) -> Result<(), JournalError> {
+        if matches!(req.purpose, Purpose::Health(_)) {
+            return Ok(());
+        }
         self.journal.done(req, res)
     }
 }
@@ -275,6 +285,10 @@ fn engine(spec: &RunSpec, prepared: Prepared, resume_from: Option<ResumeFrom>) -
         run_diagnose_in_dry_run: spec.run_diagnose,
         resolve_unknown: spec.resolve,
         operator: journal::operator(),
+        verify: !spec.dry_run,
+        verify_timeout: spec
+            .verify_timeout
+            .unwrap_or(Options::default().verify_timeout),
     };
     let rb = Arc::clone(&spec.runbook);
     match resume_from {

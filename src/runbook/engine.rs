@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::cond::Health;
+use super::cond::{Cond, Health, HealthState};
 use super::template::{Quoting, Value, Vars};
 use super::{
     CaptureSource, Confirm, DockerAction, Executor, ExpectCheck, GuardCheck, OnFailure, Pick,
@@ -105,6 +105,8 @@ pub struct Plan {
     pub guards: BTreeMap<(usize, usize), Vec<HostInfo>>,
     /// The hosts `--target` named, resolved (empty: no target given).
     pub target: Vec<String>,
+    /// Every host of the inventory, for conditions that name one (`health.db2.mysql.up`).
+    pub inventory_hosts: Vec<String>,
 }
 
 impl Plan {
@@ -173,6 +175,7 @@ impl Plan {
                 .collect())
         };
         let mut plan = Plan {
+            inventory_hosts: inv.hosts.iter().map(|h| h.name.clone()).collect(),
             target: target_hosts
                 .as_ref()
                 .map(|t| t.iter().map(|h| h.name.clone()).collect())
@@ -305,6 +308,7 @@ impl std::str::FromStr for Resolution {
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // one per switch of a run
 pub struct Options {
     pub approve: ApprovePolicy,
     pub read_only: bool,
@@ -314,6 +318,11 @@ pub struct Options {
     pub resolve_unknown: Option<Resolution>,
     /// Who answers decisions in the console (`account@machine`), recorded with each one.
     pub operator: String,
+    /// At the end, re-probe the runbook's triggers on the target: the run succeeds only if
+    /// they are back to ok (else it ends "not resolved").
+    pub verify: bool,
+    /// How long the end check keeps re-probing before it says "not resolved".
+    pub verify_timeout: Duration,
 }
 
 impl Default for Options {
@@ -325,6 +334,8 @@ impl Default for Options {
             run_diagnose_in_dry_run: false,
             resolve_unknown: None,
             operator: "operator".to_owned(),
+            verify: false,
+            verify_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -421,6 +432,9 @@ pub enum Outcome {
     Aborted,
     /// A changing step was refused in read-only mode before anything connected.
     Refused,
+    /// Every step ran, but the health checks that triggered the runbook are not back to ok
+    /// on the target: the fault is still there.
+    NotResolved,
 }
 
 /// The command an [`ExecRequest`] carries, fully rendered.
@@ -455,6 +469,10 @@ pub enum Rendered {
         seconds: u64,
     },
     SentinelCkquorum,
+    /// Probe these hosts and report every check's state.
+    Health {
+        hosts: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Rendered {
@@ -482,6 +500,7 @@ impl std::fmt::Display for Rendered {
                 write!(f, "guard: replica lag below {seconds}s")
             }
             Rendered::SentinelCkquorum => f.write_str("guard: SENTINEL CKQUORUM"),
+            Rendered::Health { hosts } => write!(f, "probe health of {}", hosts.join(", ")),
         }
     }
 }
@@ -492,6 +511,25 @@ pub enum Purpose {
     Step,
     Guard(usize),
     Rollback,
+    /// Fresh health for a step's `when`, a wait step's `until`, or the end check.
+    Health(HealthUse),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthUse {
+    When,
+    Until,
+    Verify,
+}
+
+/// One check on one host, as the probes judged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthFact {
+    pub host: String,
+    pub check: String,
+    pub state: HealthState,
+    pub reason: String,
 }
 
 /// Run this on that host and feed the result back with the same `seq`.
@@ -536,6 +574,8 @@ pub struct ExecResult {
     pub rows: Vec<BTreeMap<String, String>>,
     /// HTTP status.
     pub status: Option<u16>,
+    /// Health facts (for a `Rendered::Health` request).
+    pub health: Vec<HealthFact>,
 }
 
 impl ExecResult {
@@ -578,7 +618,8 @@ pub enum Input {
         result: ExecResult,
     },
     Decision(Decision),
-    Health(Health),
+    /// What the probes currently say (replaces what the engine knew about those checks).
+    Health(Vec<HealthFact>),
     /// Nothing happened; lets the engine notice budgets and the RTO running out.
     Tick,
 }
@@ -685,6 +726,12 @@ pub enum Event {
         step: Option<String>,
         text: String,
     },
+    /// Health at the start of the run and at its end: every check not ok (for the postmortem).
+    Health {
+        /// `start` or `end`.
+        when: String,
+        checks: Vec<HealthFact>,
+    },
     RunFinished {
         outcome: Outcome,
         message: String,
@@ -745,7 +792,11 @@ pub struct Engine {
     plan: Plan,
     opts: Options,
     vars: Vars,
-    health: Health,
+    health: BTreeMap<(String, String), HealthFact>,
+    /// Health was refreshed for the gate or attempt at hand.
+    health_fresh: bool,
+    /// When the end check started (it re-probes until `verify_timeout`).
+    verify_started: Option<Duration>,
     phase: Phase,
     now: Duration,
     cursor: usize,
@@ -786,7 +837,9 @@ impl Engine {
             plan,
             opts,
             vars,
-            health: Health::new(),
+            health: BTreeMap::new(),
+            health_fresh: false,
+            verify_started: None,
             phase: Phase::NotStarted,
             now: Duration::ZERO,
             cursor: 0,
@@ -820,8 +873,49 @@ impl Engine {
         e
     }
 
-    pub fn set_health(&mut self, h: Health) {
-        self.health = h;
+    pub fn set_health(&mut self, facts: Vec<HealthFact>) {
+        for f in facts {
+            self.health.insert((f.host.clone(), f.check.clone()), f);
+        }
+    }
+
+    /// What `health.NAME` means for a condition evaluated on `host`: `health.CHECK` is that
+    /// host's check (or, with no host, the worst over every host), `health.HOST.CHECK` names
+    /// the host.
+    fn health_view(&self, host: Option<&str>) -> Health {
+        let mut view = Health::new();
+        for ((h, check), f) in &self.health {
+            view.insert(format!("{h}.{check}"), f.state);
+            let mine = host.is_none_or(|me| me == h);
+            if mine {
+                view.entry(check.clone())
+                    .and_modify(|s| {
+                        if worse(f.state, *s) {
+                            *s = f.state;
+                        }
+                    })
+                    .or_insert(f.state);
+            }
+        }
+        view
+    }
+
+    /// The hosts a condition's health must come from: `on` plus every host it names.
+    fn health_hosts(&self, cond: &Cond, on: &[String]) -> Vec<String> {
+        let mut hosts: Vec<String> = on.to_vec();
+        for ident in cond.idents() {
+            if let Some(rest) = ident.strip_prefix("health.")
+                && let Some((h, _)) = rest.split_once('.')
+                && self.plan.inventory_hosts.iter().any(|x| x == h)
+                && !hosts.iter().any(|x| x == h)
+            {
+                hosts.push(h.to_owned());
+            }
+        }
+        if hosts.is_empty() {
+            hosts.clone_from(&self.plan.inventory_hosts);
+        }
+        hosts
     }
 
     pub fn vars(&self) -> &Vars {
@@ -878,7 +972,7 @@ impl Engine {
             }
             Input::Result { seq, result } => self.on_result(seq, result),
             Input::Decision(d) => self.on_decision(d),
-            Input::Health(h) => self.health = h,
+            Input::Health(facts) => self.set_health(facts),
             Input::Tick => {}
         }
         self.check_clock();
@@ -941,10 +1035,27 @@ impl Engine {
             resumed_at,
         };
         self.emit(e);
+        let failing = self.failing(None);
+        if !failing.is_empty() {
+            self.emit(Event::Health {
+                when: "start".to_owned(),
+                checks: failing,
+            });
+        }
         if let Some(r) = &self.resume {
             self.cursor = r.step;
         }
         self.begin_step();
+    }
+
+    /// Checks not ok, on `hosts` (all when `None`), in a stable order.
+    fn failing(&self, hosts: Option<&[String]>) -> Vec<HealthFact> {
+        self.health
+            .values()
+            .filter(|f| f.state != HealthState::Ok)
+            .filter(|f| hosts.is_none_or(|hs| hs.contains(&f.host)))
+            .cloned()
+            .collect()
     }
 
     fn finish(&mut self, outcome: Outcome, message: String) {
@@ -988,12 +1099,14 @@ impl Engine {
     /// to do, read-only, dry run), then its first unit.
     fn begin_step(&mut self) {
         if self.cursor >= self.rb.steps.len() {
-            let msg = if self.opts.dry_run {
-                "dry run: nothing was changed".to_owned()
-            } else {
-                "all steps done".to_owned()
-            };
-            self.finish(Outcome::Succeeded, msg);
+            if self.opts.dry_run {
+                return self.finish(Outcome::Succeeded, "dry run: nothing was changed".into());
+            }
+            if self.opts.verify && !self.rb.triggers.is_empty() {
+                self.verify_started = Some(self.now);
+                return self.request_health(HealthUse::Verify, self.verify_hosts(), Duration::ZERO);
+            }
+            self.finish(Outcome::Succeeded, "all steps done".to_owned());
             return;
         }
         if self.step_starts >= MAX_STEP_STARTS {
@@ -1027,8 +1140,25 @@ impl Engine {
                 .unknown
                 .filter(|k| self.units.iter().any(|u| u.key() == *k));
         }
+        self.health_fresh = false;
+        self.gate_step();
+    }
+
+    /// The step-wide gates, in order: `when` (with fresh health when it names health),
+    /// nothing to do, read-only, dry run; then the first unit.
+    fn gate_step(&mut self) {
+        let step = self.step();
         if let Some((src, cond)) = &step.when {
-            match cond.eval(&self.vars, &self.health) {
+            let hosts = self.step_hosts();
+            if names_health(cond) && !self.health_fresh {
+                let hosts = self.health_hosts(cond, &hosts);
+                return self.request_health(HealthUse::When, hosts, Duration::ZERO);
+            }
+            let view = self.health_view(match hosts.as_slice() {
+                [one] => Some(one.as_str()),
+                _ => None,
+            });
+            match cond.eval(&self.vars, &view) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.finish_step(StepStatus::Skipped, format!("condition `{src}` is false"));
@@ -1157,6 +1287,17 @@ impl Engine {
                 })
             })
             .collect();
+    }
+
+    /// The hosts of the current step's units, each once.
+    fn step_hosts(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for h in self.units.iter().filter_map(Unit::host_name) {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
     }
 
     /// Whether the current unit needs a person (or the policy) to say yes first.
@@ -1365,6 +1506,19 @@ impl Engine {
             };
             return self.request(&step, host, unit.item, Purpose::Guard(g), command, false);
         }
+        if step.kind == StepKind::Wait
+            && let Some((_, cond)) = &step.until
+            && names_health(cond)
+            && !self.health_fresh
+        {
+            let hosts = self.health_hosts(cond, &unit.host_name().into_iter().collect::<Vec<_>>());
+            let delay = if self.attempt > 0 {
+                step.interval
+            } else {
+                Duration::ZERO
+            };
+            return self.request_health(HealthUse::Until, hosts, delay);
+        }
         match &step.exec {
             Some(x) => match self.render(x, &unit) {
                 Ok(command) => {
@@ -1403,11 +1557,16 @@ impl Engine {
         self.seq += 1;
         let seq = self.seq;
         self.phase = Phase::Running { seq, purpose };
-        let delay = if purpose == Purpose::Step && self.attempt > 0 {
+        // A retry or poll waits its interval, unless fresh health was just fetched for it
+        // (that request waited).
+        let delay = if purpose == Purpose::Step && self.attempt > 0 && !self.health_fresh {
             step.interval
         } else {
             Duration::ZERO
         };
+        if purpose == Purpose::Step {
+            self.health_fresh = false;
+        }
         self.out.push(Output::Exec(ExecRequest {
             seq,
             step: step.id.clone(),
@@ -1507,6 +1666,10 @@ impl Engine {
         if seq != want {
             return;
         }
+        // Health answers carry facts, not output (and the end check has no step).
+        if let Purpose::Health(usage) = purpose {
+            return self.health_result(usage, result);
+        }
         let step = self.step();
         let host = self.host_name();
         if !result.output.is_empty() || result.error.is_some() {
@@ -1567,7 +1730,130 @@ impl Engine {
                 self.apply_on_failure(&step);
             }
             Purpose::Step => self.unit_result(result),
+            Purpose::Health(_) => {}
         }
+    }
+
+    fn request_health(&mut self, usage: HealthUse, hosts: Vec<String>, delay: Duration) {
+        self.seq += 1;
+        let seq = self.seq;
+        let purpose = Purpose::Health(usage);
+        self.phase = Phase::Running { seq, purpose };
+        let step = self
+            .rb
+            .steps
+            .get(self.cursor)
+            .map_or_else(|| "end".to_owned(), |s| s.id.clone());
+        self.out.push(Output::Exec(ExecRequest {
+            seq,
+            step,
+            host: None,
+            item: None,
+            purpose,
+            command: Rendered::Health { hosts },
+            timeout: Duration::from_secs(15),
+            changes: false,
+            delay,
+            attempt: self.attempt + 1,
+        }));
+    }
+
+    fn health_result(&mut self, usage: HealthUse, result: ExecResult) {
+        self.set_health(result.health.clone());
+        match usage {
+            HealthUse::When => {
+                self.health_fresh = true;
+                self.gate_step();
+            }
+            HealthUse::Until => {
+                self.health_fresh = true;
+                self.run_guard_or_main(self.step().guards.len());
+            }
+            HealthUse::Verify => self.verify_result(&result),
+        }
+    }
+
+    /// Where the end check looks: the target, else every host the plan touches.
+    fn verify_hosts(&self) -> Vec<String> {
+        if self.plan.target.is_empty() {
+            self.plan.all_hosts()
+        } else {
+            self.plan.target.clone()
+        }
+    }
+
+    /// The runbook's triggers that still fire on the verified hosts (an unknown check counts:
+    /// the fault cannot be said to be gone).
+    fn still_failing(&self) -> Vec<HealthFact> {
+        let hosts = self.verify_hosts();
+        self.health
+            .values()
+            .filter(|f| hosts.contains(&f.host))
+            .filter(|f| {
+                self.rb.triggers.iter().any(|t| {
+                    t.matches(&f.check)
+                        && (f.state.at_least(t.state) || f.state == HealthState::Unknown)
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn verify_result(&mut self, result: &ExecResult) {
+        let failing = self.still_failing();
+        let started = self.verify_started.unwrap_or(self.now);
+        let out_of_time = self.now.saturating_sub(started) >= self.opts.verify_timeout;
+        let probe_failed = result.error.clone();
+        if failing.is_empty() && probe_failed.is_none() {
+            let end = self.failing(Some(&self.verify_hosts()));
+            self.emit(Event::Health {
+                when: "end".to_owned(),
+                checks: end,
+            });
+            return self.finish(
+                Outcome::Succeeded,
+                format!(
+                    "all steps done; the checks that triggered {} are back to ok on {}",
+                    self.rb.id,
+                    self.verify_hosts().join(", ")
+                ),
+            );
+        }
+        if !out_of_time {
+            return self.request_health(
+                HealthUse::Verify,
+                self.verify_hosts(),
+                Duration::from_secs(3),
+            );
+        }
+        let end = self.failing(Some(&self.verify_hosts()));
+        self.emit(Event::Health {
+            when: "end".to_owned(),
+            checks: end,
+        });
+        let why = match probe_failed {
+            Some(e) if failing.is_empty() => format!("health could not be probed: {e}"),
+            _ => failing
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} {} on {} ({})",
+                        f.check,
+                        f.state.as_str(),
+                        f.host,
+                        f.reason
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        self.finish(
+            Outcome::NotResolved,
+            format!(
+                "every step ran, but the fault is still there after {}: {why}",
+                humantime::format_duration(self.opts.verify_timeout)
+            ),
+        );
     }
 
     /// A changing unit may have run and nobody knows what it did: stop and ask. Never a
@@ -1767,7 +2053,8 @@ impl Engine {
         if step.kind == StepKind::Wait
             && let Some((src, cond)) = &step.until
         {
-            return match cond.eval(&self.vars, &self.health) {
+            let view = self.health_view(self.host_name().as_deref());
+            return match cond.eval(&self.vars, &view) {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(format!("`{src}` does not hold yet")),
                 Err(e) => Err(format!("`{src}`: {e}")),
@@ -1916,6 +2203,24 @@ impl Engine {
         self.unknown = None;
         self.begin_unit();
     }
+}
+
+/// True if the condition reads health (`health.…`).
+fn names_health(cond: &Cond) -> bool {
+    cond.idents().iter().any(|i| i.starts_with("health."))
+}
+
+/// `a` is a worse state than `b` (unknown ranks between ok and warning: worse than a good
+/// sample, better than a bad one).
+fn worse(a: HealthState, b: HealthState) -> bool {
+    let rank = |s: HealthState| match s {
+        HealthState::Ok => 0,
+        HealthState::Unknown => 1,
+        HealthState::Warning => 2,
+        HealthState::Critical => 3,
+        HealthState::Down => 4,
+    };
+    rank(a) > rank(b)
 }
 
 fn default_success(x: Option<&Executor>, r: &ExecResult) -> Result<(), String> {

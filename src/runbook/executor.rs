@@ -61,6 +61,7 @@ pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections
         (Rendered::Http { method, url, .. }, _) => {
             http(method, url, req.timeout).await.map_err(Failure::from)
         }
+        (Rendered::Health { hosts }, _) => health(conns, inv, hosts).await.map_err(Failure::from),
         (_, None) => Err(Failure::not_run(format!(
             "step `{}` has no target host",
             req.step
@@ -100,6 +101,35 @@ pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections
         Err(f) if f.may_have_run => ExecResult::unknown(&secret::mask(&f.reason)),
         Err(f) => ExecResult::error(&secret::mask(&f.reason)),
     }
+}
+
+/// Probes `hosts` once; every check comes back as a health fact.
+async fn health(
+    conns: &Arc<Connections>,
+    inv: &Inventory,
+    hosts: &[String],
+) -> Result<ExecResult, String> {
+    let selected: Vec<&Host> = hosts.iter().filter_map(|h| inv.host(h)).collect();
+    let checks = crate::probes::sweep::once(
+        conns,
+        inv,
+        &selected,
+        &crate::probes::sweep::SweepOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(ExecResult {
+        health: checks
+            .iter()
+            .map(|c| super::engine::HealthFact {
+                host: c.host.clone(),
+                check: c.id.clone(),
+                state: crate::probes::check::runbook_state(c.state),
+                reason: secret::mask(&c.reason).into_owned(),
+            })
+            .collect(),
+        ..ExecResult::ok("")
+    })
 }
 
 async fn shell(

@@ -126,6 +126,11 @@ impl Executor {
                     if !req.delay.is_zero() {
                         tokio::time::sleep(req.delay).await;
                     }
+                    // Health comes from the console's own state, which the app holds.
+                    if matches!(req.purpose, crate::runbook::engine::Purpose::Health(_)) {
+                        let _ = tx.send(Event::HealthDue(req)).await;
+                        return;
+                    }
                     let result = crate::runbook::executor::execute(&req, &inv, &conns).await;
                     let _ = tx.send(Event::ExecDoneFor { req, result }).await;
                 });

@@ -420,6 +420,7 @@ fn summary(
         Outcome::NeedsApproval => ("needs approval", theme.state_style(StateKind::Warning)),
         Outcome::Aborted => ("aborted", theme.state_style(StateKind::Warning)),
         Outcome::Refused => ("refused", theme.state_style(StateKind::Critical)),
+        Outcome::NotResolved => ("NOT RESOLVED", theme.state_style(StateKind::Critical)),
     };
     let count = |s: StepStatus| run.marks.iter().filter(|m| **m == Mark::Done(s)).count();
     let mut lines = vec![
