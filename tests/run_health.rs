@@ -151,6 +151,31 @@ fn a_remedy_that_leaves_the_fault_ends_not_resolved_and_one_that_works_succeeds(
         "{t}"
     );
     assert!(!t.contains("Succeeded"), "{t}");
+    // The postmortem export has the health at the start and at the end, and who decided.
+    let run = std::fs::read_dir(f.p("journal"))
+        .expect("journal dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .expect("a journal");
+    let md = f.run(&["journal", "export", &run, "--markdown"]);
+    let md = String::from_utf8_lossy(&md.stdout).into_owned();
+    assert!(md.contains("Outcome: **not_resolved**"), "{md}");
+    let start = md.find("At the start:").expect("health at start");
+    let end = md.find("At the end:").expect("health at end");
+    assert!(start < end, "{md}");
+    assert!(
+        md[start..end].contains("`redis.ping` **down** on cache1"),
+        "{md}"
+    );
+    assert!(
+        md[end..].contains("`redis.ping` **down** on cache1"),
+        "{md}"
+    );
+    let me = opsdeck::identity::current();
+    assert!(md.contains(&format!("- Operator: {me}")), "{md}");
+    assert!(md.contains("**confirm** by policy"), "{md}");
 
     // A remedy that really starts the server: succeeds, and says the trigger is ok again.
     let pidfile = f.p("redis.pid");

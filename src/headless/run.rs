@@ -156,6 +156,7 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         resolve,
         accept_changed: args.accept_changed,
         verify_timeout: Some(args.verify_timeout),
+        drill: None,
     };
     let mut opened = match driver::open(&spec, inv, &driver::journal_dir()) {
         Ok(o) => o,

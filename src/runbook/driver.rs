@@ -52,6 +52,8 @@ pub struct RunSpec {
     pub accept_changed: bool,
     /// How long the end check re-probes the triggers (default: the engine's).
     pub verify_timeout: Option<std::time::Duration>,
+    /// The drill this run treats (learn mode): the journal and export say it was a drill.
+    pub drill: Option<String>,
 }
 
 impl RunSpec {
@@ -68,6 +70,7 @@ impl RunSpec {
             resolve: None,
             accept_changed: false,
             verify_timeout: None,
+            drill: None,
         }
     }
 }
@@ -189,6 +192,7 @@ pub fn open(spec: &RunSpec, inv: &Inventory, journal_dir: &Path) -> Result<Opene
                 target_hosts: &plan.target,
                 dry_run,
                 resume_of,
+                drill: spec.drill.as_deref(),
             },
         )
     };

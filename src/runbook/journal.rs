@@ -69,6 +69,8 @@ pub struct NewRun<'a> {
     pub dry_run: bool,
     /// A dry run of resuming this run (it never writes into that run's journal).
     pub resume_of: Option<&'a str>,
+    /// A drill's name when the run treats a drill's fault (learn mode).
+    pub drill: Option<&'a str>,
 }
 
 /// An open journal being appended to.
@@ -140,6 +142,7 @@ impl Journal {
                 "target_hosts": new.target_hosts,
                 "dry_run": new.dry_run,
                 "resume_of": new.resume_of,
+                "drill": new.drill,
             }),
             true,
         )?;
@@ -479,12 +482,25 @@ fn covered(l: &Json) -> String {
     format!(", covering {} ({n} command{s})", hosts.join(", "))
 }
 
-/// An incident timeline for a postmortem.
+/// Most lines of a step's output the postmortem quotes (the journal keeps the bounded whole).
+const KEY_OUTPUT_LINES: usize = 12;
+
+/// The postmortem document of a run: who, what, where; health at its start and end; the
+/// decisions and who made them; each step's key output; the timeline.
 pub fn markdown(lines: &[Json]) -> String {
     let mut out = String::new();
     let h = lines.iter().find(|l| s(l, "type") == "header");
     let title = h.map_or("", |h| s(h, "title"));
-    let _ = writeln!(out, "# Incident timeline: {title}\n");
+    let drill = h.map_or("", |h| s(h, "drill"));
+    if drill.is_empty() {
+        let _ = writeln!(out, "# Incident: {title}\n");
+    } else {
+        let _ = writeln!(out, "# Drill ({drill}): {title}\n");
+        let _ = writeln!(
+            out,
+            "> This was a drill on the local lab: the fault was injected on purpose.\n"
+        );
+    }
     if let Some(h) = h {
         let _ = writeln!(out, "- Run: `{}`", s(h, "run"));
         let _ = writeln!(
@@ -501,29 +517,143 @@ pub fn markdown(lines: &[Json]) -> String {
         );
         let _ = writeln!(out, "- Started: {}", s(h, "ts"));
         if let Some(t) = h.get("target").and_then(Json::as_str) {
-            let _ = writeln!(out, "- Target: `{t}`");
+            let hosts = h
+                .get("target_hosts")
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Json::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(out, "- Target: `{t}` ({hosts})");
         }
         if h.get("dry_run").and_then(Json::as_bool) == Some(true) {
             let _ = writeln!(out, "- Dry run: nothing was changed");
         }
     }
-    for l in lines.iter().filter(|l| event_is(l, "health")) {
-        let _ = writeln!(
-            out,
-            "- Health ({}): {}",
-            s(l, "when"),
-            l.get("checks").map(Json::to_string).unwrap_or_default()
-        );
+    let finished = lines.iter().rev().find(|l| event_is(l, "run_finished"));
+    let _ = writeln!(
+        out,
+        "- Outcome: **{}**{}",
+        finished.map_or("unfinished", |l| s(l, "outcome")),
+        finished
+            .map(|l| format!(" — {}", s(l, "message")))
+            .unwrap_or_default()
+    );
+    if let (Some(h), Some(f)) = (h, finished)
+        && let (Ok(a), Ok(b)) = (
+            DateTime::parse_from_rfc3339(s(h, "ts")),
+            DateTime::parse_from_rfc3339(s(f, "ts")),
+        )
+    {
+        let secs = (b - a).num_seconds().max(0);
+        let _ = writeln!(out, "- Duration: {}m{:02}s", secs / 60, secs % 60);
     }
-    let _ = writeln!(out, "\n## Timeline\n");
+
+    // Health at the start and at the end: what was failing, with its values.
+    let _ = writeln!(out, "\n## Health\n");
+    let mut any_health = false;
+    for l in lines.iter().filter(|l| event_is(l, "health")) {
+        any_health = true;
+        let checks = l.get("checks").and_then(Json::as_array);
+        let _ = writeln!(out, "At the {}:\n", s(l, "when"));
+        match checks {
+            Some(c) if !c.is_empty() => {
+                for c in c {
+                    let _ = writeln!(
+                        out,
+                        "- `{}` **{}** on {}: {}",
+                        s(c, "check"),
+                        s(c, "state"),
+                        s(c, "host"),
+                        s(c, "reason")
+                    );
+                }
+            }
+            _ => {
+                let _ = writeln!(out, "- every check ok");
+            }
+        }
+        let _ = writeln!(out);
+    }
+    if !any_health {
+        let _ = writeln!(out, "No health was recorded for this run.\n");
+    }
+
+    // Decisions: who approved, confirmed, skipped or resolved what.
+    let decisions: Vec<&Json> = lines.iter().filter(|l| event_is(l, "decided")).collect();
+    if !decisions.is_empty() {
+        let _ = writeln!(out, "## Decisions\n");
+        for l in decisions {
+            let _ = writeln!(
+                out,
+                "- {} step `{}`: **{}** by {}{}",
+                time_of(l),
+                s(l, "step"),
+                l.get("decision")
+                    .and_then(|d| d.get("decision"))
+                    .and_then(Json::as_str)
+                    .unwrap_or(""),
+                s(l, "by"),
+                covered(l)
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    // Each step's key output, bounded.
+    let _ = writeln!(out, "## Steps and key output\n");
+    let mut seen: Vec<String> = Vec::new();
+    for l in lines.iter().filter(|l| event_is(l, "step_started")) {
+        let step = s(l, "step").to_owned();
+        if seen.contains(&step) {
+            continue;
+        }
+        seen.push(step.clone());
+        let status = lines
+            .iter()
+            .rev()
+            .find(|x| event_is(x, "step_finished") && s(x, "step") == step)
+            .map_or("unfinished", |x| s(x, "status"));
+        let _ = writeln!(out, "### `{step}` — {} ({status})\n", s(l, "title"));
+        let outputs: Vec<String> = lines
+            .iter()
+            .filter(|x| event_is(x, "output") && s(x, "step") == step)
+            .map(|x| {
+                let host = s(x, "host");
+                s(x, "text")
+                    .lines()
+                    .map(|t| {
+                        if host.is_empty() {
+                            t.to_owned()
+                        } else {
+                            format!("{host}| {t}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        let all = outputs.join("\n");
+        let shown: Vec<&str> = all.lines().take(KEY_OUTPUT_LINES).collect();
+        if !shown.is_empty() {
+            let _ = writeln!(out, "```\n{}", shown.join("\n"));
+            let more = all.lines().count().saturating_sub(KEY_OUTPUT_LINES);
+            if more > 0 {
+                let _ = writeln!(out, "… {more} more lines in the journal");
+            }
+            let _ = writeln!(out, "```\n");
+        }
+    }
+
+    let _ = writeln!(out, "## Timeline\n");
     let _ = writeln!(out, "| Time (UTC) | Step | What | Detail |");
     let _ = writeln!(out, "|---|---|---|---|");
     let cell = |t: &str| t.replace('|', "\\|").replace('\n', " ⏎ ");
     for l in lines {
-        let ts = s(l, "ts");
-        let time = DateTime::parse_from_rfc3339(ts)
-            .map(|t| t.with_timezone(&Utc).format("%H:%M:%S").to_string())
-            .unwrap_or_default();
+        let time = time_of(l);
         let step = s(l, "step");
         let (what, detail) = match (s(l, "type"), s(l, "event")) {
             ("event", "step_started") => ("started".to_owned(), s(l, "title").to_owned()),
@@ -551,14 +681,18 @@ pub fn markdown(lines: &[Json]) -> String {
                 format!("{}: {}", s(l, "guard"), s(l, "message")),
             ),
             ("event", "step_finished") => (s(l, "status").to_owned(), s(l, "message").to_owned()),
+            ("event", "unit_finished")
+                if s(l, "status") != "succeeded" || !s(l, "message").is_empty() =>
+            {
+                (
+                    format!("{} on {}", s(l, "status"), unit_of(l)),
+                    s(l, "message").to_owned(),
+                )
+            }
             ("event", "note") => ("note".to_owned(), s(l, "text").to_owned()),
             ("event", "budget_exceeded") => ("over budget".to_owned(), String::new()),
             ("event", "rto_exceeded") => ("RTO exceeded".to_owned(), String::new()),
             ("event", "resumed") => (format!("resumed by {}", s(l, "operator")), String::new()),
-            ("event", "unit_finished") => (
-                format!("{} on {}", s(l, "status"), unit_of(l)),
-                s(l, "message").to_owned(),
-            ),
             ("event", "would_run") => (
                 "would run".to_owned(),
                 format!("`{}` on {}", s(l, "command"), s(l, "host")),
@@ -595,4 +729,10 @@ pub fn markdown(lines: &[Json]) -> String {
             .unwrap_or_else(|| "unfinished (resume with `opsdeck run --resume RUN`)".to_owned())
     );
     secret::mask(&out).into_owned()
+}
+
+fn time_of(l: &Json) -> String {
+    DateTime::parse_from_rfc3339(s(l, "ts"))
+        .map(|t| t.with_timezone(&Utc).format("%H:%M:%S").to_string())
+        .unwrap_or_default()
 }
