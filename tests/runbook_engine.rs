@@ -57,6 +57,7 @@ title = "connections below limit"
 kind = "check"
 target = { selector = "db:primary" }
 shell = "echo used=12"
+read_only = true
 capture = { var = "used", regex = "used=([0-9]+)" }
 expect = { capture = "used", op = "<", value = 80 }
 "#;
