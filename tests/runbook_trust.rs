@@ -23,8 +23,8 @@ impl Fixture {
     fn new(mysql: Option<(u16, &str)>) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("runbooks")).expect("mkdir");
-        let mut inv = "name = \"here\"\n[tiers.app]\n[hosts.here]\ntier = \"app\"\nlocal = {}\n"
-            .to_owned();
+        let mut inv =
+            "name = \"here\"\n[tiers.app]\n[hosts.here]\ntier = \"app\"\nlocal = {}\n".to_owned();
         if let Some((port, pw)) = mysql {
             let pw_file = dir.path().join("db-pw");
             std::fs::write(&pw_file, pw).expect("password file");
@@ -125,10 +125,30 @@ fn a_quoted_placeholder_is_refused_and_an_injected_value_never_runs() {
 fn diagnose_steps_that_are_not_read_only_by_the_allowlist_are_refused_by_check() {
     let f = Fixture::new(Some((3306, "unused")));
     let cases = [
-        ("multi", "sql = \"SELECT 1; DROP TABLE t\"", 18, "more than one statement"),
-        ("comment-kill", "sql = \"/**/KILL 1\"", 12, "`KILL` is not a read-only statement"),
-        ("exec-comment", "sql = \"/*!KILL 1*/\"", 11, "`KILL` is not a read-only statement"),
-        ("call", "sql = \"CALL p()\"", 8, "`CALL` is not a read-only statement"),
+        (
+            "multi",
+            "sql = \"SELECT 1; DROP TABLE t\"",
+            18,
+            "more than one statement",
+        ),
+        (
+            "comment-kill",
+            "sql = \"/**/KILL 1\"",
+            12,
+            "`KILL` is not a read-only statement",
+        ),
+        (
+            "exec-comment",
+            "sql = \"/*!KILL 1*/\"",
+            11,
+            "`KILL` is not a read-only statement",
+        ),
+        (
+            "call",
+            "sql = \"CALL p()\"",
+            8,
+            "`CALL` is not a read-only statement",
+        ),
         (
             "outfile",
             "sql = \"SELECT * INTO OUTFILE '/tmp/x' FROM t\"",
@@ -190,19 +210,19 @@ async fn sql_injection_neither_through_quotes_nor_through_a_diagnose_step_drops_
         "[inputs.x]\ndefault = \"a\"\n[[steps]]\nid = \"look\"\ntitle = \"look\"\nkind = \"diagnose\"\ntarget = { selector = \"here\" }\nsql = \"SELECT name FROM keep.t WHERE name = '{{x}}'\"\n",
     );
     let (code, text) = f.run(&["run", "drop-diag"]);
-    assert_eq!(code, 2, "refused before it runs (default --approve diagnose): {text}");
+    assert_eq!(
+        code, 2,
+        "refused before it runs (default --approve diagnose): {text}"
+    );
     assert!(text.contains("drop-diag.toml:8:18: step `look`"), "{text}");
     assert!(survives(), "the diagnose step dropped the table: {text}");
 
-    let (code, text) = f.run(&[
-        "run",
-        "quoted-sql",
-        "--var",
-        "x='; DROP TABLE keep.t; -- ",
-    ]);
+    let (code, text) = f.run(&["run", "quoted-sql", "--var", "x='; DROP TABLE keep.t; -- "]);
     assert_eq!(code, 2, "{text}");
     assert!(
-        text.contains("quoted-sql.toml:10:46: step `look`: `{{x}}` is written inside a '…' string literal"),
+        text.contains(
+            "quoted-sql.toml:10:46: step `look`: `{{x}}` is written inside a '…' string literal"
+        ),
         "{text}"
     );
     assert!(survives(), "the injected value dropped the table: {text}");
@@ -229,15 +249,15 @@ async fn sql_injection_neither_through_quotes_nor_through_a_diagnose_step_drops_
         (q, params)
     };
     let mut vars = Vars::new();
-    vars.insert(
-        "x".into(),
-        Value::Str("'; DROP TABLE keep.t; -- ".into()),
-    );
+    vars.insert("x".into(), Value::Str("'; DROP TABLE keep.t; -- ".into()));
     vars.insert(
         "names".into(),
         Value::List(vec!["bob".into(), "alice".into(), "x' OR '1'='1".into()]),
     );
-    let (q, p) = exec("SELECT name FROM keep.t WHERE name LIKE {{x}} OR name = {{x}}", &vars);
+    let (q, p) = exec(
+        "SELECT name FROM keep.t WHERE name LIKE {{x}} OR name = {{x}}",
+        &vars,
+    );
     let rows: Vec<String> = conn.exec(q, p).await.expect("runs as one statement");
     assert!(rows.is_empty(), "{rows:?}");
     let (q, p) = exec("SELECT name FROM keep.t WHERE name IN ({{names}})", &vars);
@@ -300,12 +320,20 @@ fn command_info(
                 redis::Value::Array(kv) => kv
                     .chunks(2)
                     .filter_map(|c| {
-                        Some((redis::from_redis_value::<String>(c[0].clone()).ok()?, c.get(1)?.clone()))
+                        Some((
+                            redis::from_redis_value::<String>(c[0].clone()).ok()?,
+                            c.get(1)?.clone(),
+                        ))
                     })
                     .collect(),
                 redis::Value::Map(kv) => kv
                     .iter()
-                    .filter_map(|(k, v)| Some((redis::from_redis_value::<String>(k.clone()).ok()?, v.clone())))
+                    .filter_map(|(k, v)| {
+                        Some((
+                            redis::from_redis_value::<String>(k.clone()).ok()?,
+                            v.clone(),
+                        ))
+                    })
                     .collect(),
                 _ => Vec::new(),
             };
@@ -346,7 +374,11 @@ fn every_read_only_redis_command_is_one_the_server_does_not_flag_write() {
         };
         for name in names {
             // Sentinel commands exist only on a Sentinel.
-            let c = if *cmd == "SENTINEL" { &mut scon } else { &mut con };
+            let c = if *cmd == "SENTINEL" {
+                &mut scon
+            } else {
+                &mut con
+            };
             let (flags, specs) = command_info(c, &name)
                 .unwrap_or_else(|| panic!("the server does not know `{name}`"));
             assert!(
@@ -368,11 +400,17 @@ fn every_read_only_redis_command_is_one_the_server_does_not_flag_write() {
     assert_eq!(get.len(), 1, "{get:?}");
     assert!(get[0].iter().any(|f| f == "RO"), "{get:?}");
     let (_, incr) = command_info(&mut con, "incr").expect("incr");
-    assert!(!incr.is_empty() && incr.iter().all(|s| !s.iter().any(|f| f == "RO")), "{incr:?}");
+    assert!(
+        !incr.is_empty() && incr.iter().all(|s| !s.iter().any(|f| f == "RO")),
+        "{incr:?}"
+    );
     // The method sees writes: these are flagged by the server and refused by the list.
     for name in ["incr", "set", "del", "flushall", "config|set", "lpush"] {
         let (flags, _) = command_info(&mut con, name).expect("known");
-        assert!(flags.iter().any(|f| f == "write" || f == "admin"), "{name}: {flags:?}");
+        assert!(
+            flags.iter().any(|f| f == "write" || f == "admin"),
+            "{name}: {flags:?}"
+        );
     }
     // Not flagged `write` by the server, yet they change things (scripts, ACLs, clients,
     // failovers): the list, not the flag, is the authority.
@@ -386,6 +424,9 @@ fn every_read_only_redis_command_is_one_the_server_does_not_flag_write() {
         &["DEBUG", "SLEEP", "0"],
         &["SHUTDOWN"],
     ] {
-        assert!(redis_read_only(args).is_err(), "{args:?} passed as read-only");
+        assert!(
+            redis_read_only(args).is_err(),
+            "{args:?} passed as read-only"
+        );
     }
 }
