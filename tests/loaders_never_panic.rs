@@ -401,3 +401,81 @@ fn every_shipped_file_is_covered_and_loads() {
         check(*kind, path, bytes);
     }
 }
+
+/// SQL-ish text: statements, comments, quotes, executable comments.
+fn sql_like() -> impl Strategy<Value = String> {
+    let piece = proptest::sample::select(vec![
+        "SELECT 1",
+        "SHOW STATUS",
+        "WITH w AS (SELECT 1) SELECT 1",
+        " ",
+        "\n",
+        ";",
+        "-- ",
+        "--",
+        "#",
+        "/*",
+        "*/",
+        "/*!",
+        "/*M!",
+        "'",
+        "\"",
+        "`",
+        "\\",
+        "''",
+        "KILL 1",
+        "DROP TABLE t",
+        " INTO @v",
+        "{{x}}",
+        "{{raw x}}",
+        "(",
+        ")",
+        "é",
+        "1e",
+        "-",
+        "0x",
+        ".5",
+        "a.b(",
+        "COUNT(",
+        "@@",
+        ":=",
+    ]);
+    proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The lexers take any text: SQL tokens, the read-only verdicts, the template scanners,
+    /// conditions.
+    #[test]
+    fn the_lexers_never_panic(s in prop_oneof![any::<String>(), sql_like()]) {
+        use opsdeck::runbook::{Cond, Quoting, Template, read_only};
+        let _ = read_only::sql_tokens(&s);
+        let _ = read_only::sql(&s);
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let _ = read_only::redis(&words);
+        if let Ok(t) = Template::parse(&s) {
+            let _ = t.misplaced(Quoting::Shell);
+            let _ = t.misplaced(Quoting::Sql);
+        }
+        let _ = Cond::parse(&s);
+    }
+
+    /// A `;` can only fail to end the statement inside a comment or a literal: if appending
+    /// `; DROP TABLE t` still leaves one read-only statement, the DROP is not code.
+    #[test]
+    fn a_second_statement_is_never_read_only(s in sql_like()) {
+        use opsdeck::runbook::read_only::{SqlTok, sql, sql_tokens};
+        let text = format!("{s}; DROP TABLE t");
+        if sql(&text).is_ok() {
+            let toks = sql_tokens(&text).expect("lexes");
+            // The appended DROP starts right after "; ".
+            let at = s.len() + 2;
+            prop_assert!(
+                !toks.iter().any(|t| t.at == at && t.tok == SqlTok::Word("DROP".into())),
+                "{text:?} passed as read-only with the appended DROP as code"
+            );
+        }
+    }
+}

@@ -6,9 +6,11 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use mysql_async::prelude::Queryable;
 use opsdeck::runbook::read_only::{REDIS_READ_ONLY, redis as redis_read_only};
 use opsdeck::runbook::{Template, Value, Vars};
 use support::mariadb::TestMariadb;
@@ -28,10 +30,11 @@ impl Fixture {
         if let Some((port, pw)) = mysql {
             let pw_file = dir.path().join("db-pw");
             std::fs::write(&pw_file, pw).expect("password file");
-            inv.push_str(&format!(
+            let _ = write!(
+                inv,
                 "[[hosts.here.mysql]]\nrole = \"primary\"\naddress = \"127.0.0.1\"\nport = {port}\nuser = \"opsdeck\"\npassword_file = \"{}\"\n",
                 pw_file.display()
-            ));
+            );
         }
         std::fs::write(dir.path().join("inv.toml"), inv).expect("inventory");
         Fixture { dir }
@@ -229,7 +232,6 @@ async fn sql_injection_neither_through_quotes_nor_through_a_diagnose_step_drops_
 
     // Bound parameters: what `render_sql_params` produces reaches the server as data, also
     // for KILL and LIKE, and a list becomes one parameter per item.
-    use mysql_async::prelude::Queryable;
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(db.addr().port())
@@ -429,4 +431,303 @@ fn every_read_only_redis_command_is_one_the_server_does_not_flag_write() {
             "{args:?} passed as read-only"
         );
     }
+}
+
+/// Shell text built from pieces that matter to quoting, with at least one `{{x}}`.
+fn shell_template() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = proptest::sample::select(vec![
+        "echo ",
+        "{{x}}",
+        "{{x}}",
+        "{{x}}",
+        " ",
+        "'",
+        "\"",
+        "`",
+        "$(",
+        ")",
+        "${",
+        "}",
+        "$((",
+        "))",
+        "#",
+        "\\",
+        "\n",
+        ";",
+        "&&",
+        "|",
+        "cat <<EOF\n",
+        "EOF\n",
+        "cat <<'EOF'\n",
+        "<<<",
+        "[[ ",
+        " -eq 1 ]]",
+        "(( ",
+        "let ",
+        "$",
+        "$'",
+        "case a in a) ",
+        ";; esac",
+        "x=",
+        "true ",
+        "printf %s ",
+        "-",
+        "a",
+        "1",
+        "eval ",
+        "trap ",
+        " EXIT",
+        "sh -c ",
+        "declare -i n; ",
+        "n=",
+        "a[",
+        "]=1",
+        "[ ",
+        " -eq 1 ]",
+        "printf %d ",
+        "$none ",
+        "exit ",
+        "$(echo ",
+        "test ",
+        "l'et' ",
+        "${#",
+        "case {{x}} in *) ",
+        "for i in {{x}}; do ",
+        "done",
+    ]);
+    proptest::collection::vec(piece, 1..14).prop_map(|v| {
+        let s = v.concat();
+        if s.contains("{{x}}") {
+            s
+        } else {
+            format!("{s} {{{{x}}}}")
+        }
+    })
+}
+
+/// Every shell template the scanner accepts (no misplaced placeholder), rendered with values
+/// built to break out of quoting, comments and arithmetic, runs under `sh` and `bash` without
+/// running any of the value's commands. The shells are the oracle for the scanner.
+#[test]
+fn no_value_breaks_out_of_a_shell_template_the_validator_accepts() {
+    use opsdeck::runbook::Quoting;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = |n: u8| dir.path().join(format!("m{n}"));
+    let values = [
+        format!(
+            "a'b\"c$(touch {})`touch {}`;touch {};'\ntouch {} #",
+            m(1).display(),
+            m(2).display(),
+            m(3).display(),
+            m(4).display()
+        ),
+        format!("a[$(touch {})]", m(5).display()),
+        format!("\\'; touch {} ; '\\", m(6).display()),
+        format!("x\ntouch {}\nEOF\ntouch {}", m(7).display(), m(8).display()),
+    ];
+    let accepted = std::cell::Cell::new(0);
+    // Each value is one word that reads back exactly (newlines included) in both shells.
+    let echo = Template::parse("printf '[%s]' {{x}}").expect("parses");
+    for v in &values {
+        let mut vars = Vars::new();
+        vars.insert("x".into(), Value::Str(v.clone()));
+        let cmd = echo.render(Quoting::Shell, &vars).expect("renders");
+        for shell in ["sh", "bash"] {
+            let o = std::process::Command::new(shell)
+                .args(["-c", &cmd])
+                .current_dir(dir.path())
+                .output()
+                .expect("runs");
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                format!("[{v}]"),
+                "{shell}: {cmd}"
+            );
+        }
+    }
+    let mut runner = TestRunner::new(Config {
+        cases: 1000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&shell_template(), |src| {
+            // A template that does not parse is refused by the validator.
+            let Ok(t) = Template::parse(&src) else {
+                return Ok(());
+            };
+            if !t.misplaced(Quoting::Shell).is_empty() {
+                return Ok(());
+            }
+            accepted.set(accepted.get() + 1);
+            for v in &values {
+                let mut vars = Vars::new();
+                vars.insert("x".into(), Value::Str(v.clone()));
+                let cmd = t
+                    .render(Quoting::Shell, &vars)
+                    .map_err(|e| TestCaseError::fail(e.clone()))?;
+                for shell in ["sh", "bash"] {
+                    let _ = std::process::Command::new("timeout")
+                        .args(["5", shell, "-c", &cmd])
+                        .current_dir(dir.path())
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                    for n in 1..=8 {
+                        if m(n).exists() {
+                            let _ = std::fs::remove_file(m(n));
+                            return Err(TestCaseError::fail(format!(
+                                "{shell}: the value ran `touch m{n}` through {src:?} (rendered {cmd:?})"
+                            )));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let accepted = accepted.get();
+    eprintln!("{accepted} generated templates accepted, each run under sh and bash");
+    assert!(
+        accepted > 50,
+        "only {accepted} templates accepted: the test says little"
+    );
+}
+
+/// SQL built from pieces that matter to the lexer: comments of every kind, quotes, `;`,
+/// executable comments, and statements that change things.
+fn sql_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = proptest::sample::select(vec![
+        "SELECT 1",
+        "SELECT name FROM keep.t",
+        " ",
+        "\n",
+        ";",
+        "-- ",
+        "--",
+        "#",
+        "/*",
+        "*/",
+        "/*!",
+        "/*!50000 ",
+        "/*M!",
+        "'",
+        "\"",
+        "`",
+        "\\",
+        "DROP TABLE keep.t",
+        "INSERT INTO keep.t VALUES ('x')",
+        "DELETE FROM keep.t",
+        " INTO @v",
+        "SELECT GET_LOCK('l', 0)",
+        "UPDATE keep.t SET name = 'x'",
+        "1",
+        ",",
+        "(",
+        ")",
+        "'a;b'",
+        "SHOW TABLES",
+        "WITH w AS (SELECT 1) ",
+        "EXPLAIN ",
+        " FOR UPDATE",
+        " UNION SELECT 2",
+        "x",
+        " @v := 2",
+        "DO 1",
+    ]);
+    (
+        proptest::sample::select(vec![
+            "SELECT 1",
+            "SHOW TABLES",
+            "",
+            "WITH w AS (SELECT 1) SELECT 1",
+        ]),
+        proptest::collection::vec(piece, 0..10),
+    )
+        .prop_map(|(head, v)| format!("{head}{}", v.concat()))
+}
+
+/// Every statement the read-only classifier accepts, sent to a real MariaDB over a connection
+/// that allows multi-statements (what the old client did): the table, the session variables
+/// and the named locks are as before. The server is the oracle for the lexer.
+#[test]
+fn sql_the_classifier_calls_read_only_changes_nothing_on_mariadb() {
+    use opsdeck::runbook::read_only::sql as sql_read_only;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let db = TestMariadb::start("oracle", |_| {});
+    db.create_user("opsdeck", "oracle-pw", "ALL PRIVILEGES");
+    db.sql("CREATE DATABASE keep; CREATE TABLE keep.t (name VARCHAR(64)); INSERT INTO keep.t VALUES ('alice');");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(db.addr().port())
+        .user(Some("opsdeck"))
+        .pass(Some("oracle-pw"))
+        .prefer_socket(false);
+    let conn = std::cell::RefCell::new(rt.block_on(mysql_async::Conn::new(opts)).expect("connect"));
+    // The oracle sees a change that hides behind a first statement.
+    let mut guard = conn.borrow_mut();
+    let c = &mut *guard;
+    rt.block_on(async {
+        let mut r = c.query_iter("SELECT 1; SET @v = 5").await.expect("multi");
+        while !r.is_empty() {
+            let _ = r.collect::<mysql_async::Row>().await;
+        }
+        drop(r);
+        let v: Option<Option<i64>> = c.query_first("SELECT @v").await.expect("@v");
+        assert_eq!(v, Some(Some(5)), "multi-statements run on this connection");
+        c.query_drop("SET @v = NULL").await.expect("reset");
+    });
+    drop(guard);
+    let accepted = std::cell::Cell::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&sql_text(), |q| {
+            if sql_read_only(&q).is_err() {
+                return Ok(());
+            }
+            accepted.set(accepted.get() + 1);
+            let mut conn = conn.borrow_mut();
+            let state: (String, Option<i64>, Option<i64>) = rt.block_on(async {
+                // Errors are fine (a syntax error changes nothing); read every result set.
+                if let Ok(mut r) = conn.query_iter(q.as_str()).await {
+                    while !r.is_empty() {
+                        if r.collect::<mysql_async::Row>().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                let names: Vec<String> = conn
+                    .query("SELECT name FROM keep.t")
+                    .await
+                    .unwrap_or_default();
+                let row: Option<(Option<i64>, Option<i64>)> = conn
+                    .query_first("SELECT @v, IS_USED_LOCK('l')")
+                    .await
+                    .unwrap_or(None);
+                let (v, lock) = row.unwrap_or((None, None));
+                (names.join(","), v, lock)
+            });
+            if state != ("alice".to_owned(), None, None) {
+                return Err(TestCaseError::fail(format!(
+                    "{q:?} passed as read-only and changed the server: {state:?}"
+                )));
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let accepted = accepted.get();
+    eprintln!("{accepted} generated statements passed as read-only, each run on MariaDB");
+    assert!(
+        accepted > 50,
+        "only {accepted} statements accepted: the test says little"
+    );
 }

@@ -13,7 +13,7 @@
 //!   allowed: it changes nothing and the step's timeout bounds it.
 //! - **Redis**: the command (and for container commands the subcommand) must be in
 //!   [`REDIS_READ_ONLY`]. The list is checked against a real server's `COMMAND INFO` flags by
-//!   `tests/read_only_redis.rs`, so it cannot drift into a `write` command. `EVAL`, `FCALL`,
+//!   `tests/runbook_trust.rs`, so it cannot drift into a `write` command. `EVAL`, `FCALL`,
 //!   `KEYS` (blocks the server) and everything else not listed are changes.
 //! - **Docker**: `logs` is read-only; `restart`/`stop`/`start` change; `exec` runs a shell
 //!   command nobody can verify.

@@ -190,7 +190,7 @@ pub struct Misplaced {
     /// Byte offset of the `{{` in the template text.
     pub offset: usize,
     /// Where it stands, e.g. "inside single quotes".
-    pub place: &'static str,
+    pub place: String,
 }
 
 /// One piece of template text: a character, or a placeholder.
@@ -324,8 +324,6 @@ enum Sh {
     },
     /// `[[ … ]]` (bash): words as in code, but `-eq`/`-lt` operands are arithmetic.
     Cond,
-    /// The arguments of `let`, up to the end of the command.
-    Let,
     Single,
     /// `$'…'`
     AnsiC,
@@ -340,7 +338,9 @@ enum Sh {
         parens: usize,
     },
     /// `$[…]`
-    ArithBracket,
+    ArithBracket {
+        depth: usize,
+    },
     /// `# …` up to the end of the line.
     Comment,
 }
@@ -350,375 +350,527 @@ impl Sh {
         match self {
             Sh::Code { .. } => "in code",
             Sh::Cond => "inside [[ … ]] (bash evaluates -eq/-lt/… operands as arithmetic)",
-            Sh::Let => "in a `let` expression (evaluated as arithmetic)",
             Sh::Single => "inside single quotes",
             Sh::AnsiC => "inside $'…' quotes",
             Sh::Double => "inside double quotes",
             Sh::Backtick => "inside `…` backticks",
             Sh::Param { .. } => "inside ${…}",
-            Sh::Arith { .. } | Sh::ArithBracket => "inside an arithmetic expression",
+            Sh::Arith { .. } | Sh::ArithBracket { .. } => "inside an arithmetic expression",
             Sh::Comment => "inside a # comment",
         }
     }
+
+    fn is_code(self) -> bool {
+        matches!(self, Sh::Code { .. } | Sh::Cond)
+    }
 }
 
-/// Words after which the next word is again a command.
-const SHELL_KEYWORDS: &[&str] = &[
-    "then", "do", "else", "elif", "if", "while", "until", "time", "!", "{", "exec", "command",
-    "sudo", "env", "nice", "nohup", "timeout",
+/// Builtins and commands that run an argument as shell code or arithmetic: a value among
+/// their arguments would be code, whatever its quoting.
+const CODE_COMMANDS: &[&str] = &["eval", "let", "trap", "alias", "ssh", "watch"];
+/// Commands whose `-c` option takes a script.
+const SCRIPT_COMMANDS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "busybox", "su", "runuser", "flock",
 ];
+/// Builtins that can give a variable the integer attribute (`-i`).
+const DECLARE: &[&str] = &["declare", "typeset", "local", "readonly", "export"];
 
-#[allow(clippy::too_many_lines)]
+/// A context on the stack. Code frames keep the words of their current simple command, and
+/// the word of the enclosing frame that a `$(…)` interrupted.
+#[derive(Debug)]
+struct Frame {
+    sh: Sh,
+    words: Vec<String>,
+    outer_word: Word,
+}
+
+/// The word being read in code: its text after quote removal (expansions add nothing),
+/// whether an unquoted `[` or `=` is in it.
+#[derive(Debug, Default)]
+struct Word {
+    text: String,
+    started: bool,
+    bracket: bool,
+    assign: bool,
+}
+
+struct ShellScan<'i, 'a> {
+    items: &'i [Item<'a>],
+    i: usize,
+    stack: Vec<Frame>,
+    escaped: bool,
+    after_dollar: bool,
+    word: Word,
+    /// Some `declare -i` (or typeset/local/…) gave a variable the integer attribute.
+    integers: bool,
+    /// Here-documents announced on this line: (delimiter, strip leading tabs).
+    pending: Vec<(String, bool)>,
+    /// The here-document being read: delimiter, strip tabs, current line.
+    heredoc: Option<(String, bool, String)>,
+    out: Vec<Misplaced>,
+}
+
 fn shell_misplaced(items: &[Item<'_>]) -> Vec<Misplaced> {
-    let ch = |i: usize| match items.get(i) {
-        Some(Item::Char(c)) => Some(*c),
-        _ => None,
-    };
-    let mut out = Vec::new();
-    let flag = |out: &mut Vec<Misplaced>, name: &str, offset, place| {
-        out.push(Misplaced {
+    ShellScan {
+        items,
+        i: 0,
+        stack: vec![Frame {
+            sh: Sh::Code {
+                subst: false,
+                parens: 0,
+            },
+            words: Vec::new(),
+            outer_word: Word::default(),
+        }],
+        escaped: false,
+        after_dollar: false,
+        word: Word::default(),
+        integers: false,
+        pending: Vec::new(),
+        heredoc: None,
+        out: Vec::new(),
+    }
+    .run()
+}
+
+impl ShellScan<'_, '_> {
+    fn run(mut self) -> Vec<Misplaced> {
+        while let Some(item) = self.items.get(self.i).copied() {
+            self.i += 1;
+            if self.heredoc.is_some() {
+                self.heredoc_item(item);
+                continue;
+            }
+            match item {
+                Item::Var { name, raw, offset } => self.var(name, raw, offset),
+                Item::Char(c) => {
+                    self.after_dollar = false;
+                    self.char(c);
+                }
+            }
+        }
+        self.out
+    }
+
+    fn ch(&self, i: usize) -> Option<char> {
+        match self.items.get(i) {
+            Some(Item::Char(c)) => Some(*c),
+            _ => None,
+        }
+    }
+
+    fn top(&self) -> Sh {
+        self.stack.last().map_or(
+            Sh::Code {
+                subst: false,
+                parens: 0,
+            },
+            |f| f.sh,
+        )
+    }
+
+    fn push(&mut self, sh: Sh) {
+        let outer_word = if matches!(sh, Sh::Code { .. } | Sh::Cond) {
+            std::mem::take(&mut self.word)
+        } else {
+            Word::default()
+        };
+        self.stack.push(Frame {
+            sh,
+            words: Vec::new(),
+            outer_word,
+        });
+    }
+
+    fn pop(&mut self) {
+        if self.stack.len() <= 1 {
+            return;
+        }
+        if self.top().is_code() {
+            self.end_word();
+        }
+        if let Some(f) = self.stack.pop()
+            && f.sh.is_code()
+        {
+            // The substitution is part of the word it interrupted.
+            self.word = f.outer_word;
+            self.word.started = true;
+        }
+    }
+
+    fn flag(&mut self, name: &str, offset: usize, place: String) {
+        self.out.push(Misplaced {
             name: name.to_owned(),
             offset,
             place,
         });
-    };
-    let mut stack = vec![Sh::Code {
-        subst: false,
-        parens: 0,
-    }];
-    let mut escaped = false;
-    let mut after_dollar = false;
-    // In code: at the start of a word (`#` starts a comment), and of a command.
-    let mut word_start = true;
-    let mut cmd_pos = true;
-    let mut word = String::new();
-    let mut word_at_cmd = true;
-    // Here-documents announced on this line: (delimiter, strip leading tabs).
-    let mut pending: Vec<(String, bool)> = Vec::new();
-    // The here-document being read: delimiter, strip tabs, current line, line holds a var.
-    let mut heredoc: Option<(String, bool, String)> = None;
-    let mut i = 0;
-    while let Some(item) = items.get(i).copied() {
-        i += 1;
-        let top = stack.last().copied().unwrap_or(Sh::Code {
-            subst: false,
-            parens: 0,
-        });
-        // A here-document body: only its closing line matters.
-        if let Some((delim, strip, line)) = heredoc.as_mut() {
-            match item {
-                Item::Var { name, raw, offset } => {
-                    if !raw {
-                        flag(&mut out, name, offset, "inside a here-document");
-                    }
-                    line.push('\0');
-                }
-                Item::Char('\n') => {
-                    let l = if *strip {
-                        line.trim_start_matches('\t')
-                    } else {
-                        line.as_str()
-                    };
-                    if l == delim.as_str() {
-                        heredoc = None;
-                        if !pending.is_empty() {
-                            let (d, s) = pending.remove(0);
-                            heredoc = Some((d, s, String::new()));
-                        }
-                    } else {
-                        line.clear();
-                    }
-                }
-                Item::Char(c) => line.push(c),
-            }
-            continue;
-        }
-        let c = match item {
-            Item::Var { name, raw, offset } => {
-                let in_code = matches!(top, Sh::Code { .. });
-                if !raw {
-                    if escaped {
-                        flag(&mut out, name, offset, "right after a backslash");
-                    } else if after_dollar {
-                        flag(&mut out, name, offset, "right after `$`");
-                    } else if !in_code {
-                        flag(&mut out, name, offset, top.place());
-                    }
-                }
-                escaped = false;
-                after_dollar = false;
-                if in_code {
-                    if word.is_empty() {
-                        word_at_cmd = cmd_pos;
-                    }
-                    word_start = false;
-                    cmd_pos = false;
-                    word.push('\0');
-                }
-                continue;
-            }
-            Item::Char(c) => c,
+    }
+
+    fn heredoc_item(&mut self, item: Item<'_>) {
+        let Some((delim, strip, line)) = self.heredoc.as_mut() else {
+            return;
         };
-        let was_dollar = std::mem::take(&mut after_dollar);
+        match item {
+            Item::Var { name, raw, offset } => {
+                line.push('\0');
+                if !raw {
+                    self.flag(name, offset, "inside a here-document".to_owned());
+                }
+            }
+            Item::Char('\n') => {
+                let l = if *strip {
+                    line.trim_start_matches('\t')
+                } else {
+                    line.as_str()
+                };
+                if l == delim.as_str() {
+                    self.heredoc = None;
+                    if !self.pending.is_empty() {
+                        let (d, s) = self.pending.remove(0);
+                        self.heredoc = Some((d, s, String::new()));
+                    }
+                } else {
+                    line.clear();
+                }
+            }
+            Item::Char(c) => line.push(c),
+        }
+    }
+
+    /// Why a value in code at this point would run as code or arithmetic, if it would.
+    fn code_place(&self) -> Option<String> {
+        if self.word.bracket {
+            return Some(
+                "inside [ ] in a word (bash evaluates array subscripts as arithmetic)".to_owned(),
+            );
+        }
+        if self.integers && self.word.assign {
+            return Some(
+                "in an assignment after `declare -i` (bash evaluates it as arithmetic)".to_owned(),
+            );
+        }
+        // The simple commands of every enclosing code frame: `eval $(echo {{x}})` runs it.
+        for f in self.stack.iter().filter(|f| f.sh.is_code()) {
+            for (j, w) in f.words.iter().enumerate() {
+                let base = w.rsplit('/').next().unwrap_or(w);
+                if CODE_COMMANDS.contains(&base) {
+                    return Some(format!(
+                        "in a `{base}` command, which runs its arguments as code"
+                    ));
+                }
+                let script = w.starts_with('-') && !w.starts_with("--") && w.contains('c');
+                if script
+                    && let Some(shell) = f.words[..j].iter().find_map(|s| {
+                        let b = s.rsplit('/').next().unwrap_or(s);
+                        SCRIPT_COMMANDS.contains(&b).then_some(b)
+                    })
+                {
+                    return Some(format!("in a `{shell} -c` script"));
+                }
+            }
+        }
+        None
+    }
+
+    fn var(&mut self, name: &str, raw: bool, offset: usize) {
+        let top = self.top();
+        let place = if self.escaped {
+            Some("right after a backslash".to_owned())
+        } else if std::mem::take(&mut self.after_dollar) {
+            Some("right after `$`".to_owned())
+        } else if matches!(top, Sh::Code { .. }) {
+            self.code_place()
+        } else {
+            Some(top.place().to_owned())
+        };
+        self.escaped = false;
+        if let (Some(place), false) = (place, raw) {
+            self.flag(name, offset, place);
+        }
+        self.word.started = true;
+        self.word.text.push('\0');
+    }
+
+    fn word_char(&mut self, c: char) {
+        self.word.started = true;
+        self.word.text.push(c);
+    }
+
+    fn end_word(&mut self) {
+        let w = std::mem::take(&mut self.word);
+        if !w.started {
+            return;
+        }
+        if let Some(f) = self.stack.iter_mut().rev().find(|f| f.sh.is_code()) {
+            if w.text.starts_with('-')
+                && w.text.contains('i')
+                && f.words
+                    .last()
+                    .is_some_and(|p| DECLARE.contains(&p.as_str()))
+            {
+                self.integers = true;
+            }
+            f.words.push(w.text);
+        }
+    }
+
+    /// `;`, `&`, `|` or a newline: the simple command ends.
+    fn end_command(&mut self) {
+        self.end_word();
+        if let Some(f) = self.stack.last_mut() {
+            f.words.clear();
+        }
+    }
+
+    /// After a `$` at `self.i - 1`: opens `$(`, `$((`, `${`, `$[`, `$'` (not in double
+    /// quotes), skips a parameter name, or marks a lone `$`.
+    fn dollar(&mut self, in_double: bool) {
+        match (self.ch(self.i), self.ch(self.i + 1)) {
+            (Some('('), Some('(')) => {
+                self.push(Sh::Arith { parens: 0 });
+                self.i += 2;
+            }
+            (Some('('), _) => {
+                self.push(Sh::Code {
+                    subst: true,
+                    parens: 0,
+                });
+                self.i += 1;
+            }
+            (Some('{'), _) => {
+                self.push(Sh::Param { braces: 0 });
+                self.i += 1;
+            }
+            (Some('['), _) => {
+                self.push(Sh::ArithBracket { depth: 0 });
+                self.i += 1;
+            }
+            (Some('\''), _) if !in_double => {
+                self.push(Sh::AnsiC);
+                self.i += 1;
+            }
+            (Some(c), _) if c.is_ascii_digit() || "@*#?$!-".contains(c) => self.i += 1,
+            (Some(c), _) if c.is_ascii_alphabetic() || c == '_' => {
+                while self
+                    .ch(self.i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    self.i += 1;
+                }
+            }
+            _ => self.after_dollar = true,
+        }
+    }
+
+    fn char(&mut self, c: char) {
+        let top = self.top();
+        // Characters inside quotes of a code word are part of the word's text.
+        let in_word = self.stack.len() >= 2 && self.stack[self.stack.len() - 2].sh.is_code();
         match top {
             Sh::Comment => {
                 if c == '\n' {
-                    stack.pop();
-                    i -= 1; // the newline ends the command too
+                    self.pop();
+                    self.i -= 1; // the newline also ends the command
                 }
             }
             Sh::Single => {
                 if c == '\'' {
-                    stack.pop();
+                    self.pop();
+                } else if in_word {
+                    self.word.text.push(c);
                 }
             }
             Sh::AnsiC | Sh::Backtick => {
                 let close = if top == Sh::AnsiC { '\'' } else { '`' };
-                if escaped {
-                    escaped = false;
+                if self.escaped {
+                    self.escaped = false;
                 } else if c == '\\' {
-                    escaped = true;
+                    self.escaped = true;
                 } else if c == close {
-                    stack.pop();
+                    self.pop();
                 }
             }
-            Sh::Double | Sh::Param { .. } | Sh::Arith { .. } | Sh::ArithBracket => {
-                if escaped {
-                    escaped = false;
-                    continue;
+            Sh::Double => {
+                if self.escaped {
+                    self.escaped = false;
+                    if in_word {
+                        self.word.text.push(c);
+                    }
+                    return;
                 }
                 match c {
-                    '\\' => escaped = true,
-                    '$' => {
-                        if let Some(n) = dollar(&mut stack, ch(i), ch(i + 1)) {
-                            i += n;
-                            // Inside a new `$(`, a command starts.
-                            word_start = true;
-                            cmd_pos = true;
-                            word.clear();
+                    '\\' => self.escaped = true,
+                    '$' => self.dollar(true),
+                    '`' => self.push(Sh::Backtick),
+                    '"' => self.pop(),
+                    c if in_word => self.word.text.push(c),
+                    _ => {}
+                }
+            }
+            Sh::Param { .. } | Sh::Arith { .. } | Sh::ArithBracket { .. } => {
+                if self.escaped {
+                    self.escaped = false;
+                    return;
+                }
+                self.expansion_char(c, top);
+            }
+            Sh::Code { .. } | Sh::Cond => self.code_char(c, top),
+        }
+    }
+
+    fn expansion_char(&mut self, c: char, top: Sh) {
+        match c {
+            '\\' => self.escaped = true,
+            '$' => self.dollar(true),
+            '`' => self.push(Sh::Backtick),
+            '"' | '\'' if matches!(top, Sh::Param { .. }) => {
+                self.push(if c == '"' { Sh::Double } else { Sh::Single });
+            }
+            '{' | '}' | '(' | ')' | '[' | ']' => {
+                let next = self.ch(self.i);
+                let Some(f) = self.stack.last_mut() else {
+                    return;
+                };
+                match (&mut f.sh, c) {
+                    (Sh::Param { braces: n }, '{') | (Sh::Arith { parens: n }, '(') => *n += 1,
+                    (Sh::Param { braces }, '}') => {
+                        if *braces > 0 {
+                            *braces -= 1;
                         } else {
-                            after_dollar = true;
+                            self.pop();
                         }
                     }
-                    '`' => stack.push(Sh::Backtick),
-                    '"' if top == Sh::Double => {
-                        stack.pop();
-                    }
-                    '"' | '\'' if matches!(top, Sh::Param { .. }) => {
-                        stack.push(if c == '"' { Sh::Double } else { Sh::Single });
-                    }
-                    '{' => {
-                        if let Some(Sh::Param { braces }) = stack.last_mut() {
-                            *braces += 1;
+                    // Only `))` ends arithmetic; a lone `)` keeps it open (the shell may
+                    // re-read the whole as `$( (…) )`: staying inside refuses more, never
+                    // less).
+                    (Sh::Arith { parens }, ')') => {
+                        if *parens > 0 {
+                            *parens -= 1;
+                        } else if next == Some(')') {
+                            self.i += 1;
+                            self.pop();
                         }
                     }
-                    '}' => {
-                        if let Some(Sh::Param { braces }) = stack.last_mut() {
-                            if *braces == 0 {
-                                stack.pop();
-                            } else {
-                                *braces -= 1;
-                            }
+                    (Sh::ArithBracket { depth }, '[') => *depth += 1,
+                    (Sh::ArithBracket { depth }, ']') => {
+                        if *depth > 0 {
+                            *depth -= 1;
+                        } else {
+                            self.pop();
                         }
-                    }
-                    '(' => {
-                        if let Some(Sh::Arith { parens }) = stack.last_mut() {
-                            *parens += 1;
-                        }
-                    }
-                    ')' => {
-                        if let Some(Sh::Arith { parens }) = stack.last_mut() {
-                            if *parens == 0 {
-                                stack.pop();
-                                if ch(i) == Some(')') {
-                                    i += 1;
-                                }
-                            } else {
-                                *parens -= 1;
-                            }
-                        }
-                    }
-                    ']' if top == Sh::ArithBracket => {
-                        stack.pop();
                     }
                     _ => {}
                 }
             }
-            Sh::Code { .. } | Sh::Cond | Sh::Let => {
-                if escaped {
-                    escaped = false;
-                    word_start = false;
-                    if word.is_empty() {
-                        word_at_cmd = cmd_pos;
-                    }
-                    cmd_pos = false;
-                    word.push(c);
-                    continue;
-                }
-                let starts_word = word_start;
-                let separator = matches!(
-                    c,
-                    ' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>'
-                );
-                if separator && !word.is_empty() {
-                    // A word ended in command position: a keyword keeps the next word there,
-                    // `let` makes the rest of the command arithmetic.
-                    let w = std::mem::take(&mut word);
-                    if word_at_cmd && SHELL_KEYWORDS.contains(&w.as_str()) {
-                        cmd_pos = true;
-                    }
-                    if word_at_cmd && w == "let" && top != Sh::Let {
-                        stack.push(Sh::Let);
-                    }
-                }
-                if top == Sh::Let && matches!(c, '\n' | ';' | '&' | '|' | ')') {
-                    // The command ends: handle the character in the enclosing context.
-                    stack.pop();
-                    i -= 1;
-                    continue;
-                }
-                match c {
-                    ' ' | '\t' => word_start = true,
-                    '\n' | ';' | '&' | '|' => {
-                        word_start = true;
-                        cmd_pos = true;
-                        if c == '\n' && !pending.is_empty() {
-                            let (d, s) = pending.remove(0);
-                            heredoc = Some((d, s, String::new()));
-                        }
-                    }
-                    '\\' => {
-                        escaped = true;
-                        word_start = false;
-                    }
-                    '\'' => {
-                        stack.push(if was_dollar { Sh::AnsiC } else { Sh::Single });
-                        word_start = false;
-                        cmd_pos = false;
-                    }
-                    '"' => {
-                        stack.push(Sh::Double);
-                        word_start = false;
-                        cmd_pos = false;
-                    }
-                    '`' => {
-                        stack.push(Sh::Backtick);
-                        word_start = false;
-                        cmd_pos = false;
-                    }
-                    '#' if starts_word => stack.push(Sh::Comment),
-                    '$' => {
-                        let opened = dollar(&mut stack, ch(i), ch(i + 1));
-                        if let Some(n) = opened {
-                            i += n;
-                        } else {
-                            after_dollar = true;
-                        }
-                        // Inside a new `$(`, a command starts.
-                        let subst = matches!(
-                            stack.last(),
-                            Some(Sh::Code {
-                                subst: true,
-                                parens: 0
-                            })
-                        ) && opened.is_some();
-                        word_start = subst;
-                        cmd_pos = subst;
-                    }
-                    '(' => {
-                        if cmd_pos && ch(i) == Some('(') {
-                            stack.push(Sh::Arith { parens: 0 });
-                            i += 1;
-                        } else if let Some(Sh::Code { parens, .. }) = stack.last_mut() {
-                            *parens += 1;
-                        }
-                        word_start = true;
-                        cmd_pos = true;
-                    }
-                    ')' => {
-                        match stack.last_mut() {
-                            Some(Sh::Code {
-                                subst: true,
-                                parens: 0,
-                            }) => {
-                                stack.pop();
-                            }
-                            Some(Sh::Code { parens, .. }) => *parens = parens.saturating_sub(1),
-                            _ => {}
-                        }
-                        word_start = true;
-                        cmd_pos = true;
-                    }
-                    '<' if ch(i) == Some('<') && ch(i + 1) == Some('<') => {
-                        // A here-string: an ordinary word follows.
-                        i += 2;
-                        word_start = true;
-                    }
-                    '<' if ch(i) == Some('<') => {
-                        i += 1;
-                        let (delim, strip, used, var) = heredoc_delimiter(items, i);
-                        if let Some((name, offset)) = var {
-                            flag(&mut out, name, offset, "as a here-document delimiter");
-                        }
-                        pending.push((delim, strip));
-                        i += used;
-                        word_start = true;
-                    }
-                    '<' | '>' => word_start = true,
-                    '[' if starts_word && ch(i) == Some('[') && top != Sh::Cond => {
-                        stack.push(Sh::Cond);
-                        i += 1;
-                        word_start = false;
-                        cmd_pos = false;
-                    }
-                    ']' if starts_word && top == Sh::Cond && ch(i) == Some(']') => {
-                        stack.pop();
-                        i += 1;
-                        word_start = false;
-                    }
-                    c => {
-                        if word.is_empty() {
-                            word_at_cmd = cmd_pos;
-                        }
-                        word.push(c);
-                        word_start = false;
-                        cmd_pos = false;
-                    }
-                }
-            }
+            _ => {}
         }
     }
-    out
-}
 
-/// After a `$` whose next two characters are `a` and `b`: opens `$(`, `$((`, `${`, `$[` or
-/// `$'` and returns how many characters that consumed.
-fn dollar(stack: &mut Vec<Sh>, a: Option<char>, b: Option<char>) -> Option<usize> {
-    match (a, b) {
-        (Some('('), Some('(')) => {
-            stack.push(Sh::Arith { parens: 0 });
-            Some(2)
+    fn code_char(&mut self, c: char, top: Sh) {
+        if self.escaped {
+            self.escaped = false;
+            if c != '\n' {
+                self.word_char(c);
+            }
+            return;
         }
-        (Some('('), _) => {
-            stack.push(Sh::Code {
-                subst: true,
-                parens: 0,
-            });
-            Some(1)
+        let word_start = !self.word.started;
+        match c {
+            '\n' | ';' | '&' | '|' => {
+                self.end_command();
+                if c == '\n' && !self.pending.is_empty() {
+                    let (d, s) = self.pending.remove(0);
+                    self.heredoc = Some((d, s, String::new()));
+                }
+            }
+            '\\' => {
+                self.escaped = true;
+                self.word.started = self.word.started || self.ch(self.i) != Some('\n');
+            }
+            '\'' => {
+                self.word.started = true;
+                self.push(Sh::Single);
+            }
+            '"' => {
+                self.word.started = true;
+                self.push(Sh::Double);
+            }
+            '`' => {
+                self.word.started = true;
+                self.push(Sh::Backtick);
+            }
+            '#' if word_start => self.push(Sh::Comment),
+            '$' => {
+                self.word.started = true;
+                self.dollar(false);
+            }
+            '(' => {
+                self.end_word();
+                if self.ch(self.i) == Some('(') {
+                    // `((…))`: arithmetic (bash treats it so even where a subshell was meant).
+                    self.push(Sh::Arith { parens: 0 });
+                    self.i += 1;
+                } else if let Some(Frame {
+                    sh: Sh::Code { parens, .. },
+                    ..
+                }) = self.stack.last_mut()
+                {
+                    *parens += 1;
+                }
+            }
+            ')' => {
+                self.end_word();
+                match self.stack.last_mut() {
+                    Some(Frame {
+                        sh:
+                            Sh::Code {
+                                subst: true,
+                                parens: 0,
+                            },
+                        ..
+                    }) => self.pop(),
+                    Some(Frame {
+                        sh: Sh::Code { parens, .. },
+                        ..
+                    }) => *parens = parens.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            '<' if self.ch(self.i) == Some('<') && self.ch(self.i + 1) == Some('<') => {
+                // A here-string: an ordinary word follows.
+                self.end_word();
+                self.i += 2;
+            }
+            '<' if self.ch(self.i) == Some('<') => {
+                self.end_word();
+                self.i += 1;
+                let (delim, strip, used, var) = heredoc_delimiter(self.items, self.i);
+                if let Some((name, offset)) = var {
+                    self.flag(name, offset, "as a here-document delimiter".to_owned());
+                }
+                self.pending.push((delim, strip));
+                self.i += used;
+            }
+            // A redirection ends the word before it; its target is an ordinary word.
+            '<' | '>' | ' ' | '\t' => self.end_word(),
+            '[' if word_start && self.ch(self.i) == Some('[') && top != Sh::Cond => {
+                self.push(Sh::Cond);
+                self.i += 1;
+            }
+            ']' if word_start && top == Sh::Cond && self.ch(self.i) == Some(']') => {
+                self.i += 1;
+                self.pop();
+            }
+            '[' => {
+                self.word.bracket = true;
+                self.word_char(c);
+            }
+            '=' => {
+                self.word.assign = true;
+                self.word_char(c);
+            }
+            c => self.word_char(c),
         }
-        (Some('{'), _) => {
-            stack.push(Sh::Param { braces: 0 });
-            Some(1)
-        }
-        (Some('['), _) => {
-            stack.push(Sh::ArithBracket);
-            Some(1)
-        }
-        (Some('\''), _) => {
-            stack.push(Sh::AnsiC);
-            Some(1)
-        }
-        _ => None,
     }
 }
 
@@ -748,11 +900,10 @@ fn heredoc_delimiter<'a>(
             }
             Item::Char(c) => match quote {
                 Some(q) if c == q => quote = None,
-                Some(_) => delim.push(c),
                 None if c == '\'' || c == '"' => quote = Some(c),
                 None if c == '\\' => {}
                 None if c.is_whitespace() || ";&|<>()".contains(c) => break,
-                None => delim.push(c),
+                Some(_) | None => delim.push(c),
             },
         }
         i += 1;
@@ -791,7 +942,7 @@ fn sql_misplaced(items: &[Item<'_>]) -> Vec<Misplaced> {
                     out.push(Misplaced {
                         name: name.to_owned(),
                         offset,
-                        place,
+                        place: place.to_owned(),
                     });
                 }
                 continue;
@@ -896,15 +1047,28 @@ fn quote_value(v: &Value, q: Quoting) -> String {
 
 pub fn quote(s: &str, q: Quoting) -> String {
     match q {
-        Quoting::Shell => shlex::try_quote(s).map_or_else(
-            // Only a NUL byte makes quoting fail; no shell word can hold one.
-            |_| "''".to_owned(),
-            std::borrow::Cow::into_owned,
-        ),
+        Quoting::Shell if s.contains('\n') => {
+            // Never a raw newline in the command: bash, recovering from a syntax error earlier
+            // on the line, would read the rest of the value as new commands. One line instead:
+            // the value's lines joined back by printf (trailing newlines are dropped, as by
+            // any command substitution).
+            let lines: Vec<String> = s.split('\n').map(shell_word).collect();
+            format!("\"$(printf '%s\\n' {})\"", lines.join(" "))
+        }
+        Quoting::Shell => shell_word(s),
         Quoting::Sql => sql_literal(s),
         Quoting::Arg => s.to_owned(),
         Quoting::Url => url_encode(s),
     }
+}
+
+/// One shell word holding `s` (no newline in `s`).
+fn shell_word(s: &str) -> String {
+    shlex::try_quote(s).map_or_else(
+        // Only a NUL byte makes quoting fail; no shell word can hold one.
+        |_| "''".to_owned(),
+        std::borrow::Cow::into_owned,
+    )
 }
 
 /// An integer stays a bare integer (so `KILL {{id}}` works); anything else becomes a quoted
@@ -967,6 +1131,18 @@ mod tests {
     }
 
     #[test]
+    fn a_shell_value_never_puts_a_newline_in_the_command() {
+        let t = Template::parse("echo {{x}}").expect("parses");
+        let v = vars(&[("x", "a b\n'c'\n\ntouch /x #")]);
+        let out = t.render(Quoting::Shell, &v).expect("renders");
+        assert!(!out.contains('\n'), "{out}");
+        assert_eq!(
+            out,
+            "echo \"$(printf '%s\\n' 'a b' \"'c'\" '' 'touch /x #')\""
+        );
+    }
+
+    #[test]
     fn sql_integers_stay_bare_and_text_is_a_safe_literal() {
         let t = Template::parse("KILL {{id}}").expect("parses");
         assert_eq!(
@@ -996,7 +1172,7 @@ mod tests {
         assert!(Template::parse("a {{x y}}").is_err());
     }
 
-    fn shell_places(src: &str) -> Vec<(String, &'static str)> {
+    fn shell_places(src: &str) -> Vec<(String, String)> {
         Template::parse(src)
             .expect("parses")
             .misplaced(Quoting::Shell)
@@ -1020,6 +1196,8 @@ mod tests {
             ("echo ${{x}}", "right after `$`"),
             ("echo ${v:-{{x}}}", "inside ${…}"),
             ("echo $(( {{x}} + 1 ))", "inside an arithmetic expression"),
+            ("echo $(($()){{x}}))", "inside an arithmetic expression"),
+            ("echo $[a[1]{{x}}]", "inside an arithmetic expression"),
             (
                 "(( {{x}} > 1 )) && echo big",
                 "inside an arithmetic expression",
@@ -1030,7 +1208,41 @@ mod tests {
             ),
             (
                 "let n={{x}}+1",
-                "in a `let` expression (evaluated as arithmetic)",
+                "in a `let` command, which runs its arguments as code",
+            ),
+            (
+                "$none let n={{x}}",
+                "in a `let` command, which runs its arguments as code",
+            ),
+            (
+                "l'et' n={{x}}",
+                "in a `let` command, which runs its arguments as code",
+            ),
+            (
+                "eval echo {{x}}",
+                "in a `eval` command, which runs its arguments as code",
+            ),
+            (
+                "eval $(echo {{x}})",
+                "in a `eval` command, which runs its arguments as code",
+            ),
+            (
+                "true && trap {{x}} EXIT",
+                "in a `trap` command, which runs its arguments as code",
+            ),
+            (
+                "ssh db1 cat {{x}}",
+                "in a `ssh` command, which runs its arguments as code",
+            ),
+            ("/bin/bash -c {{x}}", "in a `bash -c` script"),
+            ("sh -ec {{x}}", "in a `sh -c` script"),
+            (
+                "a[{{x}}]=1",
+                "inside [ ] in a word (bash evaluates array subscripts as arithmetic)",
+            ),
+            (
+                "declare -i n; n={{x}}",
+                "in an assignment after `declare -i` (bash evaluates it as arithmetic)",
             ),
             ("echo $'{{x}}'", "inside $'…' quotes"),
             (
@@ -1062,7 +1274,9 @@ mod tests {
             "echo 'it''s' {{x}} 'a\\' {{x}}",
             "echo \"a\\\"b\" {{x}}",
             "[ {{x}} -eq 1 ] && echo one",
-            "grep let {{x}}",
+            "grep -e pattern {{x}}",
+            "echo eval; echo {{x}}",
+            "n={{x}}; sh -c 'echo \"$1\"' sh \"$n\"",
             "cat <<< {{x}}",
             "cat <<EOF\nbody\nEOF\necho {{x}}",
             "case \"$out\" in PONG|NOAUTH*) echo {{x}};; *) echo \"down\";; esac",
@@ -1078,7 +1292,7 @@ mod tests {
 
     #[test]
     fn sql_placeholders_in_literals_identifiers_and_comments_are_found() {
-        let places = |src: &str| -> Vec<&'static str> {
+        let places = |src: &str| -> Vec<String> {
             Template::parse(src)
                 .expect("parses")
                 .misplaced(Quoting::Sql)
