@@ -465,6 +465,17 @@ fn shell_diagnose_steps_count_as_changes_unless_the_author_vouches() {
         e.contains("`read_only` only applies to diagnose, check and wait steps"),
         "{e}"
     );
+    // A vouch covers what is written, not `{{raw x}}` text that comes at run time.
+    let text = step(
+        "diagnose",
+        "app1",
+        "shell = \"echo {{raw x}}\"\nread_only = true",
+    );
+    let e = errors(&text).join("\n");
+    assert!(
+        e.contains("rb/t.toml:11:13: step `a`: `read_only = true` cannot vouch for `{{raw x}}`"),
+        "{e}"
+    );
     // Read-only SQL and Redis need no mark.
     let (rb, _) = load(&step("diagnose", "db1", "sql = \"SHOW SLAVE STATUS\"")).expect("valid");
     assert!(!rb.steps[0].changes());

@@ -262,6 +262,13 @@ async fn sql_injection_neither_through_quotes_nor_through_a_diagnose_step_drops_
     );
     let rows: Vec<String> = conn.exec(q, p).await.expect("runs as one statement");
     assert!(rows.is_empty(), "{rows:?}");
+    vars.insert("n".into(), Value::Str("1".into()));
+    let (q, p) = exec("SELECT name FROM keep.t LIMIT {{n}}", &vars);
+    let limited: Vec<String> = conn
+        .exec(q, p)
+        .await
+        .expect("LIMIT takes a string parameter");
+    assert_eq!(limited, vec!["alice".to_owned()]);
     let (q, p) = exec("SELECT name FROM keep.t WHERE name IN ({{names}})", &vars);
     let rows: Vec<String> = conn.exec(q, p).await.expect("list");
     assert_eq!(rows, vec!["alice".to_owned()]);

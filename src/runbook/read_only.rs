@@ -57,17 +57,21 @@ pub enum Verdict {
 /// Classifies an executor. `vouched` is the runbook's `read_only = true`, which only counts
 /// for commands nobody can verify (shell, docker exec).
 pub fn executor(x: &Executor, vouched: bool) -> Verdict {
-    let unverifiable = if vouched {
-        Verdict::ReadOnly
-    } else {
-        Verdict::Unverifiable
+    // A vouch covers the command as written, not text inserted by `{{raw x}}` at run time.
+    let unverifiable = |t: Option<&super::Template>| {
+        if vouched && t.is_none_or(|t| t.vars().iter().all(|v| !v.raw)) {
+            Verdict::ReadOnly
+        } else {
+            Verdict::Unverifiable
+        }
     };
     match x {
-        Executor::Shell(_)
-        | Executor::Docker {
+        Executor::Shell(t) => unverifiable(Some(t)),
+        Executor::Docker {
             action: DockerAction::Exec,
+            command,
             ..
-        } => unverifiable,
+        } => unverifiable(command.as_ref()),
         Executor::Sql(t) => match sql(&t.source) {
             Ok(()) => Verdict::ReadOnly,
             Err(e) => Verdict::Changes(e),
@@ -1112,6 +1116,20 @@ mod tests {
         let e = sql("/**/KILL 5").expect_err("kill");
         assert_eq!(e.offset, 4);
         assert!(e.reason.contains("KILL"), "{e}");
+    }
+
+    #[test]
+    fn a_vouch_covers_shell_as_written_never_raw_text() {
+        let shell = |src: &str| Executor::Shell(super::super::Template::parse(src).expect("t"));
+        assert_eq!(
+            executor(&shell("df -P {{m}}"), false),
+            Verdict::Unverifiable
+        );
+        assert_eq!(executor(&shell("df -P {{m}}"), true), Verdict::ReadOnly);
+        assert_eq!(
+            executor(&shell("df -P {{raw m}}"), true),
+            Verdict::Unverifiable
+        );
     }
 
     #[test]

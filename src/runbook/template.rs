@@ -163,7 +163,9 @@ impl Template {
     }
 
     /// Like [`Template::render`], but an undefined variable shows as `<name>` (dry runs show
-    /// what is known before the steps that capture the rest have run).
+    /// what is known before the steps that capture the rest have run). For display only:
+    /// never execute its result (`<name>` is a shell redirection); an undefined variable at
+    /// run time fails the step.
     pub fn render_lenient(&self, q: Quoting, vars: &Vars) -> String {
         let mut out = String::new();
         for p in &self.parts {

@@ -292,6 +292,16 @@ impl Validator<'_> {
                     None,
                 );
             }
+            if d.secret
+                && let Some(default) = &d.default
+                && !default.is_empty()
+            {
+                self.warn(
+                    def.span(),
+                    format!("secret input `{name}` has a default: it sits in the runbook file in clear"),
+                    Some("leave the default out and pass it with --var, or prompt for it in the console"),
+                );
+            }
             defined.insert(name.clone());
             inputs.push(Input {
                 name: name.clone(),
@@ -406,7 +416,7 @@ impl Validator<'_> {
                     let at = self.string_pos(span, src, m.offset);
                     let hint = match q {
                         Quoting::Sql => format!(
-                            "write {{{{{}}}}} bare, without quotes: opsdeck sends it as a bound parameter, never as SQL text",
+                            "write {{{{{0}}}}} bare, without quotes: opsdeck sends it as a bound parameter, never as SQL text (inside a pattern: CONCAT('%', {{{{{0}}}}}, '%'))",
                             m.name
                         ),
                         _ => format!(
@@ -915,6 +925,19 @@ impl Validator<'_> {
             }
         }
         if let Some(v) = &d.read_only
+            && exec.is_none()
+            && matches!(
+                d.kind,
+                StepKind::Diagnose | StepKind::Check | StepKind::Wait
+            )
+        {
+            self.err(
+                v.span(),
+                "`read_only` vouches for a shell command, and this step runs none",
+                Some("remove `read_only`"),
+            );
+        }
+        if let Some(v) = &d.read_only
             && matches!(d.kind, StepKind::Action | StepKind::Manual)
         {
             self.err(
@@ -1001,6 +1024,19 @@ impl Validator<'_> {
                     x.kind()
                 ),
                 Some("remove `read_only`"),
+            );
+        }
+        if let Some(v) = vouch
+            && vouched
+            && let Some(raw) = x.templates().iter().flat_map(|t| t.vars()).find(|u| u.raw)
+        {
+            self.err(
+                v.span(),
+                format!(
+                    "`read_only = true` cannot vouch for `{{{{raw {}}}}}`: its text comes at run time",
+                    raw.name
+                ),
+                Some("write the value bare ({{x}}), or make the step an action"),
             );
         }
         let guard = what == "guard";
