@@ -515,3 +515,23 @@ fn non_ascii_text_anywhere_is_an_error_or_fine_never_a_panic() {
         "{e:?}"
     );
 }
+
+#[test]
+fn secret_inputs_are_marked_and_a_default_in_clear_is_a_warning() {
+    let text = format!(
+        "{HEAD}[inputs.pw]\nsecret = true\n[inputs.token]\nsecret = true\ndefault = \"hunter2\"\n[inputs.dir]\ndefault = \"/\"\n[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"manual\"\n"
+    );
+    let (rb, warnings) = load_str(&text, Path::new("rb/t.toml"), None).expect("valid");
+    let secret: Vec<(&str, bool)> = rb
+        .inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.secret))
+        .collect();
+    assert_eq!(secret, vec![("pw", true), ("token", true), ("dir", false)]);
+    let w: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("rb/t.toml:5:1: warning: secret input `token` has a default"),
+        "{w:?}"
+    );
+}
