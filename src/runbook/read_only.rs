@@ -139,6 +139,10 @@ pub const SQL_FUNCTIONS: &[&str] = &[
     "VAR_POP",
     "VAR_SAMP",
     "CUME_DIST",
+    "ANY_VALUE",
+    "MEDIAN",
+    "PERCENTILE_CONT",
+    "PERCENTILE_DISC",
     // numbers
     "ABS",
     "CEIL",
@@ -290,6 +294,10 @@ pub const SQL_FUNCTIONS: &[&str] = &[
     "WEEKOFYEAR",
     "YEAR",
     "YEARWEEK",
+    "CONVERT_TZ",
+    "TO_CHAR",
+    "PERIOD_ADD",
+    "PERIOD_DIFF",
     // JSON
     "JSON_ARRAY",
     "JSON_CONTAINS",
@@ -305,6 +313,21 @@ pub const SQL_FUNCTIONS: &[&str] = &[
     "JSON_VALID",
     "JSON_VALUE",
     "JSON_TABLE",
+    "JSON_SEARCH",
+    "JSON_OVERLAPS",
+    "JSON_PRETTY",
+    "JSON_DETAILED",
+    "JSON_SET",
+    "JSON_INSERT",
+    "JSON_REPLACE",
+    "JSON_REMOVE",
+    "JSON_ARRAY_APPEND",
+    "JSON_ARRAY_INSERT",
+    "JSON_MERGE",
+    "JSON_MERGE_PATCH",
+    "JSON_MERGE_PRESERVE",
+    "JSON_COMPACT",
+    "JSON_LOOSE",
     // the session and the server
     "CONNECTION_ID",
     "CURRENT_ROLE",
@@ -321,6 +344,11 @@ pub const SQL_FUNCTIONS: &[&str] = &[
     "IS_FREE_LOCK",
     "IS_USED_LOCK",
     "SLEEP",
+    "BINLOG_GTID_POS",
+    "GTID_SUBSET",
+    "GTID_SUBTRACT",
+    "SFORMAT",
+    "NATURAL_SORT_KEY",
     // type names written with a length (CAST(x AS DECIMAL(10,2)), CHAR(n))
     "BINARY",
     "CHAR",
@@ -1055,6 +1083,43 @@ mod tests {
             "SELECT 'it''s', 'back\\'slash' FROM t",
             "SELECT SLEEP(1)",
             "SELECT 1e-5, .5, 0x1F, 2.5e3",
+        ] {
+            assert!(ro(s), "{s}: {:?}", sql(s));
+        }
+    }
+
+    #[test]
+    fn diagnose_queries_people_write_are_read_only() {
+        for s in [
+            "SHOW FULL PROCESSLIST",
+            "SHOW ENGINE INNODB STATUS",
+            "SHOW GLOBAL VARIABLES LIKE 'max%'",
+            "SHOW REPLICA STATUS",
+            "SELECT @@global.read_only, @@gtid_current_pos",
+            "SELECT * FROM information_schema.INNODB_TRX",
+            "SELECT COUNT(*) FROM t WHERE created_at > NOW() - INTERVAL 1 HOUR",
+            "SELECT table_schema, ROUND(SUM(data_length + index_length) / 1024 / 1024, 1) AS mb \
+             FROM information_schema.tables GROUP BY table_schema ORDER BY mb DESC LIMIT 10",
+            "SELECT IF(a > 1, 'x', 'y'), COALESCE(a, b), NULLIF(a, 0), a DIV 2, a MOD 2 FROM t",
+            "SELECT GROUP_CONCAT(DISTINCT x ORDER BY x SEPARATOR ',') FROM t",
+            "SELECT CAST(x AS UNSIGNED), CAST(y AS CHAR(10)), CONVERT(z USING utf8mb4) FROM t",
+            "SELECT TIMESTAMPDIFF(SECOND, a, NOW(6)), UNIX_TIMESTAMP() - UNIX_TIMESTAMP(ts) FROM t",
+            "SELECT * FROM t USE INDEX (i) WHERE x IN (SELECT y FROM u) AND EXISTS (SELECT 1)",
+            "SELECT a FROM t1 JOIN t2 USING (id) WHERE b LIKE 'x!%' ESCAPE '!'",
+            "SELECT ROW_NUMBER() OVER (PARTITION BY a ORDER BY b) FROM t",
+            "SELECT a, COUNT(*) OVER w FROM t WINDOW w AS (PARTITION BY a)",
+            "SELECT SUM(CASE WHEN a THEN 1 ELSE 0 END), COUNT(DISTINCT b) FROM t",
+            "SELECT TRIM(BOTH 'x' FROM y), SUBSTRING(x FROM 2 FOR 3), POSITION('a' IN x) FROM t",
+            "SELECT JSON_UNQUOTE(JSON_EXTRACT(doc, '$.a')) FROM t",
+            "SELECT 1 FROM DUAL",
+            "SELECT VERSION(), USER(), DATABASE(), CONNECTION_ID()",
+            "EXPLAIN FORMAT=JSON SELECT * FROM t",
+            "EXPLAIN EXTENDED SELECT * FROM t",
+            "DESCRIBE mysql.user",
+            "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5), \
+             m AS (SELECT 2) SELECT * FROM n, m",
+            "SELECT Id FROM information_schema.PROCESSLIST WHERE Command = 'Sleep' \
+             AND Time >= {{t}} AND User LIKE CONCAT('%', {{u}}, '%') AND Id IN ({{ids}})",
         ] {
             assert!(ro(s), "{s}: {:?}", sql(s));
         }
