@@ -31,6 +31,7 @@ title = "Is the marker there?"
 kind = "diagnose"
 target = { selector = "app", pick = "first" }
 shell = "ls -l {{marker}} 2>&1 || true"
+read_only = true
 explain = "Read-only: runs without asking."
 
 [[steps]]
@@ -48,6 +49,7 @@ title = "The marker exists"
 kind = "check"
 target = { selector = "app", pick = "first" }
 shell = "test -f {{marker}} && echo present"
+read_only = true
 expect = { regex = "present" }
 "#;
 

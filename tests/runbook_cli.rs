@@ -130,6 +130,7 @@ title = "look"
 kind = "diagnose"
 target = {{ selector = "here" }}
 shell = "echo secret is $OPSDECK_TEST_CANARY; echo used 42%"
+read_only = true
 capture = {{ var = "used", regex = "used ([0-9]+)%" }}
 [[steps]]
 id = "touch"
@@ -144,6 +145,7 @@ title = "marker exists"
 kind = "check"
 target = {{ selector = "here" }}
 shell = "test -e {{{{marker}}}}"
+read_only = true
 expect = {{ exit = 0 }}
 "#,
             marker.display()
@@ -307,6 +309,7 @@ title = "first"
 kind = "diagnose"
 target = {{ selector = "here" }}
 shell = "echo ok"
+read_only = true
 [[steps]]
 id = "slow-action"
 title = "slow action"
@@ -321,6 +324,7 @@ title = "after"
 kind = "diagnose"
 target = {{ selector = "here" }}
 shell = "echo after"
+read_only = true
 "#,
             count = count.display(),
             started = started.display()
@@ -489,6 +493,7 @@ title = "a diagnosis"
 kind = "diagnose"
 target = {{ selector = "here" }}
 shell = "{w1}"
+read_only = true
 timeout = "120s"
 [[steps]]
 id = "act-one"
@@ -503,6 +508,7 @@ title = "after the first action"
 kind = "diagnose"
 target = {{ selector = "here" }}
 shell = "{w2}"
+read_only = true
 timeout = "120s"
 [[steps]]
 id = "act-two"
@@ -518,6 +524,7 @@ title = "both actions ran once"
 kind = "check"
 target = {{ selector = "here" }}
 shell = "cat {log}"
+read_only = true
 expect = {{ regex = "^one\ntwo\n?$" }}
 "#,
             w1 = wait_gate(1),

@@ -57,6 +57,7 @@ title = "connections below limit"
 kind = "check"
 target = { selector = "db:primary" }
 shell = "echo used=12"
+read_only = true
 capture = { var = "used", regex = "used=([0-9]+)" }
 expect = { capture = "used", op = "<", value = 80 }
 "#;
@@ -177,9 +178,9 @@ fn approve_all_runs_diagnosis_action_per_captured_item_and_verification() {
     assert_eq!(
         commands(&run),
         vec![
-            "sql> SELECT Id FROM information_schema.PROCESSLIST WHERE Command = 'Sleep' AND Time > 60",
-            "sql> KILL 5",
-            "sql> KILL 7",
+            "sql> SELECT Id FROM information_schema.PROCESSLIST WHERE Command = 'Sleep' AND Time > '60'",
+            "sql> KILL '5'",
+            "sql> KILL '7'",
             "$ echo used=12",
         ]
     );
@@ -257,7 +258,7 @@ fn dry_run_shows_every_resolved_command_and_requests_nothing() {
         })
         .collect();
     assert_eq!(would[0].0, "db1");
-    assert!(would[0].1.ends_with("Time > 60"), "{would:?}");
+    assert!(would[0].1.ends_with("Time > '60'"), "{would:?}");
     // With diagnosis allowed, the capture feeds the rendered action.
     let mut e = engine(
         KILL_IDLE,
@@ -281,7 +282,7 @@ fn dry_run_shows_every_resolved_command_and_requests_nothing() {
             _ => None,
         })
         .collect();
-    assert_eq!(kills, vec!["sql> KILL 5", "sql> KILL 7"]);
+    assert_eq!(kills, vec!["sql> KILL '5'", "sql> KILL '7'"]);
 }
 
 const PROMOTE: &str = r#"
@@ -530,7 +531,7 @@ fn resume_with_an_unknown_action_never_reruns_it_silently() {
         ..headless("all")
     });
     let run = run_with(&mut e, &mut lab_world);
-    assert_eq!(commands(&run), vec!["sql> KILL 9", "$ echo used=12"]);
+    assert_eq!(commands(&run), vec!["sql> KILL '9'", "$ echo used=12"]);
     // Interactive: asks.
     let mut e = make(Options::default());
     let run = run_with(&mut e, &mut lab_world);
@@ -767,6 +768,7 @@ title = "find the path"
 kind = "diagnose"
 target = { selector = "app1" }
 shell = "echo nothing here"
+read_only = true
 capture = { var = "path", regex = "path=(.+)" }
 on_failure = "continue"
 [[steps]]
@@ -810,7 +812,8 @@ fn one_confirmation_covers_and_lists_every_unit_of_a_foreach() {
         panic!("awaiting the confirmation");
     };
     assert_eq!(covers.len(), 28);
-    assert_eq!(covers[27].command, "sql> KILL 28");
+    // Values are bound parameters (strings), and shown as the server receives them.
+    assert_eq!(covers[27].command, "sql> KILL '28'");
     assert_eq!(covers[27].item.as_deref(), Some("28"));
     pump(
         &mut e,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use opsdeck::inventory;
-use opsdeck::runbook::{HealthState, RunbookError, load_dir, load_str};
+use opsdeck::runbook::{HealthState, RunbookError, StepKind, load_dir, load_str};
 use proptest::prelude::*;
 
 fn inv() -> inventory::Inventory {
@@ -22,7 +22,7 @@ fn every_shipped_runbook_validates_against_the_lab_shaped_inventory() {
     let loaded = load_dir(Path::new(&dir), Some(&inv)).expect("runbooks dir readable");
     let mut ids = Vec::new();
     for (path, r) in loaded {
-        let (rb, _warnings) = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (rb, warnings) = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!rb.steps.is_empty(), "{}", rb.id);
         assert!(
             !rb.triggers.is_empty(),
@@ -31,10 +31,26 @@ fn every_shipped_runbook_validates_against_the_lab_shaped_inventory() {
         );
         assert!(rb.rto.is_some(), "{} has an RTO", rb.id);
         for s in &rb.steps {
+            // Every diagnose, check and wait step is read-only: by the allowlist, or reviewed
+            // and marked `read_only = true` (shell). Only actions change things.
+            assert_eq!(
+                s.changes(),
+                s.kind == StepKind::Action,
+                "{}/{}: only actions change things",
+                rb.id,
+                s.id
+            );
             if s.changes() {
                 assert!(s.confirm.is_some(), "{}/{}", rb.id, s.id);
             }
         }
+        assert!(
+            warnings
+                .iter()
+                .all(|w| !w.to_string().contains("cannot be verified read-only")),
+            "{}: {warnings:?}",
+            rb.id
+        );
         ids.push(rb.id);
     }
     for want in [
@@ -167,8 +183,10 @@ fn diagnose_steps_that_change_things_and_sql_on_hosts_without_mysql_are_refused(
         "{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"diagnose\"\ntarget = {{ selector = \"cache:master\" }}\nredis = [\"FLUSHALL\"]\n"
     ));
     assert!(
-        e.iter()
-            .any(|x| x.contains("diagnose step runs Redis `FLUSHALL`")),
+        e.iter().any(|x| x.starts_with(
+            "rb/t.toml:8:9: step `a`: diagnose step runs a Redis command that is not read-only: \
+             Redis `FLUSHALL` is not on the read-only command list"
+        )),
         "{e:?}"
     );
     let e = errors(&format!(
@@ -195,4 +213,325 @@ proptest! {
         let mangled = format!("{}{junk}{}", &text[..cut], &text[cut..]);
         let _ = load_str(&mangled, Path::new("db-failover.toml"), Some(&inv()));
     }
+}
+
+/// A runbook with input `x` and one step; its executor is on line 11 for actions (they carry
+/// `confirm`), line 10 otherwise.
+fn step(kind: &str, target: &str, exec: &str) -> String {
+    format!(
+        "{HEAD}[inputs.x]\ndefault = \"1\"\n[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"{kind}\"\n{}target = {{ selector = \"{target}\" }}\n{exec}\n",
+        if kind == "action" {
+            "confirm = \"yes\"\n"
+        } else {
+            ""
+        }
+    )
+}
+
+#[test]
+fn placeholders_inside_quotes_are_refused_at_their_own_position() {
+    for (target, exec, col, place) in [
+        (
+            "app1",
+            "shell = \"echo '{{x}}'\"",
+            16,
+            "inside single quotes",
+        ),
+        (
+            "app1",
+            "shell = \"echo \\\"{{x}}\\\"\"",
+            17,
+            "inside double quotes",
+        ),
+        (
+            "app1",
+            "shell = 'echo \"$(cat {{x}})\" `cat {{x}}`'",
+            35,
+            "inside `…` backticks",
+        ),
+        // An escaped quote: the column counts the escape's six characters.
+        (
+            "app1",
+            "shell = \"echo \\u0027{{x}}\\u0027\"",
+            21,
+            "inside single quotes",
+        ),
+        (
+            "app1",
+            "shell = \"df {{x}} # {{x}}\"",
+            21,
+            "inside a # comment",
+        ),
+        (
+            "db1",
+            "sql = \"SELECT Id FROM t WHERE user LIKE '{{x}}'\"",
+            42,
+            "inside a '…' string literal",
+        ),
+        (
+            "db1",
+            "sql = \"SELECT `{{x}}` FROM t\"",
+            16,
+            "inside a `…` identifier",
+        ),
+        (
+            "app1",
+            "docker = { action = \"exec\", command = \"sh -c '{{x}}'\" }",
+            47,
+            "inside single quotes",
+        ),
+    ] {
+        let e = errors(&step("action", target, exec)).join("\n");
+        let want = format!(
+            "rb/t.toml:11:{col}: step `a`: `{{{{x}}}}` is written {place}: a value could break out"
+        );
+        assert!(e.contains(&want), "{exec}\nwant {want}\ngot:\n{e}");
+        assert!(
+            e.contains("hint: write {{x}} bare"),
+            "{exec}: the hint says what to do:\n{e}"
+        );
+    }
+    // A multi-line basic string with an escape and a line-ending backslash: the exact line
+    // and column in the file.
+    let e = errors(&step(
+        "action",
+        "app1",
+        "shell = \"\"\"\nset -e\necho start \\\n   && printf '%s\\n' '{{x}}'\"\"\"",
+    ))
+    .join("\n");
+    assert!(
+        e.contains("rb/t.toml:14:22: step `a`: `{{x}}` is written inside single quotes"),
+        "{e}"
+    );
+    // A multi-line literal string.
+    let e = errors(&step(
+        "action",
+        "db1",
+        "sql = '''\nSELECT 1\nFROM t WHERE a = \"{{x}}\"'''",
+    ))
+    .join("\n");
+    assert!(
+        e.contains("rb/t.toml:13:19: step `a`: `{{x}}` is written inside a \"…\" string literal"),
+        "{e}"
+    );
+    // Bare placeholders, and raw ones (which only warn), pass.
+    for (target, exec) in [
+        (
+            "app1",
+            "shell = \"echo {{x}} '{{raw x}}' \\\"$(cat {{x}})\\\"\"",
+        ),
+        (
+            "db1",
+            "sql = \"SELECT Id FROM t WHERE user LIKE {{x}} AND a IN ({{x}}) -- '{{raw x}}'\"",
+        ),
+    ] {
+        assert_eq!(
+            errors(&step("action", target, exec)),
+            Vec::<String>::new(),
+            "{exec}"
+        );
+    }
+}
+
+#[test]
+fn diagnose_steps_and_guards_must_be_read_only_by_the_allowlist() {
+    for (kind, exec, col, why) in [
+        (
+            "diagnose",
+            "sql = \"SELECT 1; DROP TABLE t\"",
+            18,
+            "more than one statement",
+        ),
+        (
+            "diagnose",
+            "sql = \"/**/KILL 1\"",
+            12,
+            "`KILL` is not a read-only statement",
+        ),
+        (
+            "diagnose",
+            "sql = \"/*!KILL 1*/\"",
+            11,
+            "`KILL` is not a read-only statement",
+        ),
+        (
+            "check",
+            "sql = \"CALL p()\"",
+            8,
+            "`CALL` is not a read-only statement",
+        ),
+        (
+            "wait",
+            "sql = \"SELECT * INTO OUTFILE '/tmp/x' FROM t\"",
+            17,
+            "`INTO` writes",
+        ),
+        (
+            "diagnose",
+            "sql = \"SELECT GET_LOCK('x', 1)\"",
+            15,
+            "`GET_LOCK()` takes a named lock",
+        ),
+        (
+            "diagnose",
+            "redis = [\"EVAL\", \"return 1\", \"0\"]",
+            9,
+            "Redis `EVAL` is not on the read-only command list",
+        ),
+        (
+            "diagnose",
+            "redis = [\"ACL\", \"SETUSER\", \"x\"]",
+            9,
+            "Redis `ACL` is not on the read-only command list",
+        ),
+        (
+            "diagnose",
+            "redis = [\"INCR\", \"k\"]",
+            9,
+            "Redis `INCR` is not on the read-only command list",
+        ),
+        (
+            "diagnose",
+            "redis = [\"CONFIG\", \"SET\", \"maxmemory\", \"1\"]",
+            9,
+            "Redis `CONFIG SET` is not on the read-only command list",
+        ),
+    ] {
+        let target = if exec.starts_with("redis") {
+            "cache:master"
+        } else {
+            "db1"
+        };
+        let e = errors(&step(kind, target, exec)).join("\n");
+        assert!(
+            e.contains(&format!("rb/t.toml:10:{col}: step `a`: {kind} step runs ")),
+            "{exec}: position\n{e}"
+        );
+        assert!(e.contains(why), "{exec}: reason {why:?}\n{e}");
+        assert!(e.contains("hint: make it kind = \"action\""), "{exec}\n{e}");
+    }
+    // A guard that writes is refused too.
+    let e = errors(&step(
+        "action",
+        "db1",
+        "sql = \"STOP SLAVE\"\nguards = [{ sql = \"SELECT 1; DROP TABLE t\", expect = { regex = \"1\" } }]",
+    ))
+    .join("\n");
+    assert!(
+        e.contains(
+            "rb/t.toml:12:30: step `a`: guard runs SQL that is not read-only: more than one statement"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn shell_diagnose_steps_count_as_changes_unless_the_author_vouches() {
+    let load = |text: &str| load_str(text, Path::new("rb/t.toml"), Some(&inv()));
+    let text = step("diagnose", "app1", "shell = \"uptime\"");
+    let (rb, warnings) = load(&text).expect("valid, with a warning");
+    assert!(rb.steps[0].changes(), "unverified shell counts as a change");
+    let w: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        w.iter().any(|w| w.starts_with(
+            "rb/t.toml:10:9: warning: step `a`: diagnose step runs a shell command, which cannot be verified read-only"
+        )),
+        "{w:?}"
+    );
+    let vouched = step("diagnose", "app1", "shell = \"uptime\"\nread_only = true");
+    let (rb, warnings) = load(&vouched).expect("valid");
+    assert!(!rb.steps[0].changes());
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // SQL is judged by the allowlist: the author cannot vouch for it; actions cannot be marked.
+    let e = errors(&step(
+        "diagnose",
+        "db1",
+        "sql = \"SELECT 1\"\nread_only = true",
+    ))
+    .join("\n");
+    assert!(
+        e.contains(
+            "rb/t.toml:11:13: step `a`: `read_only` vouches only for shell and docker exec commands"
+        ),
+        "{e}"
+    );
+    let e = errors(&step(
+        "action",
+        "app1",
+        "shell = \"true\"\nread_only = true",
+    ))
+    .join("\n");
+    assert!(
+        e.contains("`read_only` only applies to diagnose, check and wait steps"),
+        "{e}"
+    );
+    // A vouch covers what is written, not `{{raw x}}` text that comes at run time.
+    let text = step(
+        "diagnose",
+        "app1",
+        "shell = \"echo {{raw x}}\"\nread_only = true",
+    );
+    let e = errors(&text).join("\n");
+    assert!(
+        e.contains("rb/t.toml:11:13: step `a`: `read_only = true` cannot vouch for `{{raw x}}`"),
+        "{e}"
+    );
+    // Read-only SQL and Redis need no mark.
+    let (rb, _) = load(&step("diagnose", "db1", "sql = \"SHOW SLAVE STATUS\"")).expect("valid");
+    assert!(!rb.steps[0].changes());
+    let (rb, _) = load(&step(
+        "check",
+        "cache:master",
+        "redis = [\"PING\"]\nexpect = { regex = \"PONG\" }",
+    ))
+    .expect("valid");
+    assert!(!rb.steps[0].changes());
+}
+
+#[test]
+fn non_ascii_text_anywhere_is_an_error_or_fine_never_a_panic() {
+    // `disk.é` used to panic slicing inside "é" (and stopped the console from starting).
+    for check in ["disk.é", "é", "*é", "é*", "disk.*é", "€*"] {
+        let text = format!(
+            "{HEAD}rto = \"5m\"\ntriggers = [{{ check = \"{check}\", state = \"warning\" }}]\n[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"manual\"\n"
+        );
+        let _ = errors(&text);
+    }
+    let e = errors(&format!(
+        "{HEAD}triggers = [{{ check = \"dé*sk*é\", state = \"warning\" }}]\n[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"manual\"\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("rb/t.toml:3:23: trigger check \"dé*sk*é\"")),
+        "{e:?}"
+    );
+    // A bad condition in a string with an escape points at the character.
+    let e = errors(&format!(
+        "{HEAD}[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"manual\"\nwhen = \"a == '\\u00e9' ~ 1\"\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("rb/t.toml:7:23: step `a`: bad condition")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn secret_inputs_are_marked_and_a_default_in_clear_is_a_warning() {
+    let text = format!(
+        "{HEAD}[inputs.pw]\nsecret = true\n[inputs.token]\nsecret = true\ndefault = \"hunter2\"\n[inputs.dir]\ndefault = \"/\"\n[[steps]]\nid = \"a\"\ntitle = \"a\"\nkind = \"manual\"\n"
+    );
+    let (rb, warnings) = load_str(&text, Path::new("rb/t.toml"), None).expect("valid");
+    let secret: Vec<(&str, bool)> = rb
+        .inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.secret))
+        .collect();
+    assert_eq!(secret, vec![("pw", true), ("token", true), ("dir", false)]);
+    let w: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("rb/t.toml:5:1: warning: secret input `token` has a default"),
+        "{w:?}"
+    );
 }

@@ -1595,6 +1595,14 @@ impl Engine {
     /// What a person is shown: every value quoted inline, an undefined one as `<name>`.
     fn render_display(&self, x: &Executor, unit: &Unit) -> Rendered {
         let v = self.unit_vars(unit);
+        if let Executor::Sql(t) = x {
+            let display = t.render_sql_display(&v);
+            return Rendered::Sql {
+                query: display.clone(),
+                params: Vec::new(),
+                display,
+            };
+        }
         match Self::render_with(x, &|t, q| Ok(t.render_lenient(q, &v))) {
             Ok(r) => r,
             // Lenient rendering has no error to give.
@@ -1610,7 +1618,7 @@ impl Engine {
             return Ok(Rendered::Sql {
                 query,
                 params,
-                display: t.render_lenient(Quoting::Sql, &v),
+                display: t.render_sql_display(&v),
             });
         }
         Self::render_with(x, &|t, q| t.render(q, &v))

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod journal;
 pub mod lock;
 pub mod model;
+pub mod read_only;
 pub mod template;
 pub mod validate;
 
@@ -88,7 +89,7 @@ pub struct Input {
     pub description: String,
     pub pattern: Option<Regex>,
     pub required: bool,
-    /// Masked everywhere; recorded in the journal as the mask only.
+    /// Masked wherever it is shown or recorded (`secret = true` in the file).
     pub secret: bool,
 }
 
@@ -114,12 +115,28 @@ pub struct Step {
     pub confirm: Option<Confirm>,
     pub rollback: Option<Executor>,
     pub guards: Vec<Guard>,
+    /// `read_only = true`: the author vouches that the step's shell command only reads.
+    pub read_only: bool,
 }
 
 impl Step {
     /// Steps that change something: they need approval and are refused in read-only mode.
+    ///
+    /// Every action changes something. A diagnose, check or wait step changes something
+    /// unless its command is read-only by the allowlist ([`read_only`]): SQL and Redis by
+    /// the statement or command, Docker `logs`, HTTP `GET`/`HEAD`; a shell or docker exec
+    /// command only when the runbook vouches for it with `read_only = true`. Manual steps
+    /// run nothing.
     pub fn changes(&self) -> bool {
-        self.kind == StepKind::Action
+        match self.kind {
+            StepKind::Action => true,
+            StepKind::Manual => false,
+            StepKind::Diagnose | StepKind::Check | StepKind::Wait => {
+                self.exec.as_ref().is_some_and(|x| {
+                    read_only::executor(x, self.read_only) != read_only::Verdict::ReadOnly
+                })
+            }
+        }
     }
 }
 
@@ -211,6 +228,23 @@ pub struct Guard {
     pub target: Option<Target>,
     pub check: GuardCheck,
     pub message: Option<String>,
+    /// `read_only = true`: the author vouches that the guard's shell command only reads.
+    pub read_only: bool,
+}
+
+impl Guard {
+    /// True unless the guard's command is read-only by the allowlist or vouched for
+    /// (built-in guards only read).
+    pub fn changes(&self) -> bool {
+        match &self.check {
+            GuardCheck::Exec { exec, .. } => {
+                read_only::executor(exec, self.read_only) != read_only::Verdict::ReadOnly
+            }
+            GuardCheck::ReplicaSqlRunning
+            | GuardCheck::ReplicaLagBelow(_)
+            | GuardCheck::SentinelCkquorum => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -53,7 +53,7 @@ pub enum Severity {
 #[serde(deny_unknown_fields)]
 pub struct TriggerDef {
     /// A health check id (`mysql.connections`) or a prefix pattern ending in `*` (`disk.*`).
-    pub check: String,
+    pub check: Spanned<String>,
     /// The least severe state that triggers: `warning`, `critical`, `down` (or `unknown`).
     pub state: Spanned<String>,
 }
@@ -68,7 +68,7 @@ pub struct InputDef {
     pub pattern: Option<Spanned<String>>,
     #[serde(default)]
     pub required: bool,
-    /// A secret (a password): masked everywhere, never written to the journal.
+    /// A password or token: masked in every output, the journal header included.
     #[serde(default)]
     pub secret: bool,
 }
@@ -140,6 +140,10 @@ pub struct StepDef {
     pub rollback: Option<Spanned<ExecDef>>,
     #[serde(default)]
     pub guards: Vec<Spanned<GuardDef>>,
+    /// The author vouches that this diagnose/check/wait step's shell (or docker exec)
+    /// command only reads. Without it such a step counts as a change: it needs approval and
+    /// is refused under --read-only. SQL and Redis are judged by the allowlist instead.
+    pub read_only: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,7 +191,7 @@ pub enum DockerAction {
 pub struct DockerActionDef {
     pub action: DockerAction,
     /// For `exec`: the shell command run in the container.
-    pub command: Option<String>,
+    pub command: Option<Spanned<String>>,
     /// For `logs`: how many lines (default 100).
     pub tail: Option<u32>,
 }
@@ -263,4 +267,6 @@ pub struct GuardDef {
     pub sentinel_ckquorum: Option<bool>,
     /// Shown when the guard refuses.
     pub message: Option<String>,
+    /// The author vouches that this shell guard only reads (see `StepDef::read_only`).
+    pub read_only: Option<Spanned<bool>>,
 }

@@ -15,7 +15,8 @@ use super::cond::{Cond, HealthState, Op};
 use super::model::{
     self, CaptureDef, DockerAction, ExecDef, ExpectDef, RunbookFile, StepDef, StepKind, TargetDef,
 };
-use super::template::{Template, valid_name};
+use super::read_only::{self, Verdict};
+use super::template::{Quoting, Template, valid_name};
 use super::{
     Capture, CaptureSource, Executor, Expect, ExpectCheck, Guard, GuardCheck, Input, OnFailure,
     Runbook, Step, Target, Trigger,
@@ -237,9 +238,10 @@ impl Validator<'_> {
         let mut triggers = Vec::new();
         for t in &f.triggers {
             let tr = t.get_ref();
+            let check = tr.check.get_ref();
             match HealthState::parse(tr.state.get_ref()) {
                 Some(state) if state != HealthState::Ok => triggers.push(Trigger {
-                    check: tr.check.clone(),
+                    check: check.clone(),
                     state,
                 }),
                 _ => self.err(
@@ -251,13 +253,12 @@ impl Validator<'_> {
                     None,
                 ),
             }
-            if tr.check.is_empty() || tr.check[..tr.check.len().saturating_sub(1)].contains('*') {
+            // Only a last `*` is a pattern (char-wise: the check may hold any text).
+            let body = check.strip_suffix('*').unwrap_or(check);
+            if check.is_empty() || body.contains('*') {
                 self.err(
-                    t.span(),
-                    format!(
-                        "trigger check {:?}: use a check id, or a prefix ending in `*`",
-                        tr.check
-                    ),
+                    tr.check.span(),
+                    format!("trigger check {check:?}: use a check id, or a prefix ending in `*`"),
                     None,
                 );
             }
@@ -289,6 +290,16 @@ impl Validator<'_> {
                     def.span(),
                     format!("input `{name}`: default {default:?} does not match its pattern"),
                     None,
+                );
+            }
+            if d.secret
+                && let Some(default) = &d.default
+                && !default.is_empty()
+            {
+                self.warn(
+                    def.span(),
+                    format!("secret input `{name}` has a default: it sits in the runbook file in clear"),
+                    Some("leave the default out and pass it with --var, or prompt for it in the console"),
                 );
             }
             defined.insert(name.clone());
@@ -391,14 +402,38 @@ impl Validator<'_> {
         })
     }
 
+    /// Parses a template given as the TOML string at `span`; `q` says where its values go, so
+    /// that a placeholder written where quoting cannot protect it is refused at its position.
     fn template(
         &mut self,
         span: &Range<usize>,
         src: &str,
         defined: &HashSet<String>,
+        q: Quoting,
     ) -> Option<Template> {
         match Template::parse(src) {
             Ok(t) => {
+                for m in t.misplaced(q) {
+                    let at = self.string_pos(span, src, m.offset);
+                    let hint = match q {
+                        Quoting::Sql => format!(
+                            "write {{{{{0}}}}} bare, without quotes: opsdeck sends it as a bound parameter, never as SQL text (inside a pattern: CONCAT('%', {{{{{0}}}}}, '%'))",
+                            m.name
+                        ),
+                        _ => format!(
+                            "write {{{{{}}}}} bare: opsdeck quotes it as one shell word",
+                            m.name
+                        ),
+                    };
+                    self.err(
+                        at,
+                        format!(
+                            "`{{{{{}}}}}` is written {}: a value could break out of the quoting and run as code",
+                            m.name, m.place
+                        ),
+                        Some(&hint),
+                    );
+                }
                 for u in t.vars() {
                     let known = defined.contains(&u.name)
                         || u.name
@@ -422,7 +457,8 @@ impl Validator<'_> {
                 Some(t)
             }
             Err(e) => {
-                self.err(span.clone(), format!("bad template: {e}"), None);
+                let at = self.string_pos(span, src, e.offset);
+                self.err(at, format!("bad template: {e}"), None);
                 None
             }
         }
@@ -455,13 +491,13 @@ impl Validator<'_> {
         }
         if let Some(s) = shell {
             return self
-                .template(&s.span(), s.get_ref(), defined)
+                .template(&s.span(), s.get_ref(), defined, Quoting::Shell)
                 .map(|t| Some(Executor::Shell(t)))
                 .ok_or(());
         }
         if let Some(s) = sql {
             return self
-                .template(&s.span(), s.get_ref(), defined)
+                .template(&s.span(), s.get_ref(), defined, Quoting::Sql)
                 .map(|t| Some(Executor::Sql(t)))
                 .ok_or(());
         }
@@ -476,16 +512,20 @@ impl Validator<'_> {
             }
             let mut args = Vec::new();
             for a in r.get_ref() {
-                args.push(self.template(&r.span(), a, defined).ok_or(())?);
+                args.push(
+                    self.template(&r.span(), a, defined, Quoting::Arg)
+                        .ok_or(())?,
+                );
             }
             return Ok(Some(Executor::Redis(args)));
         }
         if let Some(d) = docker {
             let def = d.get_ref();
             let command = match (&def.command, def.action) {
-                (Some(c), DockerAction::Exec) => {
-                    Some(self.template(&d.span(), c, defined).ok_or(())?)
-                }
+                (Some(c), DockerAction::Exec) => Some(
+                    self.template(&c.span(), c.get_ref(), defined, Quoting::Shell)
+                        .ok_or(())?,
+                ),
                 (None, DockerAction::Exec) => {
                     self.err(d.span(), "docker exec needs a `command`", None);
                     return Err(());
@@ -512,7 +552,9 @@ impl Validator<'_> {
                     Some("use GET, HEAD, POST, PUT or DELETE"),
                 );
             }
-            let url = self.template(&h.span(), &def.url, defined).ok_or(())?;
+            let url = self
+                .template(&h.span(), &def.url, defined, Quoting::Url)
+                .ok_or(())?;
             if !def.url.starts_with("http://") && !def.url.starts_with("{{") {
                 self.err(
                     h.span(),
@@ -667,9 +709,7 @@ impl Validator<'_> {
                 Some((c.get_ref().clone(), cond))
             }
             Err(e) => {
-                let mut span = c.span();
-                // Point inside the string when the TOML string is a plain one-line literal.
-                span.start = (span.start + 1 + e.offset).min(span.end);
+                let span = self.string_pos(&c.span(), c.get_ref(), e.offset);
                 self.err(
                     span,
                     format!("bad condition {:?}: {e}", c.get_ref()),
@@ -866,17 +906,54 @@ impl Validator<'_> {
                 self.err(span.clone(), "`guards` only apply to action steps", None);
             }
             if let Some(x) = &exec
-                && let Some(why) = mutating(x)
+                && d.kind != StepKind::Manual
             {
-                self.err(
-                    span.clone(),
-                    format!(
-                        "{} step runs {why}, which changes something",
-                        d.kind.as_str()
+                let what = format!("{} step", d.kind.as_str());
+                let at = ExecAt {
+                    span: exec_span(
+                        &span,
+                        &[
+                            d.shell.as_ref().map(Spanned::span),
+                            d.sql.as_ref().map(Spanned::span),
+                            d.redis.as_ref().map(Spanned::span),
+                            d.docker.as_ref().map(Spanned::span),
+                            d.http.as_ref().map(Spanned::span),
+                        ],
                     ),
-                    Some("make it kind = \"action\" with a confirm policy"),
-                );
+                    sql: d.sql.as_ref(),
+                };
+                self.read_only_check(&what, &at, x, d.read_only.as_ref());
             }
+        }
+        if let Some(v) = &d.read_only
+            && exec.is_none()
+            && matches!(
+                d.kind,
+                StepKind::Diagnose | StepKind::Check | StepKind::Wait
+            )
+        {
+            self.err(
+                v.span(),
+                "`read_only` vouches for a shell command, and this step runs none",
+                Some("remove `read_only`"),
+            );
+        }
+        if let Some(v) = &d.read_only
+            && matches!(d.kind, StepKind::Action | StepKind::Manual)
+        {
+            self.err(
+                v.span(),
+                format!(
+                    "`read_only` only applies to diagnose, check and wait steps; an {} step {}",
+                    d.kind.as_str(),
+                    if d.kind == StepKind::Action {
+                        "changes something by definition"
+                    } else {
+                        "runs nothing"
+                    }
+                ),
+                Some("remove `read_only`"),
+            );
         }
         if exec.is_some() && d.target.is_none() && !matches!(exec, Some(Executor::Http { .. })) {
             self.err(
@@ -915,7 +992,105 @@ impl Validator<'_> {
             confirm: d.confirm,
             rollback,
             guards,
+            read_only: d.read_only.as_ref().is_some_and(|v| *v.get_ref()),
         })
+    }
+
+    /// Diagnose, check and wait steps and guards may only read: SQL and Redis by the
+    /// allowlist, shell only when the author vouches for it (`read_only = true`), else a
+    /// warning (the step then counts as a change).
+    fn read_only_check(
+        &mut self,
+        what: &str,
+        at: &ExecAt<'_>,
+        x: &Executor,
+        vouch: Option<&Spanned<bool>>,
+    ) {
+        let vouched = vouch.is_some_and(|v| *v.get_ref());
+        let unverifiable = matches!(
+            x,
+            Executor::Shell(_)
+                | Executor::Docker {
+                    action: DockerAction::Exec,
+                    ..
+                }
+        );
+        if let Some(v) = vouch
+            && !unverifiable
+        {
+            self.err(
+                v.span(),
+                format!(
+                    "`read_only` vouches only for shell and docker exec commands; {} is checked against the read-only allowlist",
+                    x.kind()
+                ),
+                Some("remove `read_only`"),
+            );
+        }
+        if let Some(v) = vouch
+            && vouched
+            && let Some(raw) = x.templates().iter().flat_map(|t| t.vars()).find(|u| u.raw)
+        {
+            self.err(
+                v.span(),
+                format!(
+                    "`read_only = true` cannot vouch for `{{{{raw {}}}}}`: its text comes at run time",
+                    raw.name
+                ),
+                Some("write the value bare ({{x}}), or make the step an action"),
+            );
+        }
+        let guard = what == "guard";
+        match read_only::executor(x, vouched) {
+            Verdict::ReadOnly => {}
+            Verdict::Unverifiable => self.warn(
+                at.span.clone(),
+                format!(
+                    "{what} runs a {} command, which cannot be verified read-only: {}",
+                    if matches!(x, Executor::Shell(_)) {
+                        "shell"
+                    } else {
+                        "docker exec"
+                    },
+                    if guard {
+                        "review that it only reads"
+                    } else {
+                        "it counts as a change (asks for approval, refused under --read-only)"
+                    }
+                ),
+                Some("if it only reads, say so with `read_only = true`; if it changes something, make it an action"),
+            ),
+            Verdict::Changes(e) => {
+                let (span, cmd) = match x {
+                    Executor::Sql(_) => (
+                        at.sql.map_or_else(
+                            || at.span.clone(),
+                            |s| self.string_pos(&s.span(), s.get_ref(), e.offset),
+                        ),
+                        "SQL",
+                    ),
+                    Executor::Redis(_) => (at.span.clone(), "a Redis command"),
+                    Executor::Docker { .. } => (at.span.clone(), "a docker action"),
+                    Executor::Http { .. } => (at.span.clone(), "an HTTP request"),
+                    Executor::Shell(_) => (at.span.clone(), "a shell command"),
+                };
+                let hint = if guard {
+                    "guards must only read: use SELECT/SHOW, a read-only Redis command (runbooks/README.md lists them), or a built-in guard"
+                } else {
+                    "make it kind = \"action\" with a confirm policy; read-only are SELECT/SHOW/EXPLAIN and the Redis commands listed in runbooks/README.md"
+                };
+                self.err(
+                    span,
+                    format!("{what} runs {cmd} that is not read-only: {}", e.reason),
+                    Some(hint),
+                );
+            }
+        }
+    }
+
+    /// The file position of byte `offset` of the TOML string `value` written at `span`.
+    fn string_pos(&self, span: &Range<usize>, value: &str, offset: usize) -> Range<usize> {
+        string_pos(self.text, span, value, offset)
     }
 
     fn service_check(&mut self, span: &Range<usize>, t: &Target, x: &Executor, inv: &Inventory) {
@@ -984,13 +1159,18 @@ impl Validator<'_> {
             if expect.is_none() && !matches!(exec, Executor::Shell(_)) {
                 self.err(g.span(), "sql and redis guards need an `expect`", None);
             }
-            if let Some(why) = mutating(&exec) {
-                self.err(
-                    g.span(),
-                    format!("guard runs {why}; guards must only read"),
-                    None,
-                );
-            }
+            let at = ExecAt {
+                span: exec_span(
+                    &g.span(),
+                    &[
+                        d.shell.as_ref().map(Spanned::span),
+                        d.sql.as_ref().map(Spanned::span),
+                        d.redis.as_ref().map(Spanned::span),
+                    ],
+                ),
+                sql: d.sql.as_ref(),
+            };
+            self.read_only_check("guard", &at, &exec, d.read_only.as_ref());
             GuardCheck::Exec { exec, expect }
         };
         if d.expect.is_some() && !matches!(check, GuardCheck::Exec { .. }) {
@@ -1000,87 +1180,150 @@ impl Validator<'_> {
                 None,
             );
         }
+        if let Some(v) = &d.read_only
+            && !matches!(check, GuardCheck::Exec { .. })
+        {
+            self.err(
+                v.span(),
+                "`read_only` vouches only for shell guards; built-in guards only read",
+                Some("remove `read_only`"),
+            );
+        }
         Some(Guard {
             target,
             check,
             message: d.message.clone(),
+            read_only: d.read_only.as_ref().is_some_and(|v| *v.get_ref()),
         })
     }
 }
 
-/// Why an executor changes something, if it plainly does (diagnose steps and guards must not).
-fn mutating(x: &Executor) -> Option<String> {
-    const SQL: &[&str] = &[
-        "KILL", "SET", "UPDATE", "DELETE", "INSERT", "REPLACE", "DROP", "ALTER", "CREATE",
-        "TRUNCATE", "GRANT", "REVOKE", "STOP", "START", "CHANGE", "RESET", "FLUSH", "PURGE",
-        "LOCK", "OPTIMIZE", "INSTALL", "SHUTDOWN",
-    ];
-    const REDIS: &[&str] = &[
-        "SET",
-        "DEL",
-        "FLUSHDB",
-        "FLUSHALL",
-        "CONFIG",
-        "SHUTDOWN",
-        "FAILOVER",
-        "REPLICAOF",
-        "SLAVEOF",
-        "SENTINEL",
-        "CLIENT",
-        "DEBUG",
-        "EXPIRE",
-        "LPUSH",
-        "RPUSH",
-        "LPOP",
-        "RPOP",
-        "LTRIM",
-        "HSET",
-        "SAVE",
-        "BGSAVE",
-        "BGREWRITEAOF",
-        "SCRIPT",
-        "MIGRATE",
-        "RESTORE",
-    ];
-    match x {
-        Executor::Sql(t) => {
-            let first = t.source.split_whitespace().next()?.to_ascii_uppercase();
-            SQL.contains(&first.as_str())
-                .then(|| format!("SQL `{first}`"))
-        }
-        Executor::Redis(args) => {
-            let first = args.first()?.source.to_ascii_uppercase();
-            // SENTINEL/CLIENT have read-only subcommands too.
-            if first == "SENTINEL" || first == "CLIENT" || first == "CONFIG" {
-                let sub = args.get(1)?.source.to_ascii_uppercase();
-                let readonly = [
-                    "GET-MASTER-ADDR-BY-NAME",
-                    "MASTERS",
-                    "MASTER",
-                    "REPLICAS",
-                    "SLAVES",
-                    "SENTINELS",
-                    "CKQUORUM",
-                    "LIST",
-                    "INFO",
-                    "GET",
-                    "GETNAME",
-                    "ID",
-                ];
-                return (!readonly.contains(&sub.as_str()))
-                    .then(|| format!("Redis `{first} {sub}`"));
-            }
-            REDIS
-                .contains(&first.as_str())
-                .then(|| format!("Redis `{first}`"))
-        }
-        Executor::Docker { action, .. } => match action {
-            DockerAction::Logs | DockerAction::Exec => None,
-            a => Some(format!("docker {a:?}").to_lowercase()),
-        },
-        Executor::Http { method, .. } => {
-            (!["GET", "HEAD"].contains(&method.as_str())).then(|| format!("HTTP {method}"))
-        }
-        Executor::Shell(_) => None,
+/// Where an executor is written, to point at what is wrong: its field's value, and for SQL
+/// the string (to point inside it).
+struct ExecAt<'a> {
+    span: Range<usize>,
+    sql: Option<&'a Spanned<String>>,
+}
+
+/// The span of the executor field that is set, else `fallback` (the step or guard).
+fn exec_span(fallback: &Range<usize>, fields: &[Option<Range<usize>>]) -> Range<usize> {
+    fields
+        .iter()
+        .flatten()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| fallback.clone())
+}
+
+/// The file range of byte `offset` of a TOML string's `value`, the string written at `span`
+/// (quotes included). Walks escapes, multi-line strings and line-ending backslashes, so the
+/// position is exact; anything unexpected (the token does not decode to `value`) falls back
+/// to the start of the string.
+pub(crate) fn string_pos(
+    text: &str,
+    span: &Range<usize>,
+    value: &str,
+    offset: usize,
+) -> Range<usize> {
+    let fallback = span.start..span.start;
+    let Some(raw) = text.get(span.clone()) else {
+        return fallback;
+    };
+    let Some((decoded, map)) = decode_toml_string(raw) else {
+        return fallback;
+    };
+    if decoded != value {
+        return fallback;
     }
+    match map.binary_search_by_key(&offset, |(d, _)| *d) {
+        Ok(i) => {
+            let r = span.start + map[i].1;
+            r..r
+        }
+        // The end of the value: just before the closing quote(s).
+        Err(i) if i == map.len() => {
+            let close = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+                3
+            } else {
+                1
+            };
+            let r = span.end.saturating_sub(close);
+            r..r
+        }
+        Err(_) => fallback,
+    }
+}
+
+/// Decodes a TOML string token (basic, literal, multi-line of either), returning the value
+/// and for each decoded character (decoded byte offset, byte offset in the token).
+fn decode_toml_string(raw: &str) -> Option<(String, Vec<(usize, usize)>)> {
+    let (basic, delim) = if raw.starts_with("\"\"\"") {
+        (true, 3)
+    } else if raw.starts_with("'''") {
+        (false, 3)
+    } else if raw.starts_with('"') {
+        (true, 1)
+    } else if raw.starts_with('\'') {
+        (false, 1)
+    } else {
+        return None;
+    };
+    if raw.len() < 2 * delim {
+        return None;
+    }
+    let body = raw.get(delim..raw.len() - delim)?;
+    let mut out = String::new();
+    let mut map = Vec::new();
+    let mut chars = body.char_indices().peekable();
+    // A newline right after the opening delimiter of a multi-line string is trimmed.
+    if delim == 3 {
+        if body.starts_with("\r\n") {
+            chars.next();
+            chars.next();
+        } else if body.starts_with('\n') {
+            chars.next();
+        }
+    }
+    while let Some((i, c)) = chars.next() {
+        let at = delim + i;
+        if !(basic && c == '\\') {
+            map.push((out.len(), at));
+            out.push(c);
+            continue;
+        }
+        let (_, e) = chars.next()?;
+        let decoded = match e {
+            'b' => '\u{8}',
+            't' => '\t',
+            'n' => '\n',
+            'f' => '\u{c}',
+            'r' => '\r',
+            'e' => '\u{1b}',
+            '"' => '"',
+            '\\' => '\\',
+            'u' | 'U' | 'x' => {
+                let n = match e {
+                    'u' => 4,
+                    'U' => 8,
+                    _ => 2,
+                };
+                let mut hex = String::new();
+                for _ in 0..n {
+                    hex.push(chars.next()?.1);
+                }
+                char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
+            }
+            w if delim == 3 && w.is_whitespace() => {
+                // A line-ending backslash: the newline and the whitespace after it vanish.
+                while chars.peek().is_some_and(|(_, c)| c.is_whitespace()) {
+                    chars.next();
+                }
+                continue;
+            }
+            _ => return None,
+        };
+        map.push((out.len(), at));
+        out.push(decoded);
+    }
+    Some((out, map))
 }
