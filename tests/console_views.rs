@@ -432,7 +432,10 @@ fn every_other_view_renders_in_two_themes_and_two_sizes() {
             let buf = draw(&app, &theme, w, h);
             let t = text(&buf);
             insta::assert_snapshot!(format!("run_confirm_{theme_name}_{w}x{h}"), t);
-            assert!(t.contains("KILL CONNECTION '41'"), "the exact command:\n{t}");
+            assert!(
+                t.contains("KILL CONNECTION '41'"),
+                "the exact command:\n{t}"
+            );
             assert!(
                 t.contains("KILL CONNECTION '42'"),
                 "every command the confirmation covers:\n{t}"

@@ -833,3 +833,70 @@ fn one_confirmation_covers_and_lists_every_unit_of_a_foreach() {
     let kills = run.execs.iter().filter(|r| r.changes).count();
     assert_eq!(kills, 28, "one confirmation, 28 commands, no more asks");
 }
+
+#[test]
+fn conditions_read_the_target_hosts_own_health_fetched_when_needed() {
+    use opsdeck::runbook::HealthState;
+    use opsdeck::runbook::engine::HealthFact;
+    let text = r#"
+id = "t"
+title = "per-host health"
+[[steps]]
+id = "only-if-db1-is-full"
+title = "act when this host's connections are critical"
+kind = "diagnose"
+target = { selector = "db:primary" }
+shell = "echo acting"
+read_only = true
+when = "health.mysql.connections >= critical"
+[[steps]]
+id = "only-if-db2-is-down"
+title = "named host"
+kind = "diagnose"
+target = { selector = "db:primary" }
+shell = "echo also"
+read_only = true
+when = "health.db2.mysql.up == down"
+"#;
+    let fact = |host: &str, check: &str, state| HealthFact {
+        host: host.into(),
+        check: check.into(),
+        state,
+        reason: String::new(),
+    };
+    let mut e = engine(text, headless("all"));
+    let mut asked = Vec::new();
+    let run = run_with(&mut e, &mut |req| match &req.command {
+        Rendered::Health { hosts } => {
+            asked.push(hosts.clone());
+            ExecResult {
+                health: vec![
+                    // db2 is critical but the step's host, db1, is fine.
+                    fact("db1", "mysql.connections", HealthState::Ok),
+                    fact("db2", "mysql.connections", HealthState::Critical),
+                    fact("db2", "mysql.up", HealthState::Down),
+                ],
+                ..ExecResult::ok("")
+            }
+        }
+        _ => ExecResult::ok("ran"),
+    });
+    assert_eq!(
+        asked[0],
+        vec!["db1".to_owned()],
+        "health of the step's own host"
+    );
+    assert!(
+        asked[1].contains(&"db2".to_owned()),
+        "and of the host it names"
+    );
+    assert_eq!(
+        status_of(&run, "only-if-db1-is-full"),
+        Some(StepStatus::Skipped),
+        "db2's state does not count for db1"
+    );
+    assert_eq!(
+        status_of(&run, "only-if-db2-is-down"),
+        Some(StepStatus::Succeeded)
+    );
+}

@@ -1509,15 +1509,19 @@ impl Engine {
         if step.kind == StepKind::Wait
             && let Some((_, cond)) = &step.until
             && names_health(cond)
-            && !self.health_fresh
         {
-            let hosts = self.health_hosts(cond, &unit.host_name().into_iter().collect::<Vec<_>>());
-            let delay = if self.attempt > 0 {
-                step.interval
-            } else {
-                Duration::ZERO
-            };
-            return self.request_health(HealthUse::Until, hosts, delay);
+            if !self.health_fresh {
+                let on: Vec<String> = unit.host_name().into_iter().collect();
+                let hosts = self.health_hosts(cond, &on);
+                let delay = if self.attempt > 0 {
+                    step.interval
+                } else {
+                    Duration::ZERO
+                };
+                return self.request_health(HealthUse::Until, hosts, delay);
+            }
+            // This attempt uses the health just fetched; the next fetches again.
+            self.health_fresh = false;
         }
         match &step.exec {
             Some(x) => match self.render(x, &unit) {
@@ -1557,16 +1561,15 @@ impl Engine {
         self.seq += 1;
         let seq = self.seq;
         self.phase = Phase::Running { seq, purpose };
-        // A retry or poll waits its interval, unless fresh health was just fetched for it
-        // (that request waited).
-        let delay = if purpose == Purpose::Step && self.attempt > 0 && !self.health_fresh {
+        // A retry or poll waits its interval — for a wait on health, the health request
+        // before it did the waiting.
+        let waits_on_health = step.kind == StepKind::Wait
+            && step.until.as_ref().is_some_and(|(_, c)| names_health(c));
+        let delay = if purpose == Purpose::Step && self.attempt > 0 && !waits_on_health {
             step.interval
         } else {
             Duration::ZERO
         };
-        if purpose == Purpose::Step {
-            self.health_fresh = false;
-        }
         self.out.push(Output::Exec(ExecRequest {
             seq,
             step: step.id.clone(),

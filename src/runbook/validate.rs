@@ -860,8 +860,12 @@ impl Validator<'_> {
                 }
             }
             StepKind::Wait => {
-                if exec.is_none() {
-                    self.err(span.clone(), "wait step without an executor to measure with", Some("e.g. shell = \"df --output=pcent / | tail -1\" with a capture, and until = \"used < 90\""));
+                // Waiting on health alone needs nothing to run: the probes measure.
+                let on_health = until
+                    .as_ref()
+                    .is_some_and(|(_, c)| c.idents().iter().any(|i| i.starts_with("health.")));
+                if exec.is_none() && !on_health {
+                    self.err(span.clone(), "wait step without an executor to measure with", Some("e.g. shell = \"df --output=pcent / | tail -1\" with a capture and until = \"used < 90\", or wait on health: until = \"health.redis.ping == ok\""));
                 }
                 if until.is_none() {
                     self.err(
