@@ -80,10 +80,15 @@ fn setup(dir: &Path) -> (Console, PathBuf) {
     )
 }
 
-/// Browser → the runbook → its input, answered with `marker`.
-fn start(c: &mut Console, marker: &Path) {
+/// Browser → the runbook → its input (asked when the first step needs it), answered with
+/// `marker`.
+async fn start(c: &mut Console, marker: &Path) {
     c.key(KeyCode::Char('2'));
     c.key(KeyCode::Enter);
+    c.pump("the input to be asked", 20, |a| {
+        a.run.as_ref().is_some_and(|r| r.typing.is_some())
+    })
+    .await;
     for _ in 0.."/tmp/opsdeck-MARKER".len() {
         c.key(KeyCode::Backspace);
     }
@@ -97,14 +102,20 @@ async fn a_runbook_runs_from_the_console_with_confirmation_and_a_journal() {
     let marker = dir.path().join("marker");
     let (mut c, journal_dir) = setup(dir.path());
 
-    // Browser → the runbook → its input prompt, pre-filled with the default.
+    // Browser → the runbook → its input, asked when the first step that reads it is
+    // reached, pre-filled with the default.
     c.key(KeyCode::Char('2'));
     assert_eq!(c.app.view, View::Runbooks);
     let s = c.screen();
     assert!(s.contains("Create the marker file"), "{s}");
     c.key(KeyCode::Enter);
     assert_eq!(c.app.view, View::Run);
+    c.pump("the input to be asked", 20, |a| {
+        a.run.as_ref().is_some_and(|r| r.typing.is_some())
+    })
+    .await;
     assert!(c.screen().contains("Input marker"), "{}", c.screen());
+    assert!(c.screen().contains("/tmp/opsdeck-MARKER"), "{}", c.screen());
     // A value that fails the input's pattern is refused with the reason.
     for _ in 0.."/tmp/opsdeck-MARKER".len() {
         c.key(KeyCode::Backspace);
@@ -215,7 +226,7 @@ async fn declining_skips_the_action_and_abort_stops_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = dir.path().join("marker");
     let (mut c, _) = setup(dir.path());
-    start(&mut c, &marker);
+    start(&mut c, &marker).await;
     c.pump("the confirmation", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.ask.is_some())
     })
@@ -255,7 +266,7 @@ async fn an_interrupted_run_is_offered_and_resumed_from_the_journal_view() {
     // First console: start, answer the input, stop at the confirmation — then it goes away
     // (a crash, a closed laptop) without finishing.
     let (mut c, _) = setup(dir.path());
-    start(&mut c, &marker);
+    start(&mut c, &marker).await;
     c.pump("the confirmation", 20, |a| {
         a.run.as_ref().is_some_and(|r| r.ask.is_some())
     })

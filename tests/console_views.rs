@@ -345,12 +345,12 @@ fn app_awaiting_confirmation() -> App {
         app::update(app, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
     };
     pending.extend(k(&mut app, '\n'));
-    for _ in 0..4 {
+    for _ in 0..50 {
+        // Inputs are asked when a step first needs them: accept each offered default.
         if app.run.as_ref().is_some_and(|r| r.typing.is_some()) {
             pending.extend(k(&mut app, '\n'));
+            continue;
         }
-    }
-    for _ in 0..50 {
         let Some(cmd) = pending.pop() else { break };
         match cmd {
             Command::OpenRun(spec) => {

@@ -900,3 +900,164 @@ when = "health.db2.mysql.up == down"
         Some(StepStatus::Succeeded)
     );
 }
+
+/// Sleeping connections with their idle times; the input's default comes from them.
+const POINT_OF_NEED: &str = r#"
+id = "t"
+title = "kill what the diagnosis found"
+[inputs.min_idle]
+default = "60"
+default_from = "percentile(idle, 20)"
+pattern = "[0-9]+"
+description = "kill connections idle at least this long"
+[[steps]]
+id = "idle"
+title = "idle times"
+kind = "diagnose"
+target = { selector = "db:primary" }
+sql = "SELECT Time FROM information_schema.PROCESSLIST WHERE Command = 'Sleep'"
+capture = { var = "idle", column = "Time", list = true }
+[[steps]]
+id = "list"
+title = "old enough"
+kind = "diagnose"
+target = { selector = "db:primary" }
+sql = "SELECT Id FROM information_schema.PROCESSLIST WHERE Command = 'Sleep' AND Time >= {{min_idle}}"
+capture = { var = "ids", column = "Id", list = true }
+[[steps]]
+id = "kill"
+title = "kill them"
+kind = "action"
+target = { selector = "db:primary" }
+foreach = "ids"
+sql = "KILL {{item}}"
+confirm = "yes"
+"#;
+
+fn rows(col: &str, vals: &[&str]) -> Vec<std::collections::BTreeMap<String, String>> {
+    vals.iter()
+        .map(|v| [(col.to_owned(), (*v).to_owned())].into())
+        .collect()
+}
+
+#[test]
+fn an_input_is_asked_when_first_needed_with_a_default_computed_from_the_diagnosis() {
+    let world = |req: &ExecRequest| match &req.command {
+        Rendered::Sql { query, params, .. } if query.starts_with("SELECT Time") => {
+            let _ = params;
+            ExecResult {
+                rows: rows("Time", &["20", "21", "19", "22", "18"]),
+                ..ExecResult::ok("")
+            }
+        }
+        Rendered::Sql { query, params, .. } if query.starts_with("SELECT Id") => ExecResult {
+            rows: if params == &["19"] {
+                rows("Id", &["2", "3", "4", "5"])
+            } else {
+                Vec::new()
+            },
+            ..ExecResult::ok("")
+        },
+        _ => ExecResult::ok(""),
+    };
+    // Headless: the computed default (p20 of 18..22 = 19) is used, and journaled with how.
+    let mut e = Engine::new(
+        rb(POINT_OF_NEED),
+        Vars::new(),
+        Plan::resolve(&rb(POINT_OF_NEED), &inv(), None).expect("plan"),
+        headless("all"),
+    );
+    let run = run_with(&mut e, &mut |r| world(r));
+    assert!(run.events.iter().any(|e| matches!(e,
+        Event::InputSet { name, value, by, how: Some(how), .. }
+            if name == "min_idle" && value == "19" && by == "computed" && how.contains("percentile(idle, 20) of 5 values"))),
+        "{:#?}", run.events);
+    assert_eq!(
+        run.execs.iter().filter(|r| r.changes).count(),
+        4,
+        "the sleepers the diagnosis found were killed"
+    );
+
+    // Console: asked only after the diagnosis ran, offering the computed value.
+    let mut e = Engine::new(
+        rb(POINT_OF_NEED),
+        Vars::new(),
+        Plan::resolve(&rb(POINT_OF_NEED), &inv(), None).expect("plan"),
+        Options::default(),
+    );
+    let mut run = run_with(&mut e, &mut |r| world(r));
+    assert_eq!(run.execs.len(), 1, "the diagnosis ran before the question");
+    let Some(Event::AwaitingDecision {
+        kind:
+            DecisionKind::Input {
+                name,
+                default,
+                computed,
+                ..
+            },
+        ..
+    }) = run.events.last().cloned()
+    else {
+        panic!("asks for the input: {:?}", run.events.last());
+    };
+    assert_eq!(name, "min_idle");
+    assert_eq!(default.as_deref(), Some("19"));
+    assert!(computed.is_some_and(|c| c.contains("percentile")));
+    // A value outside the pattern is refused; the question stays.
+    pump(
+        &mut e,
+        Input::Decision(Decision::SetInput {
+            name: "min_idle".into(),
+            value: "1; DROP".into(),
+        }),
+        &mut run,
+        &mut |r| world(r),
+    );
+    assert!(matches!(
+        run.events.last(),
+        Some(Event::AwaitingDecision {
+            kind: DecisionKind::Input { .. },
+            ..
+        })
+    ));
+    // A value that finds nothing: the step says so and offers to change the input.
+    pump(
+        &mut e,
+        Input::Decision(Decision::SetInput {
+            name: "min_idle".into(),
+            value: "600".into(),
+        }),
+        &mut run,
+        &mut |r| world(r),
+    );
+    let Some(Event::AwaitingDecision {
+        kind: DecisionKind::NothingToDo { list, inputs },
+        ..
+    }) = run.events.last().cloned()
+    else {
+        panic!(
+            "nothing to do is a question, not a silent skip: {:?}",
+            run.events.last()
+        );
+    };
+    assert_eq!(list, "ids");
+    assert_eq!(inputs, vec!["min_idle".to_owned()]);
+    // Changing it goes back to the step that reads it, and the kill then runs.
+    pump(
+        &mut e,
+        Input::Decision(Decision::ChangeInput {
+            name: "min_idle".into(),
+            value: "19".into(),
+        }),
+        &mut run,
+        &mut |r| world(r),
+    );
+    assert!(matches!(
+        run.events.last(),
+        Some(Event::AwaitingDecision {
+            kind: DecisionKind::Confirm,
+            covers,
+            ..
+        }) if covers.len() == 4
+    ));
+}

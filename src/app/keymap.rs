@@ -47,6 +47,7 @@ pub enum Action {
     NextHost,
     PrevHost,
     Export,
+    ChangeInput,
     FilterTier,
     FilterSeverity,
     SuggestedFirst,
@@ -181,6 +182,12 @@ pub const ACTIONS: &[(Context, &str, Action, &str)] = &[
         "export",
         Action::Export,
         "export the run as Markdown",
+    ),
+    (
+        Context::Run,
+        "change_input",
+        Action::ChangeInput,
+        "change an input and go back to the step that reads it",
     ),
     (
         Context::Browser,

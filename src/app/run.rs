@@ -47,9 +47,15 @@ pub struct Ask {
 /// confirmations).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Typing {
-    /// Runbook input `index` of the runbook's inputs.
+    /// Runbook input `index` of the runbook's inputs, asked when a step first needs it.
     Input {
         index: usize,
+        value: String,
+    },
+    /// A new value for one of `names` (after a failure or an empty result); tab picks which.
+    Change {
+        names: Vec<String>,
+        at: usize,
         value: String,
     },
     Note(String),
@@ -209,6 +215,20 @@ impl RunState {
                     text: format!("would run{tag}: {command}"),
                 });
             }
+            RunEvent::InputSet {
+                step,
+                name,
+                value,
+                by,
+                how,
+            } => {
+                let how = how.as_ref().map(|h| format!(", {h}")).unwrap_or_default();
+                self.log.push(LogLine {
+                    step: step.clone(),
+                    host: None,
+                    text: format!("input {name} = {value} ({by}{how})"),
+                });
+            }
             RunEvent::Captured { step, var, value } => {
                 self.log.push(LogLine {
                     step: step.clone(),
@@ -250,8 +270,21 @@ impl RunState {
                     reason: reason.clone(),
                     scroll: 0,
                 });
-                if matches!(kind, DecisionKind::TypedConfirm { .. }) {
-                    self.typing = Some(Typing::Typed(String::new()));
+                match kind {
+                    DecisionKind::TypedConfirm { .. } => {
+                        self.typing = Some(Typing::Typed(String::new()));
+                    }
+                    DecisionKind::Input { name, default, .. } => {
+                        if let Some(index) =
+                            self.runbook.inputs.iter().position(|i| i.name == *name)
+                        {
+                            self.typing = Some(Typing::Input {
+                                index,
+                                value: default.clone().unwrap_or_default(),
+                            });
+                        }
+                    }
+                    _ => {}
                 }
             }
             RunEvent::Decided {

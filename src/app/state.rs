@@ -710,20 +710,12 @@ fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool)
             .find(|s| Arc::ptr_eq(&app.runbooks[s.runbook], &rb))
             .map(|s| s.hosts.join(","));
     }
-    if rb.inputs.is_empty() {
-        let cmd = open_command(&run);
-        app.run = Some(run);
-        app.view = View::Run;
-        return vec![cmd];
-    }
-    let first = rb.inputs[0].default.clone().unwrap_or_default();
-    run.typing = Some(Typing::Input {
-        index: 0,
-        value: first,
-    });
+    // Inputs are asked when the first step that needs them is reached, after the
+    // diagnosis before it is on screen.
+    let cmd = open_command(&run);
     app.run = Some(run);
     app.view = View::Run;
-    Vec::new()
+    vec![cmd]
 }
 
 /// What the run driver is asked to open for `run` (inputs as typed, the narrowing target).
@@ -824,9 +816,24 @@ fn typing_key(app: &mut App, k: &KeyEvent) -> Option<Vec<Command>> {
         return None;
     }
     let run = app.run.as_mut()?;
+    // Tab picks the next input to change, showing its current value.
+    if k.code == KeyCode::Tab
+        && let Some(Typing::Change { names, at, value }) = run.typing.as_mut()
+    {
+        *at = (*at + 1) % names.len().max(1);
+        *value = run
+            .engine
+            .as_ref()
+            .and_then(|e| names.get(*at).and_then(|n| e.value_of(n)))
+            .unwrap_or_default();
+        return Some(Vec::new());
+    }
     let typing = run.typing.as_mut()?;
     let buf = match typing {
-        Typing::Input { value, .. } | Typing::Note(value) | Typing::Typed(value) => value,
+        Typing::Input { value, .. }
+        | Typing::Change { value, .. }
+        | Typing::Note(value)
+        | Typing::Typed(value) => value,
     };
     match k.code {
         KeyCode::Char(c)
@@ -879,21 +886,16 @@ fn submit_typing(app: &mut App) -> Vec<Command> {
                 run.typing = Some(Typing::Input { index, value });
                 return Vec::new();
             }
-            run.inputs
-                .insert(input.name.clone(), crate::runbook::Value::Str(value));
-            if index + 1 < run.runbook.inputs.len() {
-                let next = run.runbook.inputs[index + 1]
-                    .default
-                    .clone()
-                    .unwrap_or_default();
-                run.typing = Some(Typing::Input {
-                    index: index + 1,
-                    value: next,
-                });
-                return Vec::new();
-            }
-            vec![open_command(run)]
+            let name = input.name.clone();
+            decide(app, Decision::SetInput { name, value })
         }
+        Some(Typing::Change { names, at, value }) => match names.get(at) {
+            Some(name) => {
+                let name = name.clone();
+                decide(app, Decision::ChangeInput { name, value })
+            }
+            None => Vec::new(),
+        },
         Some(Typing::Note(text)) => {
             if text.trim().is_empty() {
                 return Vec::new();
@@ -1040,6 +1042,35 @@ fn run_action(app: &mut App, action: Action) -> Vec<Command> {
         }
         (Action::Confirm, Some(DecisionKind::TypedConfirm { .. })) => {
             run.typing = Some(Typing::Typed(String::new()));
+        }
+        (Action::Confirm | Action::Open, Some(DecisionKind::Input { name, default, .. })) => {
+            if let Some(index) = run.runbook.inputs.iter().position(|i| i.name == name) {
+                run.typing = Some(Typing::Input {
+                    index,
+                    value: default.unwrap_or_default(),
+                });
+            }
+        }
+        (Action::ChangeInput, Some(DecisionKind::Failed | DecisionKind::NothingToDo { .. })) => {
+            let names = run
+                .engine
+                .as_ref()
+                .map(rengine::Engine::inputs_for_change)
+                .unwrap_or_default();
+            if names.is_empty() {
+                app.flash = Some("this step reads no input that could change it".to_owned());
+            } else {
+                let value = run
+                    .engine
+                    .as_ref()
+                    .and_then(|e| e.value_of(&names[0]))
+                    .unwrap_or_default();
+                run.typing = Some(Typing::Change {
+                    names,
+                    at: 0,
+                    value,
+                });
+            }
         }
         _ => {}
     }

@@ -271,6 +271,16 @@ pub fn human(e: &Event) -> String {
         Event::Captured { var, value, .. } => {
             let _ = writeln!(o, "   {var} = {}", value.as_text());
         }
+        Event::InputSet {
+            name,
+            value,
+            by,
+            how,
+            ..
+        } => {
+            let how = how.as_ref().map(|h| format!(", {h}")).unwrap_or_default();
+            let _ = writeln!(o, "   input {name} = {value} ({by}{how})");
+        }
         Event::Guard {
             guard,
             passed,

@@ -276,7 +276,8 @@ fn prepare(
             plan.target.join(", ")
         )));
     }
-    let vars = inputs(rb, recorded.map(|r| &r.header), &spec.inputs)?;
+    let ask = spec.approve == ApprovePolicy::Ask;
+    let vars = inputs(rb, recorded.map(|r| &r.header), &spec.inputs, ask)?;
     Ok(Prepared { plan, vars, target })
 }
 
@@ -366,6 +367,7 @@ fn inputs(
     rb: &Runbook,
     recorded: Option<&journal::Header>,
     given: &[(String, String)],
+    ask: bool,
 ) -> Result<Vars, OpenError> {
     let invalid = |m: String| OpenError::Invalid(m);
     let mut vars = Vars::new();
@@ -419,6 +421,9 @@ fn inputs(
         vars.insert(k.clone(), Value::Str(v.clone()));
         named.push(k);
     }
+    // Inputs nobody gave get their value when the first step that reads them is reached
+    // (asked in the console, with a default computed from the diagnosis where the runbook
+    // says how; the default headless). Only what can never get a value is refused now.
     for i in &rb.inputs {
         if vars.contains_key(&i.name) {
             continue;
@@ -429,17 +434,11 @@ fn inputs(
                 i.name, i.name
             )));
         }
-        match &i.default {
-            Some(d) => {
-                vars.insert(i.name.clone(), Value::Str(d.clone()));
-            }
-            None if i.required => {
-                return Err(invalid(format!(
-                    "runbook {} needs --var {}=... ({})",
-                    rb.id, i.name, i.description
-                )));
-            }
-            None => {}
+        if i.required && i.default.is_none() && i.default_from.is_none() && !ask {
+            return Err(invalid(format!(
+                "runbook {} needs --var {}=... ({})",
+                rb.id, i.name, i.description
+            )));
         }
     }
     Ok(vars)

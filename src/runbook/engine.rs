@@ -383,6 +383,17 @@ pub enum Decision {
     Abort,
     MarkDone,
     AddNote(String),
+    /// The value of the input asked for.
+    SetInput {
+        name: String,
+        value: String,
+    },
+    /// After a failure or an empty result: give an input a new value and go back to the
+    /// first step that reads it.
+    ChangeInput {
+        name: String,
+        value: String,
+    },
 }
 
 /// What the engine waits for a person to decide.
@@ -399,6 +410,18 @@ pub enum DecisionKind {
     Failed,
     /// A unit's outcome is unknown: MarkDone (verified), Retry, Skip or Abort.
     ResolveUnknown,
+    /// An input is needed now: SetInput (the default computed from the diagnosis is
+    /// offered), or Abort.
+    Input {
+        name: String,
+        default: Option<String>,
+        /// How the default was computed (`percentile(idle_times, 20) of 28 values`).
+        computed: Option<String>,
+        description: String,
+    },
+    /// A `foreach` list came back empty: change an input the diagnosis used (and go back to
+    /// that step), Skip, or Abort.
+    NothingToDo { list: String, inputs: Vec<String> },
 }
 
 /// One unit a confirmation covers, with its exact command.
@@ -663,6 +686,17 @@ pub enum Event {
         var: String,
         value: Value,
     },
+    /// An input got its value when first needed (or was changed by the operator).
+    InputSet {
+        step: String,
+        name: String,
+        /// The value; the mask for a secret input.
+        value: String,
+        /// `default`, `computed` or the operator.
+        by: String,
+        /// How a computed default was reached.
+        how: Option<String>,
+    },
     Guard {
         step: String,
         host: Option<String>,
@@ -813,6 +847,8 @@ pub struct Engine {
     resume: Option<ResumeFrom>,
     /// A unit of the current step whose outcome is unknown (from resume).
     unknown: Option<UnitKey>,
+    /// Inputs nobody gave yet: settled when the first step that reads them is reached.
+    unsettled: Vec<String>,
     out: Vec<Output>,
 }
 
@@ -832,7 +868,14 @@ impl Engine {
         let mut vars = inputs;
         vars.insert("runbook.id".to_owned(), Value::Str(rb.id.clone()));
         vars.insert("operator".to_owned(), Value::Str(opts.operator.clone()));
+        let unsettled = rb
+            .inputs
+            .iter()
+            .filter(|i| !vars.contains_key(&i.name))
+            .map(|i| i.name.clone())
+            .collect();
         Engine {
+            unsettled,
             rb,
             plan,
             opts,
@@ -869,6 +912,7 @@ impl Engine {
     ) -> Engine {
         let mut e = Engine::new(rb, inputs, plan, opts);
         e.vars.extend(from.vars.clone());
+        e.unsettled.retain(|n| !from.vars.contains_key(n));
         e.resume = Some(from);
         e
     }
@@ -1148,6 +1192,9 @@ impl Engine {
     /// nothing to do, read-only, dry run; then the first unit.
     fn gate_step(&mut self) {
         let step = self.step();
+        if !self.settle_inputs(&step) {
+            return;
+        }
         if let Some((src, cond)) = &step.when {
             let hosts = self.step_hosts();
             if names_health(cond) && !self.health_fresh {
@@ -1183,11 +1230,39 @@ impl Engine {
             }
         }
         if self.units.is_empty() {
+            let list = step.foreach.clone().unwrap_or_default();
+            let inputs = self.inputs_behind(&list);
+            if self.opts.approve == ApprovePolicy::Ask && !self.opts.dry_run {
+                self.emit(Event::Note {
+                    step: Some(step.id.clone()),
+                    text: format!(
+                        "nothing to do: the diagnosis found nothing for `{list}`{}",
+                        if inputs.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (with {})", self.describe_inputs(&inputs))
+                        }
+                    ),
+                });
+                return self.await_decision(
+                    DecisionKind::NothingToDo {
+                        list: list.clone(),
+                        inputs,
+                    },
+                    Some(format!(
+                        "`{list}` is empty: nothing for this step to act on"
+                    )),
+                );
+            }
             self.finish_step(
                 StepStatus::Skipped,
                 format!(
-                    "nothing to do: `{}` is empty",
-                    step.foreach.as_deref().unwrap_or("")
+                    "nothing to do: `{list}` is empty{}",
+                    if inputs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (with {})", self.describe_inputs(&inputs))
+                    }
                 ),
             );
             return self.advance();
@@ -1287,6 +1362,173 @@ impl Engine {
                 })
             })
             .collect();
+    }
+
+    /// Gives every input the step reads a value before anything of it runs: the operator's
+    /// (asked now, with the default computed from the diagnosis), else the default. `false`
+    /// when waiting for a person or when the run had to stop.
+    fn settle_inputs(&mut self, step: &Step) -> bool {
+        let reads = step.reads();
+        let needed: Vec<String> = self
+            .unsettled
+            .iter()
+            .filter(|n| reads.contains(n))
+            .cloned()
+            .collect();
+        for name in needed {
+            let Some(input) = self.rb.inputs.iter().find(|i| i.name == name).cloned() else {
+                continue;
+            };
+            let computed = input
+                .default_from
+                .as_ref()
+                .and_then(|f| f.eval(&self.vars).map(|v| (v, f)));
+            let how = computed.as_ref().map(|(_, f)| self.describe_default(f));
+            let default = computed
+                .as_ref()
+                .map(|(v, _)| v.clone())
+                .or_else(|| input.default.clone());
+            if self.opts.approve == ApprovePolicy::Ask && !self.opts.dry_run {
+                self.await_decision(
+                    DecisionKind::Input {
+                        name: name.clone(),
+                        default,
+                        computed: how,
+                        description: input.description.clone(),
+                    },
+                    None,
+                );
+                return false;
+            }
+            match default {
+                Some(v) => {
+                    let by = if computed.is_some() {
+                        "computed"
+                    } else {
+                        "default"
+                    };
+                    self.set_input(&step.id, &name, v, by, how);
+                }
+                None if input.required => {
+                    let msg = format!(
+                        "input `{name}` has no value and no default: rerun with --var {name}=... ({})",
+                        input.description
+                    );
+                    self.finish_step(StepStatus::Refused, msg.clone());
+                    self.finish(Outcome::NeedsApproval, msg);
+                    return false;
+                }
+                None => self.unsettled.retain(|n| *n != name),
+            }
+        }
+        true
+    }
+
+    fn set_input(&mut self, step: &str, name: &str, value: String, by: &str, how: Option<String>) {
+        let secret = self.rb.inputs.iter().any(|i| i.name == name && i.secret);
+        if secret {
+            drop(crate::secret::Secret::new(value.clone()));
+        }
+        self.unsettled.retain(|n| n != name);
+        self.vars.insert(name.to_owned(), Value::Str(value.clone()));
+        self.emit(Event::InputSet {
+            step: step.to_owned(),
+            name: name.to_owned(),
+            value: if secret {
+                crate::secret::MASK.to_owned()
+            } else {
+                value
+            },
+            by: by.to_owned(),
+            how,
+        });
+    }
+
+    fn describe_default(&self, f: &super::DefaultFrom) -> String {
+        let n = match self.vars.get(f.var()) {
+            Some(Value::List(l)) => l.len(),
+            Some(Value::Str(_)) => 1,
+            None => 0,
+        };
+        let what = match f {
+            super::DefaultFrom::Var(v) => v.clone(),
+            super::DefaultFrom::Min(v) => format!("min({v})"),
+            super::DefaultFrom::Max(v) => format!("max({v})"),
+            super::DefaultFrom::Count(v) => format!("count({v})"),
+            super::DefaultFrom::Percentile(v, p) => format!("percentile({v}, {p})"),
+        };
+        format!("{what} of {n} value{}", if n == 1 { "" } else { "s" })
+    }
+
+    /// Inputs read by the step that captured `var` (what to change when it found nothing).
+    fn inputs_behind(&self, var: &str) -> Vec<String> {
+        let Some(capturer) = self
+            .rb
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.capture.as_ref().is_some_and(|c| c.var == var))
+        else {
+            return Vec::new();
+        };
+        let reads = capturer.reads();
+        self.rb
+            .inputs
+            .iter()
+            .filter(|i| reads.contains(&i.name))
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
+    fn describe_inputs(&self, names: &[String]) -> String {
+        names
+            .iter()
+            .map(|n| {
+                let v = self
+                    .vars
+                    .get(n)
+                    .map_or_else(|| "unset".to_owned(), Value::as_text);
+                format!("{n} = {v}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The first step that reads input `name` (where a changed value takes effect).
+    fn first_reader(&self, name: &str) -> Option<usize> {
+        self.rb
+            .steps
+            .iter()
+            .position(|s| s.reads().iter().any(|r| r == name))
+    }
+
+    /// Inputs worth changing when the current step failed: those it reads, or those behind
+    /// the lists it reads.
+    pub fn inputs_for_change(&self) -> Vec<String> {
+        let Some(step) = self.rb.steps.get(self.cursor) else {
+            return Vec::new();
+        };
+        let reads = step.reads();
+        let mut out: Vec<String> = self
+            .rb
+            .inputs
+            .iter()
+            .filter(|i| reads.contains(&i.name))
+            .map(|i| i.name.clone())
+            .collect();
+        for r in &reads {
+            for i in self.inputs_behind(r) {
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+            }
+        }
+        out
+    }
+
+    /// The current value of a variable, as text.
+    pub fn value_of(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(Value::as_text)
     }
 
     /// The hosts of the current step's units, each once.
@@ -2126,6 +2368,83 @@ impl Engine {
                 return self.await_decision(kind, None);
             }
         }
+        // An input: it must match its pattern; the value is recorded (masked if secret).
+        if let (DecisionKind::Input { name, .. }, Decision::SetInput { name: n, value }) =
+            (&kind, &d)
+            && n == name
+        {
+            if let Some(msg) = self.invalid_input(name, value) {
+                self.emit(Event::Note {
+                    step: Some(step.id.clone()),
+                    text: msg,
+                });
+                return self.await_decision(kind, None);
+            }
+            let (name, value) = (name.clone(), value.clone());
+            let shown = if self.rb.inputs.iter().any(|i| i.name == name && i.secret) {
+                crate::secret::MASK.to_owned()
+            } else {
+                value.clone()
+            };
+            self.emit(Event::Decided {
+                step: step.id.clone(),
+                host,
+                decision: Decision::SetInput {
+                    name: name.clone(),
+                    value: shown,
+                },
+                by: by.to_owned(),
+                covers: Vec::new(),
+            });
+            self.set_input(&step.id, &name, value, by, None);
+            return self.gate_step();
+        }
+        if let (
+            DecisionKind::Failed | DecisionKind::NothingToDo { .. },
+            Decision::ChangeInput { name, value },
+        ) = (&kind, &d)
+        {
+            if let Some(msg) = self.invalid_input(name, value) {
+                self.emit(Event::Note {
+                    step: Some(step.id.clone()),
+                    text: msg,
+                });
+                return self.await_decision(kind, None);
+            }
+            let Some(back) = self.first_reader(name) else {
+                self.emit(Event::Note {
+                    step: Some(step.id.clone()),
+                    text: format!("no step reads `{name}`; still waiting"),
+                });
+                return self.await_decision(kind, None);
+            };
+            let (name, value) = (name.clone(), value.clone());
+            let shown = if self.rb.inputs.iter().any(|i| i.name == name && i.secret) {
+                crate::secret::MASK.to_owned()
+            } else {
+                value.clone()
+            };
+            self.emit(Event::Decided {
+                step: step.id.clone(),
+                host,
+                decision: Decision::ChangeInput {
+                    name: name.clone(),
+                    value: shown,
+                },
+                by: by.to_owned(),
+                covers: Vec::new(),
+            });
+            self.set_input(&step.id, &name, value, by, None);
+            self.finish_step(
+                StepStatus::Skipped,
+                format!(
+                    "{name} changed by {by}: going back to step `{}`",
+                    self.rb.steps[back].id
+                ),
+            );
+            self.cursor = back;
+            return self.begin_step();
+        }
         let allowed = matches!(
             (&kind, &d),
             (_, Decision::Abort | Decision::Skip)
@@ -2204,8 +2523,21 @@ impl Engine {
                 };
                 self.begin_unit();
             }
-            (Decision::AddNote(_), _) => {}
+            (
+                Decision::AddNote(_) | Decision::SetInput { .. } | Decision::ChangeInput { .. },
+                _,
+            ) => {}
         }
+    }
+
+    /// Why `value` cannot be input `name` (its pattern), if it cannot.
+    fn invalid_input(&self, name: &str, value: &str) -> Option<String> {
+        let input = self.rb.inputs.iter().find(|i| i.name == name)?;
+        if input.required && value.is_empty() {
+            return Some(format!("{name} is required: {}", input.description));
+        }
+        let p = input.pattern.as_ref()?;
+        (!p.is_match(value)).then(|| format!("{name} must match {}; still waiting", p.as_str()))
     }
 
     /// After a headless `--resolve retry` or a console "retry" of an unknown unit: the unit

@@ -351,6 +351,14 @@ pub fn resume_point(rb: &Runbook, lines: &[Json]) -> Option<ResumeFrom> {
             {
                 vars.insert(s(l, "var").to_owned(), v);
             }
+        } else if event_is(l, "input_set") {
+            // A secret input is recorded as the mask: it must be given again.
+            if s(l, "value") != secret::MASK {
+                vars.insert(
+                    s(l, "name").to_owned(),
+                    Value::Str(s(l, "value").to_owned()),
+                );
+            }
         } else if event_is(l, "step_started") {
             // A resumed step keeps what its earlier start finished; a fresh start (the run
             // reaching it again through a goto) begins anew.

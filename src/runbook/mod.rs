@@ -86,11 +86,115 @@ impl Trigger {
 pub struct Input {
     pub name: String,
     pub default: Option<String>,
+    /// A default computed from the diagnosis when the input is first needed.
+    pub default_from: Option<DefaultFrom>,
     pub description: String,
     pub pattern: Option<Regex>,
     pub required: bool,
     /// Masked wherever it is shown or recorded (`secret = true` in the file).
     pub secret: bool,
+}
+
+/// How an input's default is computed from a captured value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefaultFrom {
+    /// The value as captured (a list's first item).
+    Var(String),
+    Min(String),
+    Max(String),
+    Count(String),
+    /// The value with `p` % (0–100) of a numeric list below it.
+    Percentile(String, f64),
+}
+
+impl DefaultFrom {
+    /// Parses `VAR`, `min(VAR)`, `max(VAR)`, `count(VAR)`, `percentile(VAR, P)`.
+    pub fn parse(text: &str) -> Result<DefaultFrom, String> {
+        let t = text.trim();
+        let Some((f, rest)) = t.split_once('(') else {
+            return if template::valid_name(t) {
+                Ok(DefaultFrom::Var(t.to_owned()))
+            } else {
+                Err(format!("{t:?} is not a variable name"))
+            };
+        };
+        let inner = rest
+            .strip_suffix(')')
+            .ok_or_else(|| format!("{t:?}: missing `)`"))?;
+        let args: Vec<&str> = inner.split(',').map(str::trim).collect();
+        let var = |a: &str| {
+            if template::valid_name(a) {
+                Ok(a.to_owned())
+            } else {
+                Err(format!("{a:?} is not a variable name"))
+            }
+        };
+        match (f.trim(), args.as_slice()) {
+            ("min", [v]) => Ok(DefaultFrom::Min(var(v)?)),
+            ("max", [v]) => Ok(DefaultFrom::Max(var(v)?)),
+            ("count", [v]) => Ok(DefaultFrom::Count(var(v)?)),
+            ("percentile", [v, p]) => {
+                let p: f64 = p
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| format!("percentile {p:?}: write a number from 0 to 100"))?;
+                Ok(DefaultFrom::Percentile(var(v)?, p))
+            }
+            (f, _) => Err(format!(
+                "{f}(…) is not known: use VAR, min(VAR), max(VAR), count(VAR) or percentile(VAR, P)"
+            )),
+        }
+    }
+
+    /// The variable it reads.
+    pub fn var(&self) -> &str {
+        match self {
+            DefaultFrom::Var(v)
+            | DefaultFrom::Min(v)
+            | DefaultFrom::Max(v)
+            | DefaultFrom::Count(v)
+            | DefaultFrom::Percentile(v, _) => v,
+        }
+    }
+
+    /// The computed default, or `None` when the variable is missing or the list is empty
+    /// (or not numeric where a number is needed).
+    pub fn eval(&self, vars: &Vars) -> Option<String> {
+        let v = vars.get(self.var())?;
+        let items: Vec<String> = match v {
+            Value::Str(s) if s.is_empty() => Vec::new(),
+            Value::Str(s) => vec![s.clone()],
+            Value::List(l) => l.clone(),
+        };
+        let nums = || -> Option<Vec<f64>> {
+            let mut n: Vec<f64> = items
+                .iter()
+                .map(|i| i.trim().parse::<f64>().ok())
+                .collect::<Option<_>>()?;
+            n.sort_by(f64::total_cmp);
+            (!n.is_empty()).then_some(n)
+        };
+        let show = |x: f64| {
+            if x.fract() == 0.0 && x.abs() < 1e15 {
+                format!("{x:.0}")
+            } else {
+                x.to_string()
+            }
+        };
+        match self {
+            DefaultFrom::Var(_) => items.into_iter().next(),
+            DefaultFrom::Count(_) => Some(items.len().to_string()),
+            DefaultFrom::Min(_) => nums().and_then(|n| n.first().copied()).map(show),
+            DefaultFrom::Max(_) => nums().and_then(|n| n.last().copied()).map(show),
+            // The value with P % of the list below it: percentile(idle, 20) is the idle time
+            // of the oldest 80 %.
+            DefaultFrom::Percentile(_, p) => nums().map(|n| {
+                let at = ((p / 100.0) * n.len() as f64).floor() as usize;
+                show(n[at.min(n.len() - 1)])
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +224,48 @@ pub struct Step {
 }
 
 impl Step {
+    /// Every variable the step reads: its commands (and rollback and guards), its
+    /// conditions, its list and its expectation.
+    pub fn reads(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |n: String| {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        };
+        let execs =
+            self.exec
+                .iter()
+                .chain(self.rollback.iter())
+                .chain(self.guards.iter().filter_map(|g| match &g.check {
+                    GuardCheck::Exec { exec, .. } => Some(exec),
+                    _ => None,
+                }));
+        for x in execs {
+            for t in x.templates() {
+                for v in t.vars() {
+                    add(v.name);
+                }
+            }
+        }
+        for (_, c) in self.when.iter().chain(self.until.iter()) {
+            for i in c.idents() {
+                add(i);
+            }
+        }
+        if let Some(f) = &self.foreach {
+            add(f.clone());
+        }
+        if let Some(Expect {
+            check: ExpectCheck::Compare { var, .. },
+            ..
+        }) = &self.expect
+        {
+            add(var.clone());
+        }
+        out
+    }
+
     /// Steps that change something: they need approval and are refused in read-only mode.
     ///
     /// Every action changes something. A diagnose, check or wait step changes something

@@ -62,6 +62,10 @@ pub struct TriggerDef {
 #[serde(deny_unknown_fields)]
 pub struct InputDef {
     pub default: Option<String>,
+    /// A default computed from what the diagnosis found, when the input is first needed:
+    /// `VAR`, `min(VAR)`, `max(VAR)`, `count(VAR)` or `percentile(VAR, P)` of a captured
+    /// list. Falls back to `default` when the list is empty.
+    pub default_from: Option<Spanned<String>>,
     #[serde(default)]
     pub description: String,
     /// A regex the whole value must match.

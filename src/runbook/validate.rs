@@ -269,6 +269,8 @@ impl Validator<'_> {
             .collect();
         defined.insert("runbook.id".to_owned());
         let mut inputs = Vec::new();
+        // (span, input, variable) of computed defaults, checked once every capture is known.
+        let mut computed_defaults = Vec::new();
         for (name, def) in &f.inputs {
             let d = def.get_ref();
             if !valid_name(name) || name.contains('.') {
@@ -302,9 +304,26 @@ impl Validator<'_> {
                     Some("leave the default out and pass it with --var, or prompt for it in the console"),
                 );
             }
+            let default_from = d.default_from.as_ref().and_then(|t| {
+                match super::DefaultFrom::parse(t.get_ref()) {
+                    Ok(f) => Some((t.span(), f)),
+                    Err(e) => {
+                        self.err(
+                            t.span(),
+                            format!("input `{name}`: default_from {e}"),
+                            Some("e.g. default_from = \"percentile(idle_times, 20)\" over a list a step captures"),
+                        );
+                        None
+                    }
+                }
+            });
+            if let Some((span, f)) = &default_from {
+                computed_defaults.push((span.clone(), name.clone(), f.var().to_owned()));
+            }
             defined.insert(name.clone());
             inputs.push(Input {
                 name: name.clone(),
+                default_from: default_from.map(|(_, f)| f),
                 default: d.default.clone(),
                 description: d.description.clone(),
                 pattern,
@@ -340,6 +359,15 @@ impl Validator<'_> {
                 steps.push(step);
             }
             self.step = None;
+        }
+        for (span, input, var) in computed_defaults {
+            if !defined.contains(&var) {
+                self.err(
+                    span,
+                    format!("input `{input}`: default_from reads `{var}`, which no step captures"),
+                    Some("capture it in a diagnose step before the first step that uses the input"),
+                );
+            }
         }
         Runbook {
             id,

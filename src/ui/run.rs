@@ -271,6 +271,22 @@ fn decision_dialog(
             " Step failed ".to_owned(),
             vec![
                 (key(app, Action::Retry), "retry"),
+                (key(app, Action::ChangeInput), "change an input, go back"),
+                (key(app, Action::Skip), "skip"),
+                (key(app, Action::Abort), "abort"),
+            ],
+        ),
+        DecisionKind::Input { name, .. } => (
+            format!(" Input {name} needed "),
+            vec![
+                (key(app, Action::Confirm), "enter it"),
+                (key(app, Action::Abort), "abort"),
+            ],
+        ),
+        DecisionKind::NothingToDo { list, .. } => (
+            format!(" Nothing to do: {list} is empty "),
+            vec![
+                (key(app, Action::ChangeInput), "change an input, go back"),
                 (key(app, Action::Skip), "skip"),
                 (key(app, Action::Abort), "abort"),
             ],
@@ -359,12 +375,32 @@ fn typing_dialog(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, t: &Ty
     let (title, help, value) = match t {
         Typing::Input { index, value } => {
             let input = run.and_then(|r| r.runbook.inputs.get(*index));
+            // Where the offered default came from (the diagnosis on screen behind).
+            let how = run
+                .and_then(|r| r.ask.as_ref())
+                .and_then(|a| match &a.kind {
+                    DecisionKind::Input { computed, .. } => computed.clone(),
+                    _ => None,
+                })
+                .map(|c| format!(" — default from {c}"))
+                .unwrap_or_default();
             (
                 format!(" Input {} ", input.map_or("", |i| i.name.as_str())),
-                input.map(|i| i.description.clone()).unwrap_or_default(),
+                format!(
+                    "{}{how}",
+                    input.map(|i| i.description.clone()).unwrap_or_default()
+                ),
                 value,
             )
         }
+        Typing::Change { names, at, value } => (
+            format!(
+                " Change {} (tab: next input) ",
+                names.get(*at).map_or("", String::as_str)
+            ),
+            "the run goes back to the first step that reads it".to_owned(),
+            value,
+        ),
         Typing::Note(v) => (
             " Note for the journal ".to_owned(),
             "what you saw or did".to_owned(),
