@@ -269,3 +269,71 @@ fn ssh_output_of_2_gib_keeps_head_and_tail_in_bounded_memory() {
     let (result, rss_kib) = exec_huge(&ssh_inventory(&lab));
     assert_head_tail_and_mark(&result, rss_kib);
 }
+
+/// A secret split over two writes (two chunks) or cut by the truncation never shows, in whole
+/// or in part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_split_by_chunks_or_by_the_truncation_stay_masked() {
+    use opsdeck::transport::{self, OutputLimit, local::LocalHost};
+    use tokio_util::sync::CancellationToken;
+
+    let canary = "c4n4ry-Secr3t-value-77";
+    let _secret = opsdeck::secret::Secret::new(canary);
+    let run = |cmd: String, limit: OutputLimit| async move {
+        transport::run_limited(
+            &LocalHost,
+            &cmd,
+            Duration::from_secs(20),
+            limit,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("runs")
+    };
+    let (first, rest) = canary.split_at(9);
+    // Two writes with a pause between: two chunks.
+    let out = run(
+        format!("printf 'a {first}'; sleep 0.2; printf '{rest} b'"),
+        OutputLimit::DEFAULT,
+    )
+    .await;
+    assert_eq!(out.stdout, "a ******** b");
+
+    // 64 bytes of head end inside one copy, 64 bytes of tail start inside another.
+    let pad = "y".repeat(60);
+    let filler = "z".repeat(10_000);
+    let out = run(
+        format!("printf '%s' '{pad}{canary}{filler}{canary}{pad}'"),
+        OutputLimit { head: 64, tail: 80 },
+    )
+    .await;
+    assert!(out.truncated, "{out:?}");
+    assert_eq!(
+        out.stdout_bytes,
+        (2 * 60 + 2 * canary.len() + 10_000) as u64
+    );
+    for part in [
+        canary,
+        first,
+        rest,
+        &canary[..4],
+        &canary[canary.len() - 4..],
+    ] {
+        assert!(
+            !out.stdout.contains(part),
+            "{part:?} shows in {:?}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout
+            .starts_with(&format!("{pad}********\n[opsdeck: ")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.ends_with(&format!("]\n********{pad}")),
+        "{}",
+        out.stdout
+    );
+}

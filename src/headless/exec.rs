@@ -117,11 +117,19 @@ pub fn render_text(results: &[HostResult]) -> String {
             (None, Some(e)) => format!("FAILED: {e}"),
             (None, None) => "unknown".to_owned(),
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
             "== {} ({}) {head} in {:.1} ms",
             r.host, r.transport, r.duration_ms
         );
+        if r.truncated {
+            let _ = write!(
+                out,
+                " (output truncated: {} bytes on stdout, {} on stderr; the middle is omitted)",
+                r.stdout_bytes, r.stderr_bytes
+            );
+        }
+        out.push('\n');
         if !r.stdout.is_empty() {
             out.push_str(&r.stdout);
             if !r.stdout.ends_with('\n') {

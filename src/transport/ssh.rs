@@ -400,7 +400,13 @@ impl Inner {
                 Err(e) => {
                     conn.mark_dead();
                     if reconnected {
-                        return Err(self.disconnected(&e));
+                        // Nothing was sent on it: the channel never opened.
+                        return Err(TransportError::Connect {
+                            target: self.target(),
+                            reason: format!(
+                                "the connection was lost before a session channel opened: {e}"
+                            ),
+                        });
                     }
                     reconnected = true;
                 }
