@@ -1026,16 +1026,14 @@ impl TrustFiles {
         KnownHosts::load(&self.all())
     }
 
-    fn names(&self) -> String {
+    /// "known_hosts file A has no entry", or "no known_hosts file (A, B, C) has an entry".
+    fn none_has_an_entry(&self) -> String {
         let all = self.all();
-        let mut names: Vec<String> = all.iter().map(|p| p.display().to_string()).collect();
-        match names.len() {
-            1 => names.remove(0),
-            _ => {
-                let last = names.pop().unwrap_or_default();
-                format!("{} or {last}", names.join(", "))
-            }
+        if all.len() == 1 {
+            return format!("known_hosts file {} has no entry", all[0].display());
         }
+        let names: Vec<String> = all.iter().map(|p| p.display().to_string()).collect();
+        format!("no known_hosts file ({}) has an entry", names.join(", "))
     }
 }
 
@@ -1171,38 +1169,48 @@ fn verdict_result(
             offered.describe()
         )),
         Verdict::BadCertificate { ca, reason } => Err(format!(
-            "host certificate of {host}:{port} is refused: the host offered {}, signed by the CA \
-             that {ca} trusts for this host, but {reason}. Nothing was sent to the host. Renew \
-             the host certificate (ssh-keygen -s CA_KEY -h -n {host} ...) and set it as sshd's \
+            "host certificate of {host}:{port} is refused: {ca} trusts its CA for this host, but \
+             {reason}. The host offered {}. Nothing was sent to the host. Renew the host \
+             certificate (`ssh-keygen -s CA_KEY -h -n {host} HOST_KEY.pub`) and set it as sshd's \
              HostCertificate.",
             offered.describe()
         )),
         Verdict::Changed(recorded) => {
             let first = &recorded[0];
-            let what = match first.marker {
-                Marker::CertAuthority => format!(
-                    "trusts only host certificates signed by the CA key {} for it",
-                    first.key.fingerprint(HashAlg::Sha256)
-                ),
-                _ => format!(
-                    "records {} key {}",
-                    first.key.algorithm(),
-                    first.key.fingerprint(HashAlg::Sha256)
-                ),
-            };
             let more = match recorded.len() {
                 1 => String::new(),
                 n => format!(" (and {} more entries for it)", n - 1),
             };
+            let (what, todo) = match first.marker {
+                Marker::CertAuthority => (
+                    format!(
+                        "trusts only host certificates signed by the CA key {} for it",
+                        first.key.fingerprint(HashAlg::Sha256)
+                    ),
+                    "Check that the host presents a certificate from that CA (sshd's \
+                     HostCertificate) before trusting anything else for it."
+                        .to_owned(),
+                ),
+                _ => (
+                    format!(
+                        "records {} key {}",
+                        first.key.algorithm(),
+                        first.key.fingerprint(HashAlg::Sha256)
+                    ),
+                    format!(
+                        "Verify the new key out of band, then remove line {} (e.g. \
+                         `ssh-keygen -R '{pattern}' -f {}`) and connect again.",
+                        first.at.line,
+                        first.at.file.display(),
+                    ),
+                ),
+            };
             Err(format!(
                 "host key of {host}:{port} has CHANGED: the host offered {}, but {} {what}{more}. \
                  Someone may be intercepting the connection, or the host was reinstalled. \
-                 Nothing was sent to the host. Verify the new key out of band, then remove line \
-                 {} (e.g. `ssh-keygen -R '{pattern}' -f {}`) and connect again.",
+                 Nothing was sent to the host. {todo}",
                 offered.describe(),
                 first.at,
-                first.at.line,
-                first.at.file.display(),
             ))
         }
         Verdict::Unknown => Err(format!("host key of {host}:{port} is unknown")),
@@ -1211,11 +1219,11 @@ fn verdict_result(
 
 fn unknown_message(host: &str, port: u16, offered: &Offered, files: &TrustFiles) -> String {
     format!(
-        "host key of {host}:{port} is unknown: known_hosts file {} has no entry for {} \
-         (host_key_policy = \"strict\"). The host offered {}. Verify that fingerprint out of \
-         band, then add the key (e.g. `ssh-keyscan -p {port} {host} >> {}`) or set \
-         host_key_policy = \"accept-new\" to record it on first connect.",
-        files.names(),
+        "host key of {host}:{port} is unknown: {} for {} (host_key_policy = \"strict\"). \
+         The host offered {}. Verify that fingerprint out of band, then add the key (e.g. \
+         `ssh-keyscan -p {port} {host} >> {}`) or set host_key_policy = \"accept-new\" to \
+         record it on first connect.",
+        files.none_has_an_entry(),
         known_hosts::lookup_name(host, port),
         offered.describe(),
         files.user.display(),
