@@ -105,7 +105,10 @@ fn assert_gone(marker: &str) {
 }
 
 fn assert_timed_out_and_gone(result: &Value, elapsed: Duration, marker: &str) {
-    eprintln!("{} timed out; opsdeck returned after {elapsed:?}", result["transport"]);
+    eprintln!(
+        "{} timed out; opsdeck returned after {elapsed:?}",
+        result["transport"]
+    );
     assert!(
         elapsed < Duration::from_secs(3),
         "returned after {elapsed:?}: {result}"
@@ -120,7 +123,10 @@ fn assert_timed_out_and_gone(result: &Value, elapsed: Duration, marker: &str) {
 }
 
 fn assert_ran_and_gone(result: &Value, elapsed: Duration, marker: &str) {
-    eprintln!("{} ran; opsdeck returned after {elapsed:?}", result["transport"]);
+    eprintln!(
+        "{} ran; opsdeck returned after {elapsed:?}",
+        result["transport"]
+    );
     assert!(
         elapsed < Duration::from_secs(3),
         "returned after {elapsed:?}: {result}"
