@@ -146,10 +146,13 @@ mod tests {
         s.finish()
     }
 
+    // The masker is process-wide and other tests register secrets made of letters and
+    // digits: these streams use punctuation only, so no cut here looks like part of a secret.
+
     #[test]
     fn short_output_is_kept_whole() {
-        let k = kept(OutputLimit { head: 4, tail: 4 }, &[b"abc", b"defgh"]);
-        assert_eq!(k.text, "abcdefgh");
+        let k = kept(OutputLimit { head: 4, tail: 4 }, &[b"=.=", b":;:;:"]);
+        assert_eq!(k.text, "=.=:;:;:");
         assert!(!k.truncated);
         assert_eq!(k.total_bytes, 8);
     }
@@ -158,9 +161,9 @@ mod tests {
     fn long_output_keeps_head_and_tail_and_marks_the_gap() {
         let k = kept(
             OutputLimit { head: 3, tail: 4 },
-            &[b"ab", b"cdefg", b"hijklmnop", b"qr", b"s"],
+            &[b"=.", b"=::::", b"::::::::~", b"~.", b"~"],
         );
-        assert_eq!(k.text, format!("abc{}pqrs", omitted_mark(12)));
+        assert_eq!(k.text, format!("=.={}~~.~", omitted_mark(12)));
         assert!(k.truncated);
         assert_eq!(k.total_bytes, 19);
     }
