@@ -108,6 +108,35 @@ impl Masker {
             Cow::Borrowed(bytes)
         }
     }
+
+    /// Length of the longest end of `bytes` that is the start (not the whole) of a registered
+    /// secret. Output cut right after `bytes` would show that part of the secret; callers
+    /// that cut output mask it.
+    pub fn secret_start_at_end(&self, bytes: &[u8]) -> usize {
+        self.longest_partial(|v| (1..v.len()).rev().find(|&n| bytes.ends_with(&v[..n])))
+    }
+
+    /// Length of the longest start of `bytes` that is the end (not the whole) of a registered
+    /// secret: the counterpart of [`Masker::secret_start_at_end`] for output cut before `bytes`.
+    pub fn secret_end_at_start(&self, bytes: &[u8]) -> usize {
+        self.longest_partial(|v| {
+            (1..v.len())
+                .rev()
+                .find(|&n| bytes.starts_with(&v[v.len() - n..]))
+        })
+    }
+
+    fn longest_partial(&self, partial: impl Fn(&[u8]) -> Option<usize>) -> usize {
+        let values = self
+            .values
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        values
+            .iter()
+            .filter_map(|v| partial(v.as_bytes()))
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 fn contains_subslice(hay: &[u8], needle: &[u8]) -> bool {

@@ -640,3 +640,145 @@ async fn a_command_killed_by_a_signal_reports_the_signal_and_streams_output() {
         Some(transport::OutputChunk::Stdout(b"second\n".to_vec()))
     );
 }
+
+// i. ---------------------------------------------------------------------------------------
+
+/// `may_have_run` is false exactly when the command certainly did not start: the run engine
+/// retries only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_whether_the_command_may_have_run() {
+    let mut lab = SshHosts::start(1);
+    let run = |host: SshHost, cmd: &'static str, timeout: Duration| async move {
+        transport::run(&host, cmd, timeout, CancellationToken::new())
+            .await
+            .expect_err("fails")
+    };
+    let long = Duration::from_secs(30);
+
+    // Certainly not run.
+    let closed_port =
+        opsdeck::lab::process::free_port("127.0.0.6".parse().expect("ip")).expect("free port");
+    let refused = SshHost::new(SshSpec {
+        address: "127.0.0.6".to_owned(),
+        port: closed_port,
+        ..lab.spec(0)
+    });
+    let e = run(refused, "true", long).await;
+    assert!(matches!(e, TransportError::Connect { .. }), "{e:?}");
+    assert!(!e.may_have_run(), "{e:?}");
+
+    let mute = TcpListener::bind("127.0.0.5:0").expect("bind");
+    let mute_port = mute.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in mute.incoming() {
+            held.push(s);
+        }
+    });
+    let mute_spec = SshSpec {
+        address: "127.0.0.5".to_owned(),
+        port: mute_port,
+        connect_timeout: Duration::from_millis(300),
+        ..lab.spec(0)
+    };
+    let e = run(SshHost::new(mute_spec.clone()), "true", long).await;
+    assert!(matches!(e, TransportError::ConnectTimeout { .. }), "{e:?}");
+    assert!(!e.may_have_run(), "{e:?}");
+    // The command's own timeout running out while still connecting: nothing ran.
+    let e = run(
+        SshHost::new(SshSpec {
+            connect_timeout: Duration::from_secs(20),
+            ..mute_spec
+        }),
+        "true",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(
+        matches!(e, TransportError::Timeout { started: false, .. }),
+        "{e:?}"
+    );
+    assert!(!e.may_have_run(), "{e:?}");
+    assert!(e.to_string().contains("nothing ran"), "{e}");
+
+    let nobody_known = lab.path("empty_known_hosts");
+    std::fs::write(&nobody_known, "").expect("write");
+    let e = run(
+        SshHost::new(SshSpec {
+            known_hosts: nobody_known,
+            ..lab.spec(0)
+        }),
+        "true",
+        long,
+    )
+    .await;
+    assert!(matches!(e, TransportError::HostKey(_)), "{e:?}");
+    assert!(!e.may_have_run(), "{e:?}");
+
+    let stranger = lab.path("stranger_key");
+    opsdeck::lab::sshd::generate_client_key(&stranger).expect("key");
+    let e = run(
+        SshHost::new(SshSpec {
+            identity_files: vec![stranger],
+            ..lab.spec(0)
+        }),
+        "true",
+        long,
+    )
+    .await;
+    assert!(matches!(e, TransportError::Auth { .. }), "{e:?}");
+    assert!(!e.may_have_run(), "{e:?}");
+
+    // May have run: the outcome is unknown.
+    let e = run(
+        SshHost::new(lab.spec(0)),
+        "sleep 30",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        matches!(e, TransportError::Timeout { started: true, .. }),
+        "{e:?}"
+    );
+    assert!(e.may_have_run(), "{e:?}");
+
+    let host = SshHost::new(lab.spec(0));
+    let cancel = CancellationToken::new();
+    let trigger = {
+        let cancel = cancel.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cancel.cancel();
+        }
+    };
+    let (r, ()) = tokio::join!(host.exec("sleep 30", None, cancel), trigger);
+    let e = r.expect_err("cancelled");
+    assert!(
+        matches!(e, TransportError::Cancelled { started: true, .. }),
+        "{e:?}"
+    );
+    assert!(e.may_have_run(), "{e:?}");
+
+    let host = Arc::new(SshHost::new(lab.spec(0)));
+    let sessions = count(&lab.log(0), "Starting session");
+    let running = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            transport::run(host.as_ref(), "sleep 5", long, CancellationToken::new()).await
+        })
+    };
+    tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count(&lab.log(0), "Starting session") == sessions {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the session never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lab.crash(0);
+    });
+    let e = running.await.expect("no panic").expect_err("sshd gone");
+    assert!(matches!(e, TransportError::Disconnected { .. }), "{e:?}");
+    assert!(e.may_have_run(), "{e:?}");
+}

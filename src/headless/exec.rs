@@ -20,8 +20,19 @@ pub struct HostResult {
     pub status: Option<ExitStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// True when the error leaves the command's outcome unknown (it may have run: timeout,
+    /// cancel, connection lost after sending); absent without an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub may_have_run: Option<bool>,
+    /// The head and tail of the output (see `transport::OutputLimit`), a mark in between
+    /// when the middle was dropped.
     pub stdout: String,
     pub stderr: String,
+    /// Bytes written, kept or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// True when the middle of stdout or stderr was dropped.
+    pub truncated: bool,
     pub duration_ms: f64,
 }
 
@@ -70,8 +81,12 @@ fn to_result(
             transport,
             status: Some(o.status),
             error: None,
+            may_have_run: None,
             stdout: o.stdout,
             stderr: o.stderr,
+            stdout_bytes: o.stdout_bytes,
+            stderr_bytes: o.stderr_bytes,
+            truncated: o.truncated,
             duration_ms: ms(o.duration),
         },
         Err(e) => HostResult {
@@ -79,8 +94,12 @@ fn to_result(
             transport,
             status: None,
             error: Some(e.masked()),
+            may_have_run: Some(e.may_have_run()),
             stdout: String::new(),
             stderr: String::new(),
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
             duration_ms: ms(elapsed),
         },
     }
@@ -98,11 +117,19 @@ pub fn render_text(results: &[HostResult]) -> String {
             (None, Some(e)) => format!("FAILED: {e}"),
             (None, None) => "unknown".to_owned(),
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
             "== {} ({}) {head} in {:.1} ms",
             r.host, r.transport, r.duration_ms
         );
+        if r.truncated {
+            let _ = write!(
+                out,
+                " (output truncated: {} bytes on stdout, {} on stderr; the middle is omitted)",
+                r.stdout_bytes, r.stderr_bytes
+            );
+        }
+        out.push('\n');
         if !r.stdout.is_empty() {
             out.push_str(&r.stdout);
             if !r.stdout.ends_with('\n') {

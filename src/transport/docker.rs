@@ -337,10 +337,13 @@ impl DockerHost {
         Ok(compute_stats(&sample))
     }
 
+    /// `started` is set once the engine was asked to start the exec: from then on the
+    /// command may run, and failures are [`TransportError::Lost`].
     async fn exec_inner(
         &self,
         command: &str,
         sink: Option<OutputSink>,
+        started: &std::sync::atomic::AtomicBool,
     ) -> Result<ExitStatus, TransportError> {
         let docker = self.docker()?;
         let id = self.resolve().await?;
@@ -375,16 +378,23 @@ impl DockerHost {
             }
             Err(e) => return Err(self.engine_err("creating the exec", &e)),
         };
-        let started = docker
+        started.store(true, std::sync::atomic::Ordering::Release);
+        let lost = |e: TransportError| match e {
+            TransportError::Docker { target, reason } => TransportError::Lost { target, reason },
+            other => other,
+        };
+        let attached = docker
             .start_exec(&created.id, None)
             .await
-            .map_err(|e| self.engine_err("starting the exec", &e))?;
-        let StartExecResults::Attached { mut output, .. } = started else {
-            return Err(self.err("the engine detached the exec instead of attaching"));
+            .map_err(|e| lost(self.engine_err("starting the exec", &e)))?;
+        let StartExecResults::Attached { mut output, .. } = attached else {
+            return Err(lost(
+                self.err("the engine detached the exec instead of attaching"),
+            ));
         };
         let mut sink = sink;
         while let Some(item) = output.next().await {
-            let chunk = match item.map_err(|e| self.engine_err("reading exec output", &e))? {
+            let chunk = match item.map_err(|e| lost(self.engine_err("reading exec output", &e)))? {
                 LogOutput::StdOut { message } | LogOutput::Console { message } => {
                     OutputChunk::Stdout(message.to_vec())
                 }
@@ -399,7 +409,7 @@ impl DockerHost {
             }
         }
         drop(sink);
-        self.exit_code(&docker, &created.id).await
+        self.exit_code(&docker, &created.id).await.map_err(lost)
     }
 
     /// The exec's exit code, polling briefly: the engine can report the stream's end a moment
@@ -502,9 +512,14 @@ impl Transport for DockerHost {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<ExitStatus, TransportError>> {
         Box::pin(async move {
+            // The engine has no way to stop an exec: a cancelled one runs on in the container.
+            let started = std::sync::atomic::AtomicBool::new(false);
             tokio::select! {
-                r = self.exec_inner(command, sink) => r,
-                () = cancel.cancelled() => Err(TransportError::Cancelled { target: self.label() }),
+                r = self.exec_inner(command, sink, &started) => r,
+                () = cancel.cancelled() => Err(TransportError::Cancelled {
+                    target: self.label(),
+                    started: started.load(std::sync::atomic::Ordering::Acquire),
+                }),
             }
         })
     }

@@ -5,17 +5,24 @@
 //! reconnects. Commands run on session channels bounded by the host's `MaxSessions`; tunnels
 //! (`forward_local`, jump hosts) use direct-tcpip channels on the same connection.
 //!
-//! Trust is decided before authentication, against the inventory's `known_hosts` file: an
-//! unknown host or a changed key is refused with the fingerprints and what to do; under
-//! `accept-new` an unknown host's key is recorded once, under a process-wide lock and an
-//! `flock` on the file.
+//! Trust is decided before authentication, the way OpenSSH decides it (see [`known_hosts`]),
+//! against the inventory's `known_hosts` file and the global ones: a revoked key, a changed key
+//! (any key of any type recorded for the host and none matching) and, under `strict`, an
+//! unknown host are refused with the fingerprints and what to do. Host certificates signed by a
+//! `@cert-authority` trusted for the host are accepted. Under `accept-new` a host with nothing
+//! recorded has its key appended to the inventory's file once: under an `flock` on the file,
+//! after checking again under the lock, so racing processes record one line.
+//!
+//! Commands end with their process group: a timeout or cancel sends SIGTERM, then SIGKILL, over
+//! the channel (sshd signals the session's process group), and a command that exits leaves
+//! nothing running in its group (see [`wrap_command`]).
 
 use std::any::{Any, TypeId};
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -23,14 +30,17 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use nix::fcntl::{Flock, FlockArg};
 use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, ChannelStream, ChannelWriteHalf, Sig};
+use russh::keys::{
+    Algorithm, Certificate, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
+};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelStream, ChannelWriteHalf, Preferred, Sig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::known_hosts::{self, KnownHosts, Marker, Verdict};
 use super::{ExitStatus, OutputChunk, OutputSink, Transport, TransportError};
 use crate::inventory::{HostKeyPolicy, SshSpec};
 
@@ -168,6 +178,7 @@ impl SshHost {
         });
         rx.await.map_err(|_| TransportError::Cancelled {
             target: self.inner.target(),
+            started: false,
         })?
     }
 
@@ -300,7 +311,7 @@ impl Inner {
         if self.attempts.load(Ordering::Acquire) != seen
             && let Some(e) = &slot.last_failure
         {
-            return Err(duplicate(e));
+            return Err(e.clone());
         }
         let outcome = connect(&self.spec).await;
         // Counted when the attempt ends: everyone who queued behind it shares its outcome.
@@ -314,7 +325,7 @@ impl Inner {
             }
             Err(e) => {
                 warn!(target = %self.target(), "ssh connect failed: {e}");
-                slot.last_failure = Some(duplicate(&e));
+                slot.last_failure = Some(e.clone());
                 Err(e)
             }
         }
@@ -389,7 +400,13 @@ impl Inner {
                 Err(e) => {
                     conn.mark_dead();
                     if reconnected {
-                        return Err(self.disconnected(&e));
+                        // Nothing was sent on it: the channel never opened.
+                        return Err(TransportError::Connect {
+                            target: self.target(),
+                            reason: format!(
+                                "the connection was lost before a session channel opened: {e}"
+                            ),
+                        });
                     }
                     reconnected = true;
                 }
@@ -405,6 +422,7 @@ impl Inner {
                 .await
                 .map_err(|_| TransportError::Cancelled {
                     target: self.target(),
+                    started: false,
                 })?;
         let (conn, mut channel) = self.open_session().await?;
         if let Err(e) = channel.request_subsystem(true, name).await {
@@ -452,33 +470,51 @@ impl Inner {
         sink: Option<OutputSink>,
         cancel: CancellationToken,
     ) -> Result<ExitStatus, TransportError> {
-        let cancelled = || TransportError::Cancelled {
+        let not_started = || TransportError::Cancelled {
             target: self.target(),
+            started: false,
         };
         let _permit = tokio::select! {
-            p = self.sessions.clone().acquire_owned() => p.map_err(|_| cancelled())?,
-            () = cancel.cancelled() => return Err(cancelled()),
+            p = self.sessions.clone().acquire_owned() => p.map_err(|_| not_started())?,
+            () = cancel.cancelled() => return Err(not_started()),
         };
         let (conn, channel) = tokio::select! {
             r = self.open_session() => r?,
-            () = cancel.cancelled() => return Err(cancelled()),
+            () = cancel.cancelled() => return Err(not_started()),
         };
         let (mut reader, writer) = channel.split();
-        // Closes the channel if this future is dropped or cancelled before the command ends.
+        // Closes the channel if this future is dropped before the command ends.
         let mut guard = ChannelGuard(Some(writer));
         if let Some(w) = &guard.0
-            && let Err(e) = w.exec(true, command).await
+            && let Err(e) = w.exec(true, wrap_command(command)).await
         {
+            // The request never left: the session is gone, nothing ran.
             conn.mark_dead();
-            return Err(self.disconnected(&e));
+            return Err(TransportError::Connect {
+                target: self.target(),
+                reason: format!("the connection was lost before the command was sent: {e}"),
+            });
         }
         let mut status = None;
+        // Armed once the exit status is in: output may still follow, but a pipe held open by
+        // a process that left the command's group must not hold us forever.
+        let mut after_exit: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             let msg = tokio::select! {
                 m = reader.wait() => m,
-                () = cancel.cancelled() => {
+                () = cancel.cancelled(), if status.is_none() => {
+                    self.stop(&mut guard, &mut reader, sink.as_ref()).await;
+                    return Err(TransportError::Cancelled { target: self.target(), started: true });
+                }
+                () = fire(&mut after_exit) => {
+                    warn!(
+                        target = %self.target(),
+                        "the command exited but its output stayed open for {}s (a background \
+                         process that left its process group?); closing the channel",
+                        EXIT_DRAIN.as_secs()
+                    );
                     guard.close().await;
-                    return Err(cancelled());
+                    break;
                 }
             };
             match msg {
@@ -492,9 +528,11 @@ impl Inner {
                     status = Some(ExitStatus::Code(
                         i32::try_from(exit_status).unwrap_or(i32::MAX),
                     ));
+                    after_exit = Some(Box::pin(tokio::time::sleep(EXIT_DRAIN)));
                 }
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                     status = Some(ExitStatus::Signal(signal_text(&signal_name)));
+                    after_exit = Some(Box::pin(tokio::time::sleep(EXIT_DRAIN)));
                 }
                 Some(ChannelMsg::Failure) if status.is_none() => {
                     guard.close().await;
@@ -524,6 +562,109 @@ impl Inner {
             }
             .to_owned(),
         })
+    }
+
+    /// Stops a running command: EOF on its stdin (the wrapper's watcher then sends SIGTERM to
+    /// the command's process group, SIGKILL a second later; see [`wrap_command`]) and the same
+    /// signals as `signal` requests (honoured by sshd for sessions under privilege
+    /// separation), then waits for the channel to close: every process holding its output is
+    /// gone. Output that arrives meanwhile still goes to `sink`.
+    async fn stop(
+        &self,
+        guard: &mut ChannelGuard,
+        reader: &mut ChannelReadHalf,
+        sink: Option<&OutputSink>,
+    ) {
+        let Some(w) = &guard.0 else { return };
+        let _ = w.eof().await;
+        let _ = w.signal(Sig::TERM).await;
+        let started = tokio::time::Instant::now();
+        let mut killed = false;
+        let closed = tokio::time::timeout(STOP_WAIT, async {
+            loop {
+                let msg = if killed {
+                    reader.wait().await
+                } else {
+                    let kill_at = started + super::local::GRACE;
+                    match tokio::time::timeout_at(kill_at, reader.wait()).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            killed = true;
+                            if let Some(w) = &guard.0 {
+                                let _ = w.signal(Sig::KILL).await;
+                            }
+                            continue;
+                        }
+                    }
+                };
+                match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        send(sink, OutputChunk::Stdout(data.to_vec())).await;
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        send(sink, OutputChunk::Stderr(data.to_vec())).await;
+                    }
+                    Some(ChannelMsg::Close) | None => return,
+                    Some(_) => {}
+                }
+            }
+        })
+        .await;
+        if closed.is_err() {
+            warn!(
+                target = %self.target(),
+                "the stopped command's output stayed open for {}s (a process that left its \
+                 process group?); closing the channel",
+                STOP_WAIT.as_secs()
+            );
+        }
+        guard.close().await;
+    }
+}
+
+/// How long a stopped command has to let go of its channel: past the watcher's SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// How long output may keep the channel open after the command's exit status arrived.
+const EXIT_DRAIN: Duration = Duration::from_secs(2);
+
+/// The command as sent to the host's shell.
+///
+/// The command runs in a background subshell (stdin `/dev/null`) that the session's shell
+/// waits for; a watcher in the same process group reads the channel's stdin, which opsdeck
+/// never writes. When opsdeck sends EOF (timeout, cancel), closes the channel or loses the
+/// connection, sshd closes that stdin and the watcher ends the whole group: SIGTERM, and
+/// SIGKILL a second later. This is what stops a remote command on sshd that refuses `signal`
+/// requests (OpenSSH does for root logins, which run without privilege separation:
+/// "session signalling requires privilege separation"). When the command ends by itself, the
+/// shell sends SIGTERM to whatever it left running in the group (`sleep 300 &`), so it leaves
+/// nothing behind and its channel closes when it ends. sshd makes each session its own process
+/// group, so none of this reaches anything else.
+///
+/// Exit status: the command's; a command killed by signal N shows as exit code 128 + N,
+/// except that a signal to the session's shell itself (`kill -TERM $$`) is still reported as
+/// that signal.
+fn wrap_command(command: &str) -> String {
+    format!(
+        "exec 3<&0\n\
+         (\n:\n{command}\n) </dev/null 3<&- &\n\
+         __opsdeck_cmd=$!\n\
+         {{ while read -r __opsdeck_in; do :; done; trap '' TERM; kill -TERM 0; sleep 1; \
+         kill -KILL 0; }} <&3 >/dev/null 2>&1 3<&- &\n\
+         exec 3<&-\n\
+         wait \"$__opsdeck_cmd\"\n\
+         __opsdeck_rc=$?\n\
+         trap '' TERM\n\
+         kill -TERM 0 2>/dev/null\n\
+         exit $__opsdeck_rc\n"
+    )
+}
+
+/// Waits for an armed timer; never fires when there is none.
+async fn fire(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -578,58 +719,54 @@ impl Transport for SshHost {
     }
 }
 
-/// `TransportError` is not `Clone` (it need not be elsewhere); waiters on a shared connect
-/// attempt each get their own copy of its failure.
-fn duplicate(e: &TransportError) -> TransportError {
-    use TransportError as E;
-    match e {
-        E::Connect { target, reason } => E::Connect {
-            target: target.clone(),
-            reason: reason.clone(),
-        },
-        E::ConnectTimeout { target, after } => E::ConnectTimeout {
-            target: target.clone(),
-            after: *after,
-        },
-        E::HostKey(m) => E::HostKey(m.clone()),
-        E::Auth { target, reason } => E::Auth {
-            target: target.clone(),
-            reason: reason.clone(),
-        },
-        E::Timeout { target, after } => E::Timeout {
-            target: target.clone(),
-            after: *after,
-        },
-        E::Cancelled { target } => E::Cancelled {
-            target: target.clone(),
-        },
-        E::Disconnected { target, reason } => E::Disconnected {
-            target: target.clone(),
-            reason: reason.clone(),
-        },
-        E::Docker { target, reason } => E::Docker {
-            target: target.clone(),
-            reason: reason.clone(),
-        },
-        E::Other { target, reason } => E::Other {
-            target: target.clone(),
-            reason: reason.clone(),
-        },
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Connecting
 
-fn client_config(spec: &SshSpec) -> Arc<client::Config> {
+fn client_config(spec: &SshSpec, known: &KnownHosts) -> Arc<client::Config> {
     Arc::new(client::Config {
         keepalive_interval: (!spec.keepalive.is_zero()).then_some(spec.keepalive),
         keepalive_max: 3,
         // Idle connections are kept: probes come back to them. Keepalives find dead peers.
         inactivity_timeout: None,
         nodelay: true,
+        preferred: preferred_algorithms(spec, known),
         ..client::Config::default()
     })
+}
+
+/// Host key algorithms as OpenSSH orders them: the types recorded for the host first (a host
+/// with several keys then proves itself with the one that is recorded), and host
+/// certificates asked for only when a CA is trusted for the host.
+fn preferred_algorithms(spec: &SshSpec, known: &KnownHosts) -> Preferred {
+    let mut preferred = Preferred::default();
+    let recorded = known.recorded_algorithms(&spec.address, spec.port);
+    let same = |a: &Algorithm, b: &Algorithm| {
+        a == b || (matches!(a, Algorithm::Rsa { .. }) && matches!(b, Algorithm::Rsa { .. }))
+    };
+    let mut keys: Vec<Algorithm> = Vec::new();
+    for r in &recorded {
+        keys.extend(
+            preferred
+                .key
+                .iter()
+                .filter(|a| same(a, r) && !keys.contains(a))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    keys.extend(
+        preferred
+            .key
+            .iter()
+            .filter(|a| !keys.contains(a))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    if known.has_authority_for(&spec.address, spec.port) {
+        preferred.host_key_certificates = Cow::Owned(keys.clone());
+    }
+    preferred.key = Cow::Owned(keys);
+    preferred
 }
 
 /// Connects, verifies the host key and authenticates, all within `connect_timeout`.
@@ -649,14 +786,21 @@ fn connect(spec: &SshSpec) -> BoxFuture<'_, Result<Conn, TransportError>> {
 async fn connect_inner(spec: &SshSpec) -> Result<Conn, TransportError> {
     let target = spec.display();
     let refusal = Arc::new(std::sync::Mutex::new(None));
+    let files = TrustFiles::for_spec(spec);
+    let known = {
+        let files = files.clone();
+        tokio::task::spawn_blocking(move || files.load())
+            .await
+            .unwrap_or_default()
+    };
+    let config = client_config(spec, &known);
     let handler = Client {
         host: spec.address.clone(),
         port: spec.port,
-        known_hosts: spec.known_hosts.clone(),
+        files,
         policy: spec.host_key_policy,
         refusal: refusal.clone(),
     };
-    let config = client_config(spec);
     let (handshake, jump) = match &spec.jump {
         None => {
             let tcp = TcpStream::connect((spec.address.as_str(), spec.port))
@@ -826,10 +970,77 @@ enum ClientError {
     HostKey(String),
 }
 
+/// What the server proved it holds: a plain host key or a host certificate.
+#[derive(Debug, Clone)]
+enum Offered {
+    Key(PublicKey),
+    Certificate(Box<Certificate>),
+}
+
+impl Offered {
+    fn plain(&self) -> PublicKey {
+        match self {
+            Offered::Key(k) => k.clone(),
+            Offered::Certificate(c) => PublicKey::new(c.public_key().clone(), ""),
+        }
+    }
+
+    /// `ssh-ed25519 key SHA256:...` or `ssh-ed25519 certificate "id" (key SHA256:...)`.
+    fn describe(&self) -> String {
+        match self {
+            Offered::Key(k) => format!("{} key {}", k.algorithm(), k.fingerprint(HashAlg::Sha256)),
+            Offered::Certificate(c) => format!(
+                "{} host certificate {:?} (key {}, signed by CA {})",
+                c.algorithm(),
+                c.key_id(),
+                c.public_key().fingerprint(HashAlg::Sha256),
+                c.signature_key().fingerprint(HashAlg::Sha256),
+            ),
+        }
+    }
+}
+
+/// The files a host's key is checked against: the inventory's (or ssh_config's) `known_hosts`,
+/// which `accept-new` writes to, then the global files (see [`known_hosts::global_files`]).
+#[derive(Debug, Clone)]
+struct TrustFiles {
+    user: PathBuf,
+    global: Vec<PathBuf>,
+}
+
+impl TrustFiles {
+    fn for_spec(spec: &SshSpec) -> Self {
+        TrustFiles {
+            user: spec.known_hosts.clone(),
+            global: known_hosts::global_files(),
+        }
+    }
+
+    fn all(&self) -> Vec<PathBuf> {
+        std::iter::once(self.user.clone())
+            .chain(self.global.iter().cloned())
+            .collect()
+    }
+
+    fn load(&self) -> KnownHosts {
+        KnownHosts::load(&self.all())
+    }
+
+    /// "known_hosts file A has no entry", or "no known_hosts file (A, B, C) has an entry".
+    fn none_has_an_entry(&self) -> String {
+        let all = self.all();
+        if all.len() == 1 {
+            return format!("known_hosts file {} has no entry", all[0].display());
+        }
+        let names: Vec<String> = all.iter().map(|p| p.display().to_string()).collect();
+        format!("no known_hosts file ({}) has an entry", names.join(", "))
+    }
+}
+
 struct Client {
     host: String,
     port: u16,
-    known_hosts: PathBuf,
+    files: TrustFiles,
     policy: HostKeyPolicy,
     /// The refusal, in case russh reports it as a plain handshake error.
     refusal: Arc<std::sync::Mutex<Option<String>>>,
@@ -842,23 +1053,23 @@ impl client::Handler for Client {
         &mut self,
         server_public_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match server_public_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            // Without CA support, a certificate is trusted exactly like its plain key.
+        let offered = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => Offered::Key(key.clone()),
             PublicKeyOrCertificate::Certificate(cert) => {
-                PublicKey::new(cert.public_key().clone(), "")
+                Offered::Certificate(Box::new(cert.clone()))
             }
         };
-        let (host, port, path, policy) = (
+        let (host, port, files, policy) = (
             self.host.clone(),
             self.port,
-            self.known_hosts.clone(),
+            self.files.clone(),
             self.policy,
         );
-        let verdict =
-            tokio::task::spawn_blocking(move || verify_host_key(&host, port, &key, &path, policy))
-                .await
-                .unwrap_or_else(|e| Err(format!("host key check did not finish: {e}")));
+        let verdict = tokio::task::spawn_blocking(move || {
+            verify_host_key(&host, port, &offered, &files, policy)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("host key check did not finish: {e}")));
         match verdict {
             Ok(()) => Ok(true),
             Err(message) => {
@@ -876,164 +1087,145 @@ impl client::Handler for Client {
 /// Serialises `accept-new` writers inside this process (the `flock` covers other processes).
 static KNOWN_HOSTS_WRITE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// `Ok` if `key` is trusted for `host:port` (recording it first under `accept-new` if the host
-/// is unknown); otherwise the message to show.
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn judge(kh: &KnownHosts, host: &str, port: u16, offered: &Offered) -> Verdict {
+    match offered {
+        Offered::Key(k) => kh.check_key(host, port, k),
+        Offered::Certificate(c) => kh.check_certificate(host, port, c, now_unix()),
+    }
+}
+
+/// `Ok` if what the host offered is trusted for `host:port` (under `accept-new` recording its
+/// key first if nothing at all is recorded for the host); otherwise the message to show.
 fn verify_host_key(
     host: &str,
     port: u16,
-    key: &PublicKey,
-    path: &Path,
+    offered: &Offered,
+    files: &TrustFiles,
     policy: HostKeyPolicy,
 ) -> Result<(), String> {
-    match lookup(host, port, key, path)? {
-        Known::Trusted => return Ok(()),
-        Known::Unknown => {}
+    match judge(&files.load(), host, port, offered) {
+        Verdict::Unknown => {}
+        other => return verdict_result(host, port, offered, other),
     }
     if policy == HostKeyPolicy::Strict {
-        return Err(format!(
-            "host key of {host}:{port} is unknown: known_hosts file {} has no entry for {} \
-             (host_key_policy = \"strict\"). The host offered {} key {}. Verify that \
-             fingerprint out of band, then add the key (e.g. `ssh-keyscan -p {port} {host} >> \
-             {}`) or set host_key_policy = \"accept-new\" to record it on first connect.",
-            path.display(),
-            host_pattern(host, port),
-            key.algorithm(),
-            key.fingerprint(HashAlg::Sha256),
-            path.display(),
-        ));
+        return Err(unknown_message(host, port, offered, files));
     }
     let _guard = KNOWN_HOSTS_WRITE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = &files.user;
     let cannot = |what: &str, e: &dyn std::fmt::Display| {
         format!(
             "cannot record the host key of {host}:{port}: {what} known_hosts file {}: {e}",
             path.display()
         )
     };
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| cannot("creating the directory of", &e))?;
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| cannot("opening", &e))?;
+    let file = known_hosts::open_for_append(path).map_err(|e| cannot("opening", &e))?;
     let mut file = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| cannot("locking", &errno))?;
-    // Another connection (or process) may have recorded it while this one waited.
-    match lookup(host, port, key, path)? {
-        Known::Trusted => return Ok(()),
-        Known::Unknown => {}
+    // Another connection (or process) may have recorded something while this one waited.
+    match judge(&files.load(), host, port, offered) {
+        Verdict::Unknown => {}
+        other => return verdict_result(host, port, offered, other),
     }
-    let line = format!(
-        "{} {}",
-        host_pattern(host, port),
-        key.to_openssh()
-            .map_err(|e| cannot("encoding the key for", &e))?
-    );
-    append_line(&mut file, &line).map_err(|e| cannot("writing", &e))?;
+    let key = offered.plain();
+    let line = known_hosts::line_for(host, port, &key).map_err(|e| cannot("writing", &e))?;
+    known_hosts::append_line(&mut file, &line).map_err(|e| cannot("writing", &e))?;
     warn!(
-        "recorded new host key of {host}:{port} ({}) in {}",
+        "recorded new host key of {host}:{port} ({} {}) in {}",
+        key.algorithm(),
         key.fingerprint(HashAlg::Sha256),
         path.display()
     );
     Ok(())
 }
 
-enum Known {
-    Trusted,
-    Unknown,
-}
-
-fn lookup(host: &str, port: u16, key: &PublicKey, path: &Path) -> Result<Known, String> {
-    match russh::keys::check_known_hosts_path(host, port, key, path) {
-        Ok(true) => Ok(Known::Trusted),
-        Ok(false) => Ok(Known::Unknown),
-        Err(russh::keys::Error::KeyChanged { line }) => {
-            Err(changed_message(host, port, key, path, line))
-        }
-        Err(e) => Err(format!(
-            "cannot check the host key of {host}:{port} against known_hosts file {}: {e}; fix \
-             or remove the unreadable line",
-            path.display()
-        )),
-    }
-}
-
-fn changed_message(
+fn verdict_result(
     host: &str,
     port: u16,
-    key: &PublicKey,
-    path: &Path,
-    russh_line: usize,
-) -> String {
-    let recorded = russh::keys::known_hosts::known_host_keys_path(host, port, path)
-        .ok()
-        .and_then(|keys| keys.into_iter().find(|(l, _)| *l == russh_line))
-        .map_or_else(
-            || "a different key".to_owned(),
-            |(_, k)| format!("{} key {}", k.algorithm(), k.fingerprint(HashAlg::Sha256)),
-        );
-    let line = file_line(path, russh_line);
+    offered: &Offered,
+    verdict: Verdict,
+) -> Result<(), String> {
+    let pattern = known_hosts::lookup_name(host, port);
+    match verdict {
+        Verdict::Trusted(at) => {
+            debug!("host key of {host}:{port} matches {at}");
+            Ok(())
+        }
+        Verdict::TrustedCertificate { ca, key_id } => {
+            debug!("host certificate {key_id:?} of {host}:{port} is signed by the CA of {ca}");
+            Ok(())
+        }
+        Verdict::Revoked(at) => Err(format!(
+            "host key of {host}:{port} is REVOKED: the host offered {}, and {at} marks it \
+             @revoked. Nothing was sent to the host. The host needs a new key (recorded in \
+             known_hosts) before opsdeck will connect to it.",
+            offered.describe()
+        )),
+        Verdict::BadCertificate { ca, reason } => Err(format!(
+            "host certificate of {host}:{port} is refused: {ca} trusts its CA for this host, but \
+             {reason}. The host offered {}. Nothing was sent to the host. Renew the host \
+             certificate (`ssh-keygen -s CA_KEY -h -n {host} HOST_KEY.pub`) and set it as sshd's \
+             HostCertificate.",
+            offered.describe()
+        )),
+        Verdict::Changed(recorded) => {
+            let first = &recorded[0];
+            let more = match recorded.len() {
+                1 => String::new(),
+                n => format!(" (and {} more entries for it)", n - 1),
+            };
+            let (what, todo) = match first.marker {
+                Marker::CertAuthority => (
+                    format!(
+                        "trusts only host certificates signed by the CA key {} for it",
+                        first.key.fingerprint(HashAlg::Sha256)
+                    ),
+                    "Check that the host presents a certificate from that CA (sshd's \
+                     HostCertificate) before trusting anything else for it."
+                        .to_owned(),
+                ),
+                _ => (
+                    format!(
+                        "records {} key {}",
+                        first.key.algorithm(),
+                        first.key.fingerprint(HashAlg::Sha256)
+                    ),
+                    format!(
+                        "Verify the new key out of band, then remove line {} (e.g. \
+                         `ssh-keygen -R '{pattern}' -f {}`) and connect again.",
+                        first.at.line,
+                        first.at.file.display(),
+                    ),
+                ),
+            };
+            Err(format!(
+                "host key of {host}:{port} has CHANGED: the host offered {}, but {} {what}{more}. \
+                 Someone may be intercepting the connection, or the host was reinstalled. \
+                 Nothing was sent to the host. {todo}",
+                offered.describe(),
+                first.at,
+            ))
+        }
+        Verdict::Unknown => Err(format!("host key of {host}:{port} is unknown")),
+    }
+}
+
+fn unknown_message(host: &str, port: u16, offered: &Offered, files: &TrustFiles) -> String {
     format!(
-        "host key of {host}:{port} has CHANGED: the host offered {} key {}, but known_hosts \
-         file {} line {line} records {recorded}. Someone may be intercepting the connection, \
-         or the host was reinstalled. Nothing was sent to the host. Verify the new key out of \
-         band, then remove line {line} with `ssh-keygen -R '{}' -f {}` and connect again.",
-        key.algorithm(),
-        key.fingerprint(HashAlg::Sha256),
-        path.display(),
-        host_pattern(host, port),
-        path.display(),
+        "host key of {host}:{port} is unknown: {} for {} (host_key_policy = \"strict\"). \
+         The host offered {}. Verify that fingerprint out of band, then add the key (e.g. \
+         `ssh-keyscan -p {port} {host} >> {}`) or set host_key_policy = \"accept-new\" to \
+         record it on first connect.",
+        files.none_has_an_entry(),
+        known_hosts::lookup_name(host, port),
+        offered.describe(),
+        files.user.display(),
     )
-}
-
-/// russh numbers `known_hosts` lines without counting `#` comment lines; this is the line
-/// number an editor shows.
-fn file_line(path: &Path, russh_line: usize) -> usize {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return russh_line;
-    };
-    let mut counted = 0;
-    for (i, l) in text.lines().enumerate() {
-        if l.starts_with('#') {
-            continue;
-        }
-        counted += 1;
-        if counted == russh_line {
-            return i + 1;
-        }
-    }
-    russh_line
-}
-
-/// How `known_hosts` names a host: `127.0.0.2` for port 22, `[127.0.0.2]:2222` otherwise.
-fn host_pattern(host: &str, port: u16) -> String {
-    if port == 22 {
-        host.to_owned()
-    } else {
-        format!("[{host}]:{port}")
-    }
-}
-
-fn append_line(file: &mut File, line: &str) -> std::io::Result<()> {
-    let mut needs_newline = false;
-    if file.seek(SeekFrom::End(-1)).is_ok() {
-        let mut last = [0u8; 1];
-        file.read_exact(&mut last)?;
-        needs_newline = last[0] != b'\n';
-    }
-    let mut text = String::new();
-    if needs_newline {
-        text.push('\n');
-    }
-    text.push_str(line);
-    text.push('\n');
-    // Opened in append mode: one write lands at the end.
-    file.write_all(text.as_bytes())?;
-    file.sync_data()
 }

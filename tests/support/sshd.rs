@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use opsdeck::inventory::{HostKeyPolicy, SshSpec};
-use opsdeck::lab::process::free_port;
+use opsdeck::lab::process::{Daemon, free_port};
 use opsdeck::lab::sshd::{self, Sshd, SshdOptions};
 
 pub struct SshHosts {
@@ -136,6 +136,44 @@ impl SshHosts {
         self.hosts[i] = sshd::start(&self.options[i]).expect("sshd restarts");
     }
 
+    /// Restarts host `i`'s sshd with its `HostKey` line replaced by `host_config` (e.g.
+    /// `HostKey /path/rsa_key` alone, or with `HostCertificate /path/key-cert.pub`). Same
+    /// address and port; everything else as `opsdeck::lab::sshd` configures it. The log
+    /// starts empty.
+    pub fn reconfigure(&mut self, i: usize, host_config: &[String]) {
+        self.hosts[i].daemon.stop(Duration::from_secs(2));
+        let dir = self.dir.path().join("sshd");
+        let name = &self.options[i].name;
+        let config_path = dir.join(format!("{name}_sshd_config"));
+        let old = std::fs::read_to_string(&config_path).expect("sshd config");
+        let mut text = String::new();
+        for l in old
+            .lines()
+            .filter(|l| !l.starts_with("HostKey ") && !l.starts_with("HostCertificate "))
+        {
+            let _ = writeln!(text, "{l}");
+        }
+        for l in host_config {
+            let _ = writeln!(text, "{l}");
+        }
+        let config_path = dir.join(format!("{name}_custom_sshd_config"));
+        std::fs::write(&config_path, text).expect("write sshd config");
+        let sshd = opsdeck::lab::process::find_program("sshd").expect("sshd installed");
+        // A fresh log per configuration: `log(i)` then shows this sshd's connections only.
+        let _ = std::fs::remove_file(dir.join(format!("{name}-custom.log")));
+        let mut cmd = std::process::Command::new(sshd);
+        cmd.arg("-D").arg("-e").arg("-f").arg(&config_path);
+        let daemon = Daemon::spawn(&format!("{name}-custom"), &mut cmd, &dir).expect("sshd starts");
+        let addr = self.hosts[i].socket_addr();
+        opsdeck::lab::process::wait_for_tcp(addr, Duration::from_secs(10)).unwrap_or_else(|e| {
+            panic!(
+                "custom sshd on {addr} does not listen: {e}; log:\n{}",
+                daemon.log_tail(20)
+            )
+        });
+        self.hosts[i].daemon = daemon;
+    }
+
     /// Waits until host `i`'s log contains `needle` (panics after 10 s).
     pub fn wait_for_log(&self, i: usize, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -172,6 +210,38 @@ pub fn ssh_table(addr: &str, port: u16, key: &Path, known_hosts: &Path, extra: &
 
 pub fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
+}
+
+/// Runs `ssh-keygen` with `args`, panicking with its output if it fails.
+pub fn keygen(args: &[&str]) {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(args)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(
+        out.status.success(),
+        "ssh-keygen {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a key pair at `path` (`path.pub` next to it): `kind` is `ed25519`, `rsa`, `ecdsa`.
+/// Returns the public key as `type base64` (no comment).
+pub fn new_key(path: &Path, kind: &str) -> String {
+    let p = path.to_string_lossy().into_owned();
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(format!("{p}.pub"));
+    let mut args = vec!["-q", "-t", kind, "-N", "", "-C", "test", "-f", &p];
+    if kind == "rsa" {
+        args.extend(["-b", "2048"]);
+    }
+    keygen(&args);
+    let text = std::fs::read_to_string(format!("{p}.pub")).expect("public key");
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `ssh-ed25519 AAAA...` of a freshly made key that no server uses.
