@@ -358,8 +358,7 @@ fn percent_encode(s: &str, keep: &str, plus_for_space: bool, upper: bool) -> Str
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         let c = char::from(b);
-        if b.is_ascii_alphanumeric() || "-._~".contains(c) || (b.is_ascii() && keep.contains(c))
-        {
+        if b.is_ascii_alphanumeric() || "-._~".contains(c) || (b.is_ascii() && keep.contains(c)) {
             out.push(c);
         } else if b == b' ' && plus_for_space {
             out.push('+');
@@ -437,7 +436,7 @@ fn base64_core(secret: &[u8], offset: usize, alphabet: &[u8; 64]) -> Option<Stri
     let skip = (offset * 8).div_ceil(6);
     // Characters carrying bits of the unknown suffix: the last one when the total is not a
     // multiple of 3 bytes.
-    let drop_tail = usize::from(padded.len() % 3 != 0);
+    let drop_tail = usize::from(!padded.len().is_multiple_of(3));
     let end = encoded.len().checked_sub(drop_tail)?;
     let core = encoded.get(skip..end)?;
     (core.len() >= MIN_BASE64_CORE).then(|| core.to_owned())
@@ -501,7 +500,10 @@ mod tests {
             let out = mask(&text);
             assert!(out.contains(MASK), "{f:?} not masked: {out}");
             assert!(!out.contains(&f), "{f:?} survives: {out}");
-            assert!(out.starts_with("before ") && out.ends_with(" after"), "{out}");
+            assert!(
+                out.starts_with("before ") && out.ends_with(" after"),
+                "{out}"
+            );
         }
         // Base64 of the secret inside a longer base64 text, at each alignment.
         for prefix in ["", "a", "ab", "abc"] {
