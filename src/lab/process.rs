@@ -3,6 +3,12 @@
 //! Every server runs in the foreground of its own process group (sshd `-D`, nginx
 //! `daemon off`, php-fpm `-F`, mariadbd, redis-server, dockerd), with its output in a log file
 //! and its pid in a pid file, so a later `opsdeck lab down` (another process) can stop it.
+//!
+//! A pid file is a promise someone else can break: the process may be gone and its pid reused,
+//! or the file may have been written by someone else. It records the pid *and* the process's
+//! start time (`/proc/PID/stat`, field 22), and [`Daemon::from_pidfile`] only believes a
+//! private file of ours whose process still has that start time, so `stop` never signals
+//! (or `killpg`s) a process the lab did not start. Log and pid files are 0600.
 
 use std::fs::{self, File};
 use std::io;
@@ -30,9 +36,9 @@ impl Daemon {
     /// Spawns `cmd` in its own process group with stdout and stderr appended to
     /// `dir/NAME.log`, and writes `dir/NAME.pid`.
     pub fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> io::Result<Daemon> {
-        fs::create_dir_all(dir)?;
+        crate::private_fs::private_dir(dir)?;
         let log = dir.join(format!("{name}.log"));
-        let out = File::options().create(true).append(true).open(&log)?;
+        let out: File = crate::private_fs::open_append(&log)?;
         let err = out.try_clone()?;
         let child = cmd
             .stdin(Stdio::null())
@@ -48,7 +54,8 @@ impl Daemon {
             })?;
         let pid = child.id();
         let pidfile = dir.join(format!("{name}.pid"));
-        fs::write(&pidfile, format!("{pid}\n"))?;
+        let started = start_time(pid).map(|t| format!(" {t}")).unwrap_or_default();
+        crate::private_fs::write_atomic(&pidfile, format!("{pid}{started}\n").as_bytes())?;
         Ok(Daemon {
             name: name.to_owned(),
             pid,
@@ -58,9 +65,10 @@ impl Daemon {
         })
     }
 
-    /// A daemon another process started, known by its pid file.
+    /// A daemon another process started, known by its pid file; `None` unless the pid file
+    /// can be trusted (see [`trusted_pid`]).
     pub fn from_pidfile(name: &str, pidfile: &Path) -> Option<Daemon> {
-        let pid = fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+        let pid = trusted_pid(pidfile).ok()?;
         Some(Daemon {
             name: name.to_owned(),
             pid,
@@ -118,6 +126,59 @@ impl Daemon {
     }
 }
 
+/// The pid a pid file names, if the file can be trusted: a regular file (not a symlink) owned
+/// by this user and writable by no one else, holding `PID START` where `START` is the start
+/// time of the live process `PID`. Anything else (a stale file whose pid was reused, a file
+/// planted by another user, an old file without a start time) is an error saying why.
+pub fn trusted_pid(pidfile: &Path) -> io::Result<u32> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let meta = fs::symlink_metadata(pidfile)?;
+    let untrusted = |why: String| {
+        io::Error::other(format!(
+            "not trusting pid file {}: {why}",
+            pidfile.display()
+        ))
+    };
+    if !meta.is_file() {
+        return Err(untrusted("not a regular file".to_owned()));
+    }
+    let me = nix::unistd::getuid().as_raw();
+    if meta.uid() != me {
+        return Err(untrusted(format!("owned by uid {}, not {me}", meta.uid())));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(untrusted("others can write it".to_owned()));
+    }
+    let text = fs::read_to_string(pidfile)?;
+    let mut words = text.split_whitespace();
+    let pid: u32 = words
+        .next()
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p > 1)
+        .ok_or_else(|| untrusted("no pid in it".to_owned()))?;
+    let recorded: u64 = words
+        .next()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| untrusted("no start time in it".to_owned()))?;
+    match start_time(pid) {
+        Some(t) if t == recorded => Ok(pid),
+        Some(_) => Err(untrusted(format!(
+            "process {pid} is not the one it recorded (pid reused)"
+        ))),
+        None => Err(untrusted(format!("process {pid} is gone"))),
+    }
+}
+
+/// A process's start time in clock ticks after boot (`/proc/PID/stat` field 22): with the
+/// pid, it names one process (a pid alone is reused).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name (which may hold spaces): state is field 3,
+    // so the start time (field 22) is the 20th.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// True if a process with this pid exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -161,4 +222,42 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn only_a_private_pid_file_naming_the_process_it_recorded_is_trusted() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let mut d = Daemon::spawn("sleeper", &mut cmd, t.path()).expect("spawn");
+        let pidfile = t.path().join("sleeper.pid");
+        let mode = fs::metadata(&pidfile).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(trusted_pid(&pidfile).expect("trusted"), d.pid);
+
+        // A planted file: the right pid without its start time, a wrong start time, a file
+        // others can write.
+        let planted = t.path().join("planted.pid");
+        fs::write(&planted, format!("{}\n", d.pid)).expect("write");
+        fs::set_permissions(&planted, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(Daemon::from_pidfile("planted", &planted).is_none());
+        let start = start_time(d.pid).expect("start time");
+        fs::write(&planted, format!("{} {}\n", d.pid, start + 1)).expect("write");
+        let e = trusted_pid(&planted).expect_err("pid reused");
+        assert!(e.to_string().contains("pid reused"), "{e}");
+        fs::write(&planted, format!("{} {start}\n", d.pid)).expect("write");
+        fs::set_permissions(&planted, fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(trusted_pid(&planted).is_err());
+        std::os::unix::fs::symlink(&pidfile, t.path().join("link.pid")).expect("symlink");
+        assert!(trusted_pid(&t.path().join("link.pid")).is_err());
+
+        d.stop(Duration::from_secs(2));
+        assert!(!pid_alive(d.pid));
+        assert!(!pidfile.exists());
+    }
 }
