@@ -252,7 +252,7 @@ impl<W: std::io::Write> std::io::Write for MaskingWriter<W> {
 /// The forms a secret takes when something encodes it on its way out: itself; JSON string
 /// escaping (as serde, and with non-ASCII and `/` escaped as PHP and Python do); Rust `{:?}`
 /// and `escape_default`; percent-encoding (RFC 3986, `encodeURIComponent` and form style, upper
-/// and lower hex); shell single- and double-quoted; SQL literals (doubled quotes and MySQL
+/// and lower hex); shell-quoted (as `shlex` quotes, and single- and double-quoted by hand); SQL literals (doubled quotes and MySQL
 /// backslash escapes); base64 (standard and URL-safe, padded or not, and the stable middle of
 /// the secret base64-encoded at any offset of a longer text); and two-step combinations of
 /// JSON and Debug escaping (an error Debug-formatted into a JSON document).
@@ -291,7 +291,11 @@ pub fn encodings(value: &str) -> Vec<String> {
         }
     }
 
-    // Shell.
+    // Shell: how opsdeck itself quotes (shlex, which mixes quoting styles chunk by chunk),
+    // and the common hand-written forms.
+    if let Ok(q) = shlex::try_quote(value) {
+        add(q.into_owned());
+    }
     add(value.replace('\'', r"'\''"));
     add(value.replace('\'', r#"'"'"'"#));
     add(shell_double_quoted(value));

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use super::layout::{
-    self, COMPOSE_PROJECT, HTTP_PORT, Lab, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result,
-    Role, SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
+    self, COMPOSE_PROJECT, HTTP_PORT, Lab, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result, Role,
+    SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
 };
 
 /// Secret file names under `DIR/secrets/`.

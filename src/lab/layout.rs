@@ -342,11 +342,9 @@ impl Lab {
                 });
             }
         };
-        let refuse = |why: String| {
-            LabError::Untrusted {
-                dir: self.dir.display().to_string(),
-                why,
-            }
+        let refuse = |why: String| LabError::Untrusted {
+            dir: self.dir.display().to_string(),
+            why,
         };
         if !meta.is_dir() {
             return Err(refuse("it is not a directory (a symlink?)".to_owned()));
