@@ -167,12 +167,25 @@ pub fn filter(verbosity: i16) -> EnvFilter {
     }
 }
 
+/// Refuses a log directory that is a symlink before anything narrows its mode (which would
+/// follow the link): in a shared `$TMPDIR` someone else may have planted it.
+fn not_a_symlink(dir: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(io::Error::other(format!(
+            "{} is a symlink: refusing to use it",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Installs the file logger. Keep the guard alive for the program's life (it flushes on drop).
 /// `verbosity` is `-v` count minus `-q` count. A log that cannot be opened privately is
 /// reported once on stderr; opsdeck then runs without one.
 pub fn init(verbosity: i16) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let dir = log_dir();
-    let opened = private_fs::ensure_owned_private_dir(&dir)
+    let opened = not_a_symlink(&dir)
+        .and_then(|()| private_fs::ensure_owned_private_dir(&dir))
         .and_then(|()| RotatingFile::open(&dir.join(LOG_FILE), MAX_LOG_BYTES, LOG_FILES));
     let file = match opened {
         Ok(f) => f,

@@ -150,7 +150,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             no_health,
             dir,
         } => {
-            let inv = load_inventory(&cli).ok();
+            // Without the sweep nothing connects: no password_cmd needs to run.
+            let inv = read_inventory(&cli, !no_health).ok();
             // One health sweep, so the list can say what the current state calls for.
             let checks = match (&inv, no_health) {
                 (Some(inv), false) => {

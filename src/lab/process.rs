@@ -128,8 +128,9 @@ impl Daemon {
 
 /// The pid a pid file names, if the file can be trusted: a regular file (not a symlink) owned
 /// by this user and writable by no one else, holding `PID START` where `START` is the start
-/// time of the live process `PID`. Anything else (a stale file whose pid was reused, a file
-/// planted by another user, an old file without a start time) is an error saying why.
+/// time of the live process `PID` (or, written by an older opsdeck, just `PID` of a process
+/// that started before the file was written). Anything else (a stale file whose pid was
+/// reused, a file another user could write) is an error saying why.
 pub fn trusted_pid(pidfile: &Path) -> io::Result<u32> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let meta = fs::symlink_metadata(pidfile)?;
@@ -156,17 +157,44 @@ pub fn trusted_pid(pidfile: &Path) -> io::Result<u32> {
         .and_then(|p| p.parse().ok())
         .filter(|p| *p > 1)
         .ok_or_else(|| untrusted("no pid in it".to_owned()))?;
-    let recorded: u64 = words
-        .next()
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| untrusted("no start time in it".to_owned()))?;
-    match start_time(pid) {
-        Some(t) if t == recorded => Ok(pid),
+    let Some(started) = start_time(pid) else {
+        return Err(untrusted(format!("process {pid} is gone")));
+    };
+    match words.next().map(str::parse::<u64>) {
+        Some(Ok(recorded)) if recorded == started => Ok(pid),
         Some(_) => Err(untrusted(format!(
             "process {pid} is not the one it recorded (pid reused)"
         ))),
-        None => Err(untrusted(format!("process {pid} is gone"))),
+        // Written by an older opsdeck, without the start time: the process must be older than
+        // the file (a reused pid belongs to a process started after it).
+        None => {
+            let file_age = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .map_or(f64::MAX, |d| d.as_secs_f64());
+            match process_age(pid) {
+                Some(age) if age + 2.0 >= file_age => Ok(pid),
+                _ => Err(untrusted(format!(
+                    "process {pid} started after the file was written (pid reused)"
+                ))),
+            }
+        }
     }
+}
+
+/// Clock ticks per second in `/proc` (`USER_HZ`: 100 on every Linux architecture's ABI).
+const USER_HZ: f64 = 100.0;
+
+/// Seconds since `pid` started.
+fn process_age(pid: u32) -> Option<f64> {
+    let uptime: f64 = fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(uptime - start_time(pid)? as f64 / USER_HZ)
 }
 
 /// A process's start time in clock ticks after boot (`/proc/PID/stat` field 22): with the
@@ -240,12 +268,20 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert_eq!(trusted_pid(&pidfile).expect("trusted"), d.pid);
 
-        // A planted file: the right pid without its start time, a wrong start time, a file
-        // others can write.
+        // A file from an older version (no start time) names the process that ran when it
+        // was written; one written before the process started names a reused pid.
         let planted = t.path().join("planted.pid");
         fs::write(&planted, format!("{}\n", d.pid)).expect("write");
         fs::set_permissions(&planted, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(trusted_pid(&planted).expect("legacy file"), d.pid);
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&planted)
+            .and_then(|f| f.set_modified(hour_ago))
+            .expect("set mtime");
         assert!(Daemon::from_pidfile("planted", &planted).is_none());
+        // A wrong start time, a file others can write, a symlink.
         let start = start_time(d.pid).expect("start time");
         fs::write(&planted, format!("{} {}\n", d.pid, start + 1)).expect("write");
         let e = trusted_pid(&planted).expect_err("pid reused");
