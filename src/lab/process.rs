@@ -36,6 +36,7 @@ impl Daemon {
     /// Spawns `cmd` in its own process group with stdout and stderr appended to
     /// `dir/NAME.log`, and writes `dir/NAME.pid`.
     pub fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> io::Result<Daemon> {
+        close_inherited_fds();
         crate::private_fs::private_dir(dir)?;
         let log = dir.join(format!("{name}.log"));
         let out: File = crate::private_fs::open_append(&log)?;
@@ -123,6 +124,42 @@ impl Daemon {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Closes the descriptors this process inherited without close-on-exec (the lock of
+/// a `flock LOCK cargo test` around it, a shell's extra descriptors). Servers started here
+/// outlive this process (dockerd outlives `lab down` too); one holding the descriptor of
+/// `flock`'s lock file would hold the lock, and keep every later `flock` waiting, until it
+/// exits. Everything Rust opens is close-on-exec already, so only inherited ones are closed.
+///
+/// Calls are serialized, and each descriptor's flags are read right before it is closed, so a
+/// descriptor number freed by one call and reused by a new (close-on-exec) file is left alone.
+pub fn close_inherited_fds() {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Ok(dir) = fs::read_dir("/proc/self/fdinfo") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        let Ok(info) = fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+        // O_CLOEXEC as /proc reports it (octal 02000000).
+        if flags.is_some_and(|f| f & 0o2_000_000 == 0) {
+            let _ = nix::unistd::close(fd);
+        }
     }
 }
 
@@ -256,6 +293,35 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_started_server_does_not_inherit_descriptors_without_close_on_exec() {
+        use std::os::fd::IntoRawFd as _;
+        let t = tempfile::tempdir().expect("tempdir");
+        let lock = File::create(t.path().join("held.lock")).expect("create");
+        // dup() gives a descriptor without close-on-exec, like the one `flock(1)` passes on.
+        let inherited = nix::unistd::dup(&lock).expect("dup").into_raw_fd();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("ls -l /proc/$$/fd > fds.txt")
+            .current_dir(t.path());
+        let mut d = Daemon::spawn("fds", &mut cmd, t.path()).expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.is_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d.stop(Duration::from_secs(1));
+        let fds = fs::read_to_string(t.path().join("fds.txt")).expect("fds");
+        assert!(!fds.contains("held.lock"), "{fds}");
+        assert!(
+            !fs::read_dir("/proc/self/fd")
+                .expect("fds")
+                .flatten()
+                .any(|e| e.file_name().to_str() == Some(&inherited.to_string())
+                    && fs::read_link(e.path()).is_ok_and(|l| l.ends_with("held.lock"))),
+            "closed here too"
+        );
+    }
 
     #[test]
     fn only_a_private_pid_file_naming_the_process_it_recorded_is_trusted() {
