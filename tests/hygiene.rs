@@ -235,7 +235,8 @@ fn planted_lab(parent: &Path, uid: u32, victim: u32) -> PathBuf {
     std::fs::create_dir_all(d.join("run")).expect("mkdir");
     std::fs::write(d.join(".opsdeck-lab"), "opsdeck lab directory\n").expect("marker");
     let start = opsdeck::lab::process::start_time(victim).expect("start time");
-    std::fs::write(d.join("run/sshd-lb.pid"), format!("{victim} {start}\n")).expect("pid");
+    std::fs::write(d.join("run/sshd-lb.pid"), format!("{victim}\n")).expect("pid");
+    std::fs::write(d.join("run/sshd-lb.start"), format!("{start}\n")).expect("start");
     std::fs::write(
         d.join("inventory.toml"),
         "[hosts.x]\ntier = \"t\"\nlocal = {}\n",
@@ -245,6 +246,7 @@ fn planted_lab(parent: &Path, uid: u32, victim: u32) -> PathBuf {
         d.clone(),
         d.join("run"),
         d.join("run/sshd-lb.pid"),
+        d.join("run/sshd-lb.start"),
         d.join(".opsdeck-lab"),
     ] {
         nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(uid)), None).expect("chown");

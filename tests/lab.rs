@@ -334,7 +334,7 @@ fn assert_private(dir: &Path) {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             if std::path::Path::new(&name)
                 .extension()
-                .is_some_and(|x| x == "pid" || x == "cnf")
+                .is_some_and(|x| x == "pid" || x == "start" || x == "cnf")
                 || sub == "secrets"
             {
                 files.push(p);

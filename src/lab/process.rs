@@ -5,10 +5,11 @@
 //! and its pid in a pid file, so a later `opsdeck lab down` (another process) can stop it.
 //!
 //! A pid file is a promise someone else can break: the process may be gone and its pid reused,
-//! or the file may have been written by someone else. It records the pid *and* the process's
-//! start time (`/proc/PID/stat`, field 22), and [`Daemon::from_pidfile`] only believes a
-//! private file of ours whose process still has that start time, so `stop` never signals
-//! (or `killpg`s) a process the lab did not start. Log and pid files are 0600.
+//! or the file may have been written by someone else. Next to `NAME.pid` (the plain pid, as
+//! other tools read it) the process's start time (`/proc/PID/stat`, field 22) is recorded in
+//! `NAME.start`, and [`Daemon::from_pidfile`] only believes private files of ours whose
+//! process still has that start time, so `stop` never signals (or `killpg`s) a process the
+//! lab did not start. Log, pid and start files are 0600.
 
 use std::fs::{self, File};
 use std::io;
@@ -55,8 +56,10 @@ impl Daemon {
             })?;
         let pid = child.id();
         let pidfile = dir.join(format!("{name}.pid"));
-        let started = start_time(pid).map(|t| format!(" {t}")).unwrap_or_default();
-        crate::private_fs::write_atomic(&pidfile, format!("{pid}{started}\n").as_bytes())?;
+        if let Some(t) = start_time(pid) {
+            crate::private_fs::write_atomic(&start_file(&pidfile), format!("{t}\n").as_bytes())?;
+        }
+        crate::private_fs::write_atomic(&pidfile, format!("{pid}\n").as_bytes())?;
         Ok(Daemon {
             name: name.to_owned(),
             pid,
@@ -107,6 +110,7 @@ impl Daemon {
             }
         }
         let _ = fs::remove_file(&self.pidfile);
+        let _ = fs::remove_file(start_file(&self.pidfile));
     }
 
     /// Sends a signal to the process (not the group).
@@ -163,20 +167,18 @@ pub fn close_inherited_fds() {
     }
 }
 
-/// The pid a pid file names, if the file can be trusted: a regular file (not a symlink) owned
-/// by this user and writable by no one else, holding `PID START` where `START` is the start
-/// time of the live process `PID` (or, written by an older opsdeck, just `PID` of a process
-/// that started before the file was written). Anything else (a stale file whose pid was
-/// reused, a file another user could write) is an error saying why.
-pub fn trusted_pid(pidfile: &Path) -> io::Result<u32> {
+/// Where the start time of the process a pid file names is kept: `NAME.start` next to
+/// `NAME.pid`.
+pub fn start_file(pidfile: &Path) -> PathBuf {
+    pidfile.with_extension("start")
+}
+
+/// Reads a file only if it can be trusted: a regular file (not a symlink) owned by this user
+/// and writable by no one else.
+fn read_private(path: &Path) -> io::Result<(String, fs::Metadata)> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    let meta = fs::symlink_metadata(pidfile)?;
-    let untrusted = |why: String| {
-        io::Error::other(format!(
-            "not trusting pid file {}: {why}",
-            pidfile.display()
-        ))
-    };
+    let meta = fs::symlink_metadata(path)?;
+    let untrusted = |why: String| io::Error::other(format!("{}: {why}", path.display()));
     if !meta.is_file() {
         return Err(untrusted("not a regular file".to_owned()));
     }
@@ -187,24 +189,39 @@ pub fn trusted_pid(pidfile: &Path) -> io::Result<u32> {
     if meta.permissions().mode() & 0o022 != 0 {
         return Err(untrusted("others can write it".to_owned()));
     }
-    let text = fs::read_to_string(pidfile)?;
-    let mut words = text.split_whitespace();
-    let pid: u32 = words
-        .next()
-        .and_then(|p| p.parse().ok())
+    Ok((fs::read_to_string(path)?, meta))
+}
+
+/// The pid a pid file names, if it can be trusted: the pid file (and its `NAME.start`) are
+/// private files of ours (see [`read_private`]) and the live process `PID` has the recorded
+/// start time; a pid file without a start file (written by an older opsdeck) must name a
+/// process that started before the file was written. Anything else (a stale file whose pid
+/// was reused, a file another user could write) is an error saying why.
+pub fn trusted_pid(pidfile: &Path) -> io::Result<u32> {
+    let untrusted = |why: String| {
+        io::Error::other(format!(
+            "not trusting pid file {}: {why}",
+            pidfile.display()
+        ))
+    };
+    let (text, meta) = read_private(pidfile).map_err(|e| untrusted(e.to_string()))?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .ok()
         .filter(|p| *p > 1)
         .ok_or_else(|| untrusted("no pid in it".to_owned()))?;
     let Some(started) = start_time(pid) else {
         return Err(untrusted(format!("process {pid} is gone")));
     };
-    match words.next().map(str::parse::<u64>) {
-        Some(Ok(recorded)) if recorded == started => Ok(pid),
-        Some(_) => Err(untrusted(format!(
+    match read_private(&start_file(pidfile)) {
+        Ok((recorded, _)) if recorded.trim().parse::<u64>().ok() == Some(started) => Ok(pid),
+        Ok(_) => Err(untrusted(format!(
             "process {pid} is not the one it recorded (pid reused)"
         ))),
         // Written by an older opsdeck, without the start time: the process must be older than
         // the file (a reused pid belongs to a process started after it).
-        None => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let file_age = meta
                 .modified()
                 .ok()
@@ -217,6 +234,7 @@ pub fn trusted_pid(pidfile: &Path) -> io::Result<u32> {
                 ))),
             }
         }
+        Err(e) => Err(untrusted(e.to_string())),
     }
 }
 
@@ -330,11 +348,18 @@ mod tests {
         cmd.arg("30");
         let mut d = Daemon::spawn("sleeper", &mut cmd, t.path()).expect("spawn");
         let pidfile = t.path().join("sleeper.pid");
-        let mode = fs::metadata(&pidfile).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&pidfile), 0o600);
         assert_eq!(trusted_pid(&pidfile).expect("trusted"), d.pid);
 
-        // A file from an older version (no start time) names the process that ran when it
+        assert_eq!(
+            fs::read_to_string(&pidfile).expect("read"),
+            format!("{}\n", d.pid)
+        );
+        let start_path = start_file(&pidfile);
+        assert_eq!(mode(&start_path), 0o600);
+
+        // A file from an older version (no start file) names the process that ran when it
         // was written; one written before the process started names a reused pid.
         let planted = t.path().join("planted.pid");
         fs::write(&planted, format!("{}\n", d.pid)).expect("write");
@@ -347,12 +372,19 @@ mod tests {
             .and_then(|f| f.set_modified(hour_ago))
             .expect("set mtime");
         assert!(Daemon::from_pidfile("planted", &planted).is_none());
-        // A wrong start time, a file others can write, a symlink.
+        // A wrong start time, a start file others can write, a pid file others can write, a
+        // symlink.
         let start = start_time(d.pid).expect("start time");
-        fs::write(&planted, format!("{} {}\n", d.pid, start + 1)).expect("write");
+        let planted_start = start_file(&planted);
+        fs::write(&planted_start, format!("{}\n", start + 1)).expect("write");
+        fs::set_permissions(&planted_start, fs::Permissions::from_mode(0o600)).expect("chmod");
         let e = trusted_pid(&planted).expect_err("pid reused");
         assert!(e.to_string().contains("pid reused"), "{e}");
-        fs::write(&planted, format!("{} {start}\n", d.pid)).expect("write");
+        fs::write(&planted_start, format!("{start}\n")).expect("write");
+        assert_eq!(trusted_pid(&planted).expect("matching start"), d.pid);
+        fs::set_permissions(&planted_start, fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(trusted_pid(&planted).is_err());
+        fs::set_permissions(&planted_start, fs::Permissions::from_mode(0o600)).expect("chmod");
         fs::set_permissions(&planted, fs::Permissions::from_mode(0o666)).expect("chmod");
         assert!(trusted_pid(&planted).is_err());
         std::os::unix::fs::symlink(&pidfile, t.path().join("link.pid")).expect("symlink");
@@ -360,6 +392,6 @@ mod tests {
 
         d.stop(Duration::from_secs(2));
         assert!(!pid_alive(d.pid));
-        assert!(!pidfile.exists());
+        assert!(!pidfile.exists() && !start_path.exists());
     }
 }
