@@ -29,14 +29,34 @@ pub struct Cli {
     )]
     pub theme: String,
 
+    /// More detail in the log file: -v debug, -vv trace (counts from OPSDECK_LOG / RUST_LOG,
+    /// default info).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less detail in the log file: -q warnings only, -qq errors only.
+    #[arg(short = 'q', long = "quiet", global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// `-v` count minus `-q` count: how many steps the log level moves.
+    pub fn verbosity(&self) -> i16 {
+        i16::from(self.verbose) - i16::from(self.quiet)
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the inventory and every runbook against it; exit 2 on any error.
     Check {
+        /// Also run every `password_cmd` (with its timeout) to check it prints a password.
+        /// Without it, `check` never runs a command named in the inventory.
+        #[arg(long)]
+        resolve_secrets: bool,
         #[command(flatten)]
         dir: RunbookDir,
     },
@@ -45,6 +65,10 @@ pub enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also run every `password_cmd` (with its timeout). Without it, no command named in
+        /// the inventory runs.
+        #[arg(long)]
+        resolve_secrets: bool,
     },
     /// Run one shell command on every selected host in parallel.
     Exec {

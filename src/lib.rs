@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod clients;
 pub mod headless;
+pub mod hygiene;
 pub mod identity;
 pub mod inventory;
 pub mod lab;

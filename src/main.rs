@@ -1,4 +1,7 @@
-//! The `opsdeck` binary: parse the command line, set up logging, dispatch.
+//! The `opsdeck` binary: parse the command line, set up logging and the panic hook, dispatch.
+//!
+//! Everything printed here is masked, and printed through [`hygiene::print`], so a closed
+//! pipe (`opsdeck inventory --json | head -c 10`) ends the process quietly.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,15 +11,18 @@ use clap::Parser;
 
 use opsdeck::cli::{Cli, Command};
 use opsdeck::headless::{self, exit};
-use opsdeck::inventory::{self, Inventory, Selector};
+use opsdeck::hygiene::{self, print, println};
+use opsdeck::inventory::{self, Inventory, LoadOptions, Selector};
 use opsdeck::secret;
 use opsdeck::transport::Connections;
 
 fn main() -> ExitCode {
+    hygiene::install_panic_hook();
     let cli = Cli::parse();
-    let _log = opsdeck::logging::init();
+    let _log = opsdeck::logging::init(cli.verbosity());
     let code = match run(cli) {
         Ok(code) => code,
+        Err(e) if hygiene::is_broken_pipe(&e) => hygiene::BROKEN_PIPE_EXIT,
         Err(e) => {
             // The one place errors become text for a person; masked like everything else.
             eprintln!("opsdeck: {}", secret::mask(&format!("{e:#}")));
@@ -28,6 +34,16 @@ fn main() -> ExitCode {
 
 fn load_inventory(cli: &Cli) -> anyhow::Result<Inventory> {
     Ok(inventory::load(cli.inventory.as_deref())?)
+}
+
+/// For commands that only read the inventory: `password_cmd`s run only when asked.
+fn read_inventory(cli: &Cli, resolve_secrets: bool) -> anyhow::Result<Inventory> {
+    let opts = if resolve_secrets {
+        LoadOptions::default()
+    } else {
+        LoadOptions::without_password_cmds()
+    };
+    Ok(inventory::load_with(cli.inventory.as_deref(), &opts)?)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -55,19 +71,25 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         return console(&cli, inv, opsdeck::app::View::Dashboard);
     };
     match command {
-        Command::Check { dir } => {
-            let inv = load_inventory(&cli)?;
+        Command::Check {
+            resolve_secrets,
+            dir,
+        } => {
+            let inv = read_inventory(&cli, *resolve_secrets)?;
             opsdeck::probes::thresholds::resolve(&inv)?;
-            println!(
+            println(&secret::mask(&format!(
                 "inventory {}: ok ({} tiers, {} hosts)",
                 inv.name,
                 inv.tiers.len(),
                 inv.hosts.len()
-            );
+            )))?;
             let mut code = match headless::run::check(&dir.dir, &inv)? {
                 None => exit::OK,
                 Some((ok, problems)) if problems.is_empty() => {
-                    println!("runbooks {}: ok ({ok} runbooks)", dir.dir.display());
+                    println(&format!(
+                        "runbooks {}: ok ({ok} runbooks)",
+                        dir.dir.display()
+                    ))?;
                     exit::OK
                 }
                 Some((_, problems)) => {
@@ -77,7 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             // Themes (built in and the user's) and the user's key bindings.
             match opsdeck::ui::theme::check_all() {
-                Ok(names) => println!("themes: ok ({})", names.join(", ")),
+                Ok(names) => println(&format!("themes: ok ({})", names.join(", ")))?,
                 Err(errors) => {
                     for e in errors {
                         eprintln!("opsdeck: {e}");
@@ -86,7 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
             match opsdeck::app::keymap::Keymap::load() {
-                Ok(_) => println!("keys: ok"),
+                Ok(_) => println("keys: ok")?,
                 Err(e) => {
                     eprintln!("opsdeck: {e}");
                     code = exit::CONFIG;
@@ -132,7 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             no_health,
             dir,
         } => {
-            let inv = load_inventory(&cli).ok();
+            // Without the sweep nothing connects: no password_cmd needs to run.
+            let inv = read_inventory(&cli, !no_health).ok();
             // One health sweep, so the list can say what the current state calls for.
             let checks = match (&inv, no_health) {
                 (Some(inv), false) => {
@@ -149,12 +172,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             headless::run::list(&dir.dir, *json, checks.as_deref())
         }
         Command::Journal { command } => headless::run::journal_cmd(command),
-        Command::Inventory { json } => {
-            let inv = load_inventory(&cli)?;
+        Command::Inventory {
+            json,
+            resolve_secrets,
+        } => {
+            let inv = read_inventory(&cli, *resolve_secrets)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&inv)?);
+                println(&headless::inventory::render_json(&inv)?)?;
             } else {
-                print!("{}", headless::inventory::render_text(&inv));
+                print(&headless::inventory::render_text(&inv))?;
             }
             Ok(exit::OK)
         }
@@ -172,9 +198,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let results =
                 runtime()?.block_on(headless::exec::exec_all(&conns, &hosts, &command, *timeout));
             if *json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
+                println(&secret::to_masked_json(&results, true)?)?;
             } else {
-                print!("{}", headless::exec::render_text(&results));
+                print(&secret::mask(&headless::exec::render_text(&results)))?;
             }
             Ok(if results.iter().all(headless::exec::HostResult::ok) {
                 exit::OK
@@ -210,9 +236,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             let report = rt.block_on(headless::health::once(&conns, &inv, &hosts, &opts))?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println(&headless::health::to_json(&report, true)?)?;
             } else {
-                print!("{}", headless::health::render_text(&inv, &report));
+                print(&headless::health::render_text(&inv, &report))?;
             }
             Ok(headless::health::exit_code(report.worst))
         }
@@ -234,7 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let conns = Arc::new(Connections::new());
             let report =
                 runtime()?.block_on(headless::health::once(&conns, &inv, &hosts, &opts))?;
-            print!("{}", headless::health::render_text(&inv, &report));
+            print(&headless::health::render_text(&inv, &report))?;
             Ok(headless::health::exit_code(report.worst))
         }
     }

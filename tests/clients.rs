@@ -653,3 +653,315 @@ async fn redis_never_shows_the_password() {
         .expect_err("unknown command");
     assert_no_canary("server error", &format!("{err} {err:?}"));
 }
+
+/// A password built to break naive escaping: quote, backslash, apostrophe, percent, space,
+/// non-ASCII. Unique per test so one test's masking cannot hide another's leak.
+fn hostile_canary(tag: &str) -> String {
+    format!("cn-{tag}-a\"b\\c'%d \u{fc}")
+}
+
+/// Every form the canary could leak in: raw, JSON-escaped, Debug-escaped, percent-encoded.
+fn leaked_forms(canary: &str) -> Vec<String> {
+    let json = serde_json::to_string(canary).expect("json");
+    let debug = format!("{canary:?}");
+    let percent: String = canary
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    vec![
+        canary.to_owned(),
+        json[1..json.len() - 1].to_owned(),
+        debug[1..debug.len() - 1].to_owned(),
+        percent,
+    ]
+}
+
+fn assert_no_form(canary: &str, what: &str, text: &str) {
+    for f in leaked_forms(canary) {
+        assert!(
+            !text.contains(&f),
+            "{what} shows the canary as {f:?}: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_config_get_of_a_hostile_password_is_masked_in_every_form() {
+    let canary = hostile_canary("redis-cfg");
+    let lab = RedisLab::new();
+    let server = lab.redis("hostile", Some(&canary), None);
+    let pw = secret(&canary);
+    let c = RedisClient::connect(server.addr, Some(&pw), TIMEOUT)
+        .await
+        .expect("a password with quotes, backslash and ü logs in");
+    // What a `CONFIG GET requirepass` diagnose step prints.
+    let text = c
+        .command(&["CONFIG".into(), "GET".into(), "requirepass".into()])
+        .await
+        .expect("config get");
+    assert_no_form(&canary, "CONFIG GET requirepass", &text);
+    assert_eq!(text, format!("1) \"requirepass\"\n2) \"{MASK}\""));
+    let conf = c.config_get("*pass*").await.expect("config get");
+    assert_no_form(&canary, "config_get", &format!("{conf:?}"));
+    let echoed = c
+        .command(&["ECHO".into(), format!("pw={canary};")])
+        .await
+        .expect("echo");
+    assert_eq!(echoed, format!("pw={MASK};"));
+    let err = c
+        .command(&["NO-SUCH-COMMAND".into(), canary.clone()])
+        .await
+        .expect_err("unknown command");
+    assert_no_form(&canary, "server error", &format!("{err} {err:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_replies_are_bounded_with_a_mark() {
+    use opsdeck::clients::redis::{REPLY_MAX_BYTES, REPLY_MAX_ELEMENTS};
+    let lab = RedisLab::new();
+    let server = lab.redis("big", None, None);
+    let c = RedisClient::connect(server.addr, None, Duration::from_secs(30))
+        .await
+        .expect("connect");
+    // A 50 MB value: GET shows its head and tail and says how much it left out.
+    let value = format!("HEAD{}TAIL", "x".repeat(50 * 1024 * 1024));
+    let set = c
+        .command(&["SET".into(), "big".into(), value.clone()])
+        .await
+        .expect("set");
+    assert_eq!(set, "OK");
+    let got = c.command(&["GET".into(), "big".into()]).await.expect("get");
+    assert!(got.len() <= REPLY_MAX_BYTES + 100, "{} bytes", got.len());
+    assert!(got.starts_with("HEAD") && got.ends_with("TAIL"));
+    let omitted = value.len() - (got.len() - got.lines().nth(1).map_or(0, |l| l.len() + 2));
+    assert!(
+        got.contains(&format!("[opsdeck: {omitted} more bytes omitted]")),
+        "{}",
+        got.lines().nth(1).unwrap_or_default()
+    );
+    // A list of 200 000 items: LRANGE 0 -1 lists the first ones and counts the rest.
+    let n = 200_000;
+    for chunk in (0..n).collect::<Vec<u32>>().chunks(10_000) {
+        let mut args = vec!["RPUSH".to_owned(), "long".to_owned()];
+        args.extend(chunk.iter().map(|i| format!("item-{i}")));
+        c.command(&args).await.expect("rpush");
+    }
+    let range = c
+        .command(&["LRANGE".into(), "long".into(), "0".into(), "-1".into()])
+        .await
+        .expect("lrange");
+    let listed = range.lines().count() - 1;
+    assert!(listed <= REPLY_MAX_ELEMENTS, "{listed} lines");
+    assert!(range.starts_with("1) \"item-0\"\n2) \"item-1\""));
+    assert!(
+        range.ends_with(&format!(
+            "[opsdeck: {} more elements omitted]",
+            n as usize - listed
+        )),
+        "{}",
+        &range[range.len() - 100..]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_results_are_bounded_and_the_connection_stays_usable() {
+    use opsdeck::clients::mysql::{MAX_ROWS, MAX_TEXT_BYTES};
+    let db = TestMariadb::start("bounded", |_| {});
+    db.sql("CREATE DATABASE s");
+    let c = MysqlClient::connect(db.addr(), "root", None, Some("s"), Duration::from_secs(60))
+        .await
+        .expect("root");
+    // 100 000 rows: the first MAX_ROWS are kept, the rest counted.
+    let t = c
+        .query_table("SELECT seq FROM seq_1_to_100000")
+        .await
+        .expect("select 100 000 rows");
+    assert_eq!(t.rows.len(), MAX_ROWS);
+    assert_eq!(t.omitted_rows, (100_000 - MAX_ROWS) as u64);
+    assert_eq!(t.rows[0], vec![Some("1".to_owned())]);
+    let text = t.to_text();
+    assert!(
+        text.ends_with(&format!(
+            "\n{MAX_ROWS}\n[opsdeck: {} more rows omitted]",
+            100_000 - MAX_ROWS
+        )),
+        "{}",
+        &text[text.len() - 80..]
+    );
+    // 50 rows of 100 kB: cut at MAX_TEXT_BYTES of text.
+    let t = c
+        .query_params(
+            "SELECT seq, REPEAT('y', ?) FROM seq_1_to_50",
+            &["100000".into()],
+        )
+        .await
+        .expect("wide rows");
+    let kept: usize = t.rows.iter().flatten().flatten().map(String::len).sum();
+    assert!(kept <= MAX_TEXT_BYTES, "{kept}");
+    assert_eq!(t.rows.len() as u64 + t.omitted_rows, 50);
+    assert!(t.omitted_rows > 0);
+    // One cell larger than the bound keeps its head.
+    let t = c
+        .query_table("SELECT REPEAT('z', 3000000) AS huge")
+        .await
+        .expect("one huge cell");
+    let cell = t.rows[0][0].as_deref().expect("cell");
+    assert!(cell.len() < MAX_TEXT_BYTES + 100, "{}", cell.len());
+    assert!(
+        cell.ends_with("more bytes omitted]"),
+        "{}",
+        &cell[cell.len() - 60..]
+    );
+    // The rows left out were read away: the connection answers the next query.
+    let t = c.query_table("SELECT 42").await.expect("next query");
+    assert_eq!(t.rows, vec![vec![Some("42".to_owned())]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_values_travel_as_bound_parameters() {
+    let db = TestMariadb::start("params", |_| {});
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, name VARCHAR(50)); \
+         INSERT INTO app.t VALUES (1, 'one'), (2, 'two');",
+    );
+    let c = MysqlClient::connect(db.addr(), "root", None, None, TIMEOUT)
+        .await
+        .expect("root");
+    let t = c
+        .query_params("SELECT name FROM app.t WHERE id = ?", &["2".into()])
+        .await
+        .expect("select");
+    assert_eq!(t.rows, vec![vec![Some("two".to_owned())]]);
+    // A value that would break out of a quoted literal is just a value.
+    for attack in ["x' OR '1'='1", "1 OR 1=1", "1; DROP TABLE app.t"] {
+        let t = c
+            .query_params("SELECT name FROM app.t WHERE name = ?", &[attack.into()])
+            .await
+            .expect("select");
+        assert!(t.rows.is_empty(), "{attack}: {t:?}");
+        let t = c
+            .query_params("SELECT ? AS v", &[attack.into()])
+            .await
+            .expect("echo");
+        assert_eq!(t.rows, vec![vec![Some(attack.to_owned())]]);
+    }
+    let t = c
+        .query_params(
+            "UPDATE app.t SET name = ? WHERE id = ?",
+            &["it's".into(), "1".into()],
+        )
+        .await
+        .expect("update");
+    assert_eq!(t.affected_rows, 1);
+    assert_eq!(db.sql("SELECT name FROM app.t WHERE id = 1").trim(), "it's");
+    // KILL with the id bound (the server converts the string).
+    let victim = MysqlClient::connect(db.addr(), "root", None, None, TIMEOUT)
+        .await
+        .expect("victim");
+    let id = victim.connection_id().await.expect("id");
+    c.query_params("KILL CONNECTION ?", &[id.to_string()])
+        .await
+        .expect("kill");
+    wait_for("the victim to be gone", TIMEOUT, || async {
+        let procs = c.processlist().await.ok()?;
+        (!procs.iter().any(|p| p.id == id)).then_some(())
+    })
+    .await;
+    // Numeric system variables need the string cast; ON/OFF ones take it as is.
+    c.query_params(
+        "SET GLOBAL max_connections = CAST(? AS UNSIGNED)",
+        &["77".into()],
+    )
+    .await
+    .expect("set max_connections");
+    c.query_params("SET GLOBAL read_only = ?", &["ON".into()])
+        .await
+        .expect("set read_only");
+    assert_eq!(
+        db.sql("SELECT @@GLOBAL.max_connections, @@GLOBAL.read_only")
+            .trim(),
+        "77\t1"
+    );
+    // A second statement cannot ride along: the server prepares one statement only.
+    let e = c
+        .query_params("SELECT 1; DROP TABLE app.t", &[])
+        .await
+        .expect_err("two statements");
+    assert_eq!(e.code(), Some(1064), "{e}");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM app.t").trim(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_read_only_queries_cannot_change_anything() {
+    let db = TestMariadb::start("readonly", |_| {});
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, name VARCHAR(50)); \
+         INSERT INTO app.t VALUES (1, 'one');\n\
+         DELIMITER //\n\
+         CREATE FUNCTION app.sneaky() RETURNS INT MODIFIES SQL DATA \
+           BEGIN INSERT INTO app.t VALUES (99, 'sneaked'); RETURN 1; END//\n\
+         DELIMITER ;\n",
+    );
+    let c = MysqlClient::connect(db.addr(), "root", None, None, TIMEOUT)
+        .await
+        .expect("root");
+    for sql in [
+        "SELECT 1; DROP TABLE app.t",
+        "UPDATE app.t SET name = 'x'",
+        "/**/DROP TABLE app.t",
+        "SELECT * FROM app.t INTO OUTFILE '/tmp/opsdeck-ro-test'",
+        "CALL app.nothing()",
+    ] {
+        let e = c
+            .query_read_only(sql, &[])
+            .await
+            .expect_err("refused before sending");
+        assert!(matches!(e, MysqlError::NotReadOnly { .. }), "{sql}: {e:?}");
+    }
+    // A SELECT that writes through a stored function passes the statement check, and the
+    // READ ONLY transaction stops the write (1792).
+    let e = c
+        .query_read_only("SELECT app.sneaky()", &[])
+        .await
+        .expect_err("write inside a read-only transaction");
+    assert_eq!(e.code(), Some(1792), "{e}");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM app.t").trim(), "1");
+    assert_eq!(db.sql("SHOW TABLES FROM app").trim(), "t");
+    // Reads work, SHOW included, with bound parameters; the connection is usable after.
+    let t = c
+        .query_read_only("SELECT name FROM app.t WHERE id = ?", &["1".into()])
+        .await
+        .expect("select");
+    assert_eq!(t.rows, vec![vec![Some("one".to_owned())]]);
+    let t = c
+        .query_read_only(
+            "SHOW GLOBAL STATUS WHERE Variable_name = ?",
+            &["Uptime".into()],
+        )
+        .await
+        .expect("show status");
+    assert_eq!(t.rows.len(), 1);
+    for sql in [
+        "SHOW FULL PROCESSLIST",
+        "SHOW SLAVE STATUS",
+        "SHOW ENGINE INNODB STATUS",
+        "EXPLAIN SELECT * FROM app.t",
+        "DESCRIBE app.t",
+    ] {
+        c.query_read_only(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    // No transaction is left open on the pooled connection: a write works after.
+    let t = c
+        .query_table("INSERT INTO app.t VALUES (2, 'two')")
+        .await
+        .expect("write after read-only");
+    assert_eq!(t.affected_rows, 1);
+}

@@ -400,3 +400,150 @@ fn a_canary_password_never_appears_in_output_json_or_logs_even_when_a_command_ec
         assert!(!log.contains(canary), "canary in log: {log}");
     }
 }
+
+/// An inventory whose only password comes from `cmd` (written as a TOML string).
+fn password_cmd_inventory(dir: &Path, cmd: &str) -> String {
+    let inv = dir.join("inv.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[tiers.db]\n[hosts.db1]\ntier = \"db\"\nlocal = {{}}\n\n[[hosts.db1.mysql]]\nrole = \"primary\"\npassword_cmd = {}\n",
+            toml::Value::String(cmd.to_owned())
+        ),
+    )
+    .expect("write");
+    inv.to_str().expect("utf8").to_owned()
+}
+
+/// An empty runbook directory, so `check` looks at the inventory only.
+fn empty_runbooks(dir: &Path) -> std::path::PathBuf {
+    let d = dir.join("runbooks");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) {
+                found.push(format!("{}: {text}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn check_and_inventory_never_run_password_cmd_unless_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ran = dir.path().join("ran");
+    let inv = password_cmd_inventory(
+        dir.path(),
+        &format!("touch {}; echo pw-from-cmd", ran.display()),
+    );
+    let runbooks = empty_runbooks(dir.path());
+    let out = opsdeck()
+        .args(["-i", &inv, "check"])
+        .env("OPSDECK_RUNBOOKS", &runbooks)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = opsdeck()
+        .args(["-i", &inv, "inventory", "--json"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"resolved\": false"), "{text}");
+    let out = opsdeck()
+        .args(["-i", &inv, "inventory"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not run: add --resolve-secrets"), "{text}");
+    assert!(!ran.exists(), "check or inventory ran the password_cmd");
+
+    let out = opsdeck()
+        .args(["-i", &inv, "inventory", "--json", "--resolve-secrets"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert!(ran.exists(), "--resolve-secrets runs it");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("pw-from-cmd\n") && text.contains("\"resolved\": true"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_hanging_password_cmd_is_not_run_by_check_and_times_out_when_resolved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A fractional duration no other process uses, to find leftovers by command line.
+    let marker = format!("600.{}", std::process::id());
+    let inv = password_cmd_inventory(dir.path(), &format!("sleep {marker}"));
+    let runbooks = empty_runbooks(dir.path());
+    let started = std::time::Instant::now();
+    let out = opsdeck()
+        .args(["-i", &inv, "check"])
+        .env("OPSDECK_RUNBOOKS", &runbooks)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "check passes without running it: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "check took {:?}",
+        started.elapsed()
+    );
+
+    // Asked to resolve, it runs the command, kills it after 10 s and says where it is.
+    let started = std::time::Instant::now();
+    let out = opsdeck()
+        .args(["-i", &inv, "check", "--resolve-secrets"])
+        .env("OPSDECK_RUNBOOKS", &runbooks)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("runs");
+    let elapsed = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(20),
+        "took {elapsed:?}"
+    );
+    assert!(
+        err.contains("inv.toml:8:16:")
+            && err.contains("host \"db1\": mysql password_cmd did not finish within 10s"),
+        "{err}"
+    );
+    assert!(err.contains("must not prompt"), "{err}");
+    assert!(
+        processes_with(&marker).is_empty(),
+        "the password_cmd's processes are left: {:?}",
+        processes_with(&marker)
+    );
+
+    // A failing command names its exit status and what it said.
+    let inv = password_cmd_inventory(dir.path(), "echo 'gpg: decryption failed' >&2; exit 3");
+    let out = opsdeck()
+        .args(["-i", &inv, "inventory", "--resolve-secrets"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("password_cmd exited with exit status: 3: gpg: decryption failed"),
+        "{err}"
+    );
+}

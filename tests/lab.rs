@@ -314,6 +314,39 @@ impl Drop for DownOnDrop<'_> {
     }
 }
 
+/// The lab directory and what it holds that names or opens something (secrets, inventory,
+/// pid files, keys) are private: 0700 directories, 0600 files.
+fn assert_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for d in [
+        dir.to_path_buf(),
+        dir.join("secrets"),
+        dir.join("run"),
+        dir.join("ssh"),
+    ] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    let mut files = vec![dir.join("inventory.toml"), dir.join("ssh/known_hosts")];
+    for sub in ["secrets", "run"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if std::path::Path::new(&name)
+                .extension()
+                .is_some_and(|x| x == "pid" || x == "start" || x == "cnf")
+                || sub == "secrets"
+            {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() > 20, "{files:?}");
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
 #[test]
 fn lab_up_drills_and_down_twice() {
     let lock = File::create(std::env::temp_dir().join("opsdeck-lab-tests.lock")).unwrap();
@@ -324,6 +357,7 @@ fn lab_up_drills_and_down_twice() {
 
     // First round: up, idempotent up, every service, every drill, down.
     ok(&dir, &["lab", "up"]);
+    assert_private(&dir);
     let pids_before = pids_in(&dir);
     let again = ok(&dir, &["lab", "up"]);
     assert!(again.contains("0 started"), "{again}");

@@ -13,6 +13,18 @@
 //!
 //! Server error 1040 (`Too many connections`) is its own variant: a full server is a health
 //! fact to report, not a reason for a probe to crash.
+//!
+//! Result sets are bounded: at most [`MAX_ROWS`] rows and [`MAX_TEXT_BYTES`] of text are kept
+//! per query; the rest is read from the server (so the connection stays usable) and counted,
+//! never stored, and the result says how many rows it left out.
+//!
+//! For runbooks, values never go into SQL text: [`MysqlClient::query_params`] sends them as
+//! bound parameters of a prepared statement (binary protocol). Diagnose, check and wait steps
+//! and guards use [`MysqlClient::query_read_only`]: an allowlisted statement
+//! ([`check_read_only_sql`]), prepared (so exactly one statement runs: the server refuses to
+//! prepare `SELECT 1; DROP TABLE t`), inside `START TRANSACTION READ ONLY`, rolled back.
+//! `mysql_async` 0.37 always announces `CLIENT_MULTI_STATEMENTS` (and has no public
+//! `COM_SET_OPTION`), so the prepared statement is what keeps multi-statements out.
 
 #![allow(
     clippy::doc_markdown,
@@ -20,13 +32,13 @@
 )]
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, Value};
+use mysql_async::{Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Row, TxOpts, Value};
 use serde::Serialize;
 
 use crate::inventory::{Host, MysqlService, Via};
@@ -35,6 +47,14 @@ use crate::transport::Connections;
 
 /// Idle pooled connections are closed after this long.
 const IDLE_TTL: Duration = Duration::from_secs(300);
+
+/// Most rows a query result keeps; the rest are counted in [`QueryResult::omitted_rows`].
+pub const MAX_ROWS: usize = 10_000;
+/// Most text (cells, tab and newline separators) a query result keeps.
+pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
+
+/// Server error: the statement cannot be prepared (`ER_UNSUPPORTED_PS`).
+const ER_UNSUPPORTED_PS: u16 = 1295;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MysqlError {
@@ -65,6 +85,17 @@ pub enum MysqlError {
     Connection { target: String, reason: String },
     #[error("{target}: {reason}")]
     Invalid { target: String, reason: String },
+    /// A statement given to [`MysqlClient::query_read_only`] that is not known to be
+    /// read-only; nothing was sent.
+    #[error(
+        "{target}: refused to run {statement} as a read-only statement: {reason} (only one \
+         SELECT, SHOW, EXPLAIN or DESCRIBE without INTO or locking clauses may run here)"
+    )]
+    NotReadOnly {
+        target: String,
+        statement: String,
+        reason: String,
+    },
 }
 
 impl MysqlError {
@@ -149,17 +180,29 @@ pub struct ReplicationStatus {
 }
 
 /// A result set for runbook SQL steps: column names and text values (`None` = SQL NULL), all
-/// masked.
+/// masked, and bounded ([`MAX_ROWS`], [`MAX_TEXT_BYTES`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
     /// Rows changed, for statements that change data.
     pub affected_rows: u64,
+    /// Rows the server sent beyond the bounds, counted but not kept.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted_rows: u64,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl QueryResult {
-    /// A plain text table (tab-separated, header first), for step output.
+    /// A plain text table (tab-separated, header first), for step output; a last line
+    /// `[opsdeck: N more rows omitted]` when the result was cut.
     pub fn to_text(&self) -> String {
         let mut out = self.columns.join("\t");
         for row in &self.rows {
@@ -167,8 +210,215 @@ impl QueryResult {
             let cells: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();
             out.push_str(&cells.join("\t"));
         }
+        if self.omitted_rows > 0 {
+            out.push('\n');
+            out.push_str(&omitted_mark(self.omitted_rows));
+        }
         out
     }
+}
+
+/// The line that stands for rows a result left out.
+pub fn omitted_mark(rows: u64) -> String {
+    format!("[opsdeck: {rows} more rows omitted]")
+}
+
+/// Reads the current result set into a bounded [`QueryResult`], counting (not keeping) rows
+/// past the bounds, then reads away any further result sets.
+async fn collect_bounded<P: mysql_async::prelude::Protocol>(
+    mut result: mysql_async::QueryResult<'_, '_, P>,
+) -> Result<QueryResult, mysql_async::Error> {
+    let columns: Vec<String> = result
+        .columns_ref()
+        .iter()
+        .map(|col| mask(&col.name_str()).into_owned())
+        .collect();
+    let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+    let mut bytes = columns.iter().map(|c| c.len() + 1).sum::<usize>();
+    let mut omitted_rows = 0u64;
+    let mut full = false;
+    result
+        .for_each(|row| {
+            if full || rows.len() >= MAX_ROWS {
+                full = true;
+                omitted_rows += 1;
+                return;
+            }
+            let mut cells: Vec<Option<String>> = (0..row.len()).map(|i| cell(&row, i)).collect();
+            let size: usize = cells
+                .iter()
+                .map(|c| c.as_ref().map_or(4, String::len) + 1)
+                .sum();
+            if bytes + size > MAX_TEXT_BYTES {
+                if !rows.is_empty() {
+                    full = true;
+                    omitted_rows += 1;
+                    return;
+                }
+                // One row larger than the bound: keep the head of each cell.
+                let share = MAX_TEXT_BYTES / cells.len().max(1);
+                for c in cells.iter_mut().flatten() {
+                    cut_cell(c, share);
+                }
+                full = true;
+            }
+            bytes += size;
+            rows.push(cells);
+        })
+        .await?;
+    let affected_rows = result.affected_rows();
+    // Further result sets (multi-statement text) are read and dropped.
+    result.drop_result().await?;
+    Ok(QueryResult {
+        columns,
+        rows,
+        affected_rows,
+        omitted_rows,
+    })
+}
+
+/// Cuts a cell to at most `max` bytes (on a character boundary) and marks the cut.
+fn cut_cell(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    let _ = write!(text, "[opsdeck: {cut} more bytes omitted]");
+}
+
+/// Statements [`check_read_only_sql`] lets through: their first word.
+const READ_ONLY_FIRST_WORDS: [&str; 5] = ["SELECT", "SHOW", "EXPLAIN", "DESCRIBE", "DESC"];
+
+/// Functions that change server state or read server files, refused even inside a SELECT.
+const STATEFUL_FUNCTIONS: [&str; 8] = [
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "NEXTVAL",
+    "SETVAL",
+    "LOAD_FILE",
+    "SYS_EXEC",
+    "SYS_EVAL",
+];
+
+/// Checks that `sql` is one statement known not to change anything: it starts with SELECT,
+/// SHOW, EXPLAIN or DESCRIBE (comments and whitespace aside); has no `;` outside quotes, no
+/// `INTO` (`INTO OUTFILE`, `INTO @var`), no locking read (`FOR UPDATE`, `LOCK IN SHARE
+/// MODE`), no `EXPLAIN ANALYZE` (which runs the statement), no executable comment (`/*!...*/`,
+/// `/*M!...*/`), and calls none of [`STATEFUL_FUNCTIONS`]. The reason names the first problem.
+///
+/// An allowlist, deliberately narrow: a statement it refuses may well be harmless.
+pub fn check_read_only_sql(sql: &str) -> Result<(), String> {
+    let words = sql_words(sql)?;
+    let first = words.first().map(|(w, _)| w.as_str()).unwrap_or_default();
+    if !READ_ONLY_FIRST_WORDS.contains(&first) {
+        return Err(if first.is_empty() {
+            "the statement is empty".to_owned()
+        } else {
+            format!("{first} is not a read-only statement")
+        });
+    }
+    for (i, (w, next_is_paren)) in words.iter().enumerate() {
+        let next = words.get(i + 1).map(|(n, _)| n.as_str());
+        match (w.as_str(), next) {
+            (";", _) => return Err("it holds more than one statement (`;`)".to_owned()),
+            ("INTO", _) => return Err("it writes its result somewhere (INTO)".to_owned()),
+            ("FOR", Some("UPDATE")) | ("LOCK", Some("IN")) => {
+                return Err("it takes row locks (FOR UPDATE / LOCK IN SHARE MODE)".to_owned());
+            }
+            ("ANALYZE", _) if first == "EXPLAIN" => {
+                return Err("EXPLAIN ANALYZE runs the statement".to_owned());
+            }
+            (f, _) if *next_is_paren && STATEFUL_FUNCTIONS.contains(&f) => {
+                return Err(format!("it calls {f}(), which changes server state"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The upper-cased words of `sql` outside comments, string literals and quoted identifiers,
+/// each with whether `(` follows it; `;` is a word of its own. Errors on executable comments
+/// and unterminated quotes or comments.
+fn sql_words(sql: &str) -> Result<Vec<(String, bool)>, String> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut words: Vec<(String, bool)> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '-' && next == Some('-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace())
+            || c == '#'
+        {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            if matches!(chars.get(i + 2), Some('!')) || chars.get(i + 2..i + 4) == Some(&['M', '!'])
+            {
+                return Err("it holds an executable comment (/*!...*/)".to_owned());
+            }
+            let mut j = i + 2;
+            while j + 1 < chars.len() && !(chars[j] == '*' && chars[j + 1] == '/') {
+                j += 1;
+            }
+            if j + 1 >= chars.len() {
+                return Err("a comment is not closed".to_owned());
+            }
+            i = j + 2;
+        } else if matches!(c, '\'' | '"' | '`') {
+            let mut j = i + 1;
+            loop {
+                match chars.get(j) {
+                    None => return Err(format!("a {c}-quoted text is not closed")),
+                    Some('\\') if c != '`' => j += 2,
+                    Some(q) if *q == c => {
+                        if chars.get(j + 1) == Some(&c) {
+                            j += 2;
+                        } else {
+                            break;
+                        }
+                    }
+                    Some(_) => j += 1,
+                }
+            }
+            i = j + 1;
+            // A quoted name followed by `(` is not a function we know.
+        } else if c.is_alphanumeric() || c == '_' || c == '$' || c == '@' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$' | '@'))
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect::<String>().to_uppercase();
+            let mut k = i;
+            while k < chars.len() && chars[k].is_whitespace() {
+                k += 1;
+            }
+            words.push((word, chars.get(k) == Some(&'(')));
+        } else {
+            if words.is_empty() && !c.is_whitespace() {
+                // Punctuation before the first word (`(SELECT ...)`): not a statement we know.
+                words.push((c.to_string(), false));
+            }
+            if c == ';' {
+                // A trailing `;` (and whitespace or comments after it) is one statement still.
+                let rest: String = chars[i + 1..].iter().collect();
+                if !sql_words(&rest)?.is_empty() {
+                    words.push((";".to_owned(), false));
+                }
+            }
+            i += 1;
+        }
+    }
+    Ok(words)
 }
 
 /// A pooled connection (one, redialled when it breaks) to one MySQL/MariaDB server.
@@ -469,98 +719,86 @@ impl MysqlClient {
         self.exec_drop(&format!("SET GLOBAL read_only = {v}")).await
     }
 
-    /// Runs one SQL statement and returns its first result set (values masked). For
+    /// Runs one SQL statement and returns its first result set (values masked, bounded). For
     /// statements without a result set, `columns` is empty and `affected_rows` is set.
     pub async fn query_table(&self, sql: &str) -> Result<QueryResult, MysqlError> {
         let sql = sql.to_owned();
         let what = format!("query {:?}", mask(&sql));
         self.with_conn(&what, |mut c| async move {
-            let mut result = c.query_iter(sql).await?;
-            let columns: Vec<String> = result
-                .columns_ref()
-                .iter()
-                .map(|col| mask(&col.name_str()).into_owned())
-                .collect();
-            let rows: Vec<Row> = result.collect().await?;
-            let affected_rows = result.affected_rows();
-            // Further result sets (multi-statement text) are read and dropped.
-            result.drop_result().await?;
-            let rows = rows
-                .iter()
-                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                .collect();
-            Ok(QueryResult {
-                columns,
-                rows,
-                affected_rows,
-            })
+            let result = c.query_iter(sql).await?;
+            collect_bounded(result).await
         })
         .await
     }
 
-    /// One statement with its values bound as parameters (a prepared statement: the values
-    /// are never part of the SQL text, and several statements cannot be sent at once).
+    /// Runs one statement with `params` bound to its `?` placeholders (a prepared statement,
+    /// binary protocol: values are never part of the SQL text, so no value can change what
+    /// the statement does). Values are sent as strings; the server converts them where the
+    /// statement needs a number (`KILL ?`, `WHERE id = ?`). Result bounded like
+    /// [`Self::query_table`].
+    ///
+    /// Checked on MariaDB 10.11: `SELECT/UPDATE/DELETE ... WHERE x = ?`, `KILL ?`,
+    /// `KILL CONNECTION ?`, `KILL QUERY ?`, `SET GLOBAL read_only = ?` (`ON`/`OFF`),
+    /// `SET GLOBAL max_connections = CAST(? AS UNSIGNED)` (a numeric variable refuses a string
+    /// value, error 1232), `SHOW ... WHERE Variable_name = ?`, `PURGE BINARY LOGS BEFORE ?`,
+    /// `DO SLEEP(?)`, and every SHOW, `STOP SLAVE`, `FLUSH`, `LOCK TABLES` without
+    /// placeholders prepare. A placeholder is a syntax error (1064) in `SHOW ... LIKE ?` and
+    /// `CHANGE MASTER TO MASTER_HOST = ?`; two statements (`SELECT 1; SELECT 2`) are too.
     pub async fn query_params(
         &self,
         sql: &str,
         params: &[String],
     ) -> Result<QueryResult, MysqlError> {
-        self.prepared(sql, params, false).await
+        let sql = sql.to_owned();
+        let params = positional(params);
+        let what = format!("statement {:?}", mask(&sql));
+        self.with_conn(&what, |mut c| async move {
+            let result = c.exec_iter(sql, params).await?;
+            collect_bounded(result).await
+        })
+        .await
     }
 
-    /// Like [`MysqlClient::query_params`], inside a read-only transaction that is rolled
-    /// back: the server itself refuses a write to a table.
+    /// Runs a statement that must not change anything, for diagnose, check and wait steps
+    /// and guards: it must pass [`check_read_only_sql`] (else [`MysqlError::NotReadOnly`],
+    /// nothing sent), and runs prepared, with `params` bound, inside `START TRANSACTION READ
+    /// ONLY`, then `ROLLBACK`. The few read-only statements the server cannot prepare
+    /// (error 1295) run as text inside the same transaction when they take no parameters:
+    /// the check has already ruled out a second statement.
     pub async fn query_read_only(
         &self,
         sql: &str,
         params: &[String],
     ) -> Result<QueryResult, MysqlError> {
-        self.prepared(sql, params, true).await
-    }
-
-    async fn prepared(
-        &self,
-        sql: &str,
-        params: &[String],
-        read_only: bool,
-    ) -> Result<QueryResult, MysqlError> {
+        if let Err(reason) = check_read_only_sql(sql) {
+            return Err(MysqlError::NotReadOnly {
+                target: self.target.clone(),
+                statement: format!("{:?}", mask(sql)),
+                reason,
+            });
+        }
         let sql = sql.to_owned();
-        let what = format!("query {:?}", mask(&sql));
-        let values: Vec<mysql_async::Value> = params
-            .iter()
-            .map(|p| mysql_async::Value::Bytes(p.clone().into_bytes()))
-            .collect();
+        let params = positional(params);
+        let what = format!("read-only statement {:?}", mask(&sql));
         self.with_conn(&what, |mut c| async move {
-            if read_only {
-                c.query_drop("START TRANSACTION READ ONLY").await?;
-            }
-            let r = async {
-                let mut result = c
-                    .exec_iter(sql, mysql_async::Params::Positional(values))
-                    .await?;
-                let columns: Vec<String> = result
-                    .columns_ref()
-                    .iter()
-                    .map(|col| mask(&col.name_str()).into_owned())
-                    .collect();
-                let rows: Vec<Row> = result.collect().await?;
-                let affected_rows = result.affected_rows();
-                result.drop_result().await?;
-                let rows = rows
-                    .iter()
-                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                    .collect();
-                Ok::<_, mysql_async::Error>(QueryResult {
-                    columns,
-                    rows,
-                    affected_rows,
-                })
-            }
-            .await;
-            if read_only {
-                c.query_drop("ROLLBACK").await?;
-            }
-            r
+            let mut opts = TxOpts::new();
+            opts.with_readonly(true);
+            let mut tx = c.start_transaction(opts).await?;
+            let no_params = matches!(params, Params::Empty);
+            let prepared = match tx.exec_iter(sql.as_str(), params).await {
+                Ok(result) => collect_bounded(result).await,
+                Err(e) => Err(e),
+            };
+            let result = match prepared {
+                Err(mysql_async::Error::Server(e)) if e.code == ER_UNSUPPORTED_PS && no_params => {
+                    let result = tx.query_iter(sql).await?;
+                    collect_bounded(result).await
+                }
+                other => other,
+            };
+            // Rolled back on every path: on error the pool rolls back before reuse.
+            tx.rollback().await?;
+            result
         })
         .await
     }
@@ -576,6 +814,20 @@ impl MysqlClient {
                 after: self.timeout,
             }),
         }
+    }
+}
+
+/// Parameters as positional string values (`Params::Empty` for none).
+fn positional(params: &[String]) -> Params {
+    if params.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(
+            params
+                .iter()
+                .map(|p| Value::Bytes(p.as_bytes().to_vec()))
+                .collect(),
+        )
     }
 }
 
@@ -672,11 +924,56 @@ mod tests {
 
     #[test]
     fn query_result_text_is_tab_separated_with_null() {
-        let r = QueryResult {
+        let mut r = QueryResult {
             columns: vec!["a".into(), "b".into()],
             rows: vec![vec![Some("1".into()), None]],
             affected_rows: 0,
+            omitted_rows: 0,
         };
         assert_eq!(r.to_text(), "a\tb\n1\tNULL");
+        r.omitted_rows = 7;
+        assert_eq!(r.to_text(), "a\tb\n1\tNULL\n[opsdeck: 7 more rows omitted]");
+    }
+
+    #[test]
+    fn only_single_read_only_statements_pass_the_check() {
+        for ok in [
+            "SELECT 1",
+            "  select * from t where a = 'x; DROP TABLE t' -- trailing\n",
+            "SHOW GLOBAL STATUS LIKE 'Threads%'",
+            "SHOW GRANTS FOR 'app'@'%'",
+            "/* why */ EXPLAIN SELECT * FROM t",
+            "DESCRIBE t",
+            "SELECT 1;",
+            "SELECT `into` FROM t",
+            "SELECT 'it''s', \"a\\\"b\" FROM dual",
+        ] {
+            assert_eq!(check_read_only_sql(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("SELECT 1; DROP TABLE t", "more than one statement"),
+            ("/**/KILL 5", "KILL is not"),
+            ("CALL p()", "CALL is not"),
+            ("SELECT * FROM t INTO OUTFILE '/tmp/x'", "INTO"),
+            ("SELECT 1 INTO @x", "INTO"),
+            ("SELECT * FROM t FOR UPDATE", "row locks"),
+            ("SELECT * FROM t LOCK IN SHARE MODE", "row locks"),
+            ("SELECT GET_LOCK('x', 1)", "GET_LOCK"),
+            ("SELECT nextval(s)", "NEXTVAL"),
+            ("SELECT load_file ('/etc/shadow')", "LOAD_FILE"),
+            ("/*! DROP TABLE t */ SELECT 1", "executable comment"),
+            (
+                "SELECT /*M!100000 1; DROP TABLE t */ 1",
+                "executable comment",
+            ),
+            ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE"),
+            ("UPDATE t SET a = 1", "UPDATE is not"),
+            ("  ", "empty"),
+            ("SELECT 'unterminated", "not closed"),
+            ("(SELECT 1)", "( is not"),
+        ] {
+            let e = check_read_only_sql(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -5,9 +5,15 @@
 //! Connections are named `opsdeck` (`CLIENT SETNAME`) so operators can tell them apart in
 //! `CLIENT LIST`.
 //!
-//! As in [`crate::clients::mysql`], masking happens here at the client boundary: errors,
-//! `INFO`, `CONFIG GET` (which can return `requirepass`), `CLIENT LIST` and generic command
-//! replies are passed through [`crate::secret::mask`] before they are returned.
+//! As in [`crate::clients::mysql`], masking happens here at the client boundary, on the raw
+//! reply: every string in every reply is masked as bytes ([`mask_value`]) before anything
+//! parses, formats or escapes it, so a password holding `"` or `\\` cannot slip through as its
+//! escaped form (`CONFIG GET requirepass` shows `********`). Errors are masked too.
+//!
+//! Replies shown to a person are bounded ([`format_reply`]): at most
+//! [`REPLY_MAX_BYTES`] of text and [`REPLY_MAX_ELEMENTS`] elements, the rest replaced by a
+//! `[opsdeck: ... omitted]` mark, so a `GET` of a huge value or an `LRANGE 0 -1` of a long
+//! list cannot flood a screen or a journal.
 //!
 //! A client built from an address keeps talking to that address. After a Sentinel failover the
 //! old master is gone or demoted: callers re-resolve with [`resolve_master`] after an error.
@@ -25,8 +31,13 @@ use redis::{
 use serde::Serialize;
 
 use crate::inventory::{Host, RedisService, Via};
-use crate::secret::{Secret, mask};
+use crate::secret::{Secret, mask, masker};
 use crate::transport::Connections;
+
+/// Most text a formatted reply holds; a longer string keeps its head and tail.
+pub const REPLY_MAX_BYTES: usize = 1024 * 1024;
+/// Most elements of an array, set or map a formatted reply lists.
+pub const REPLY_MAX_ELEMENTS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -349,15 +360,19 @@ impl RedisClient {
         &self.target
     }
 
+    /// Sends `cmd`; the reply is masked before it is read as a `T`.
     async fn query<T: redis::FromRedisValue>(
         &self,
         what: &str,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisError> {
         let mut conn = self.conn.clone();
-        cmd.query_async(&mut conn)
+        let v: Value = cmd
+            .query_async(&mut conn)
             .await
-            .map_err(|e| RedisError::from_redis(&self.target, what, self.timeout, &e))
+            .map_err(|e| RedisError::from_redis(&self.target, what, self.timeout, &e))?;
+        T::from_redis_value(mask_value(v))
+            .map_err(|e| RedisError::protocol(&self.target, what, e.to_string()))
     }
 
     /// Round-trip time of a `PING`.
@@ -426,8 +441,8 @@ impl RedisClient {
             .await
     }
 
-    /// Any command (`args[0]` is its name), with the reply formatted as `redis-cli` would and
-    /// masked. For runbook steps.
+    /// Any command (`args[0]` is its name), with the reply masked, then formatted as
+    /// `redis-cli` would and bounded (see [`format_reply`]). For runbook steps.
     pub async fn command(&self, args: &[String]) -> Result<String, RedisError> {
         let Some((name, rest)) = args.split_first() else {
             return Err(RedisError::protocol(
@@ -441,7 +456,7 @@ impl RedisClient {
             cmd.arg(a);
         }
         let v: Value = self.query(&args.join(" "), &cmd).await?;
-        Ok(mask(&format_reply(&v)).into_owned())
+        Ok(format_reply(&v))
     }
 }
 
@@ -545,22 +560,102 @@ fn parse_role(v: &Value) -> Option<Role> {
     }
 }
 
+/// Masks every string of a reply, as raw bytes, before anything reads or formats it.
+pub fn mask_value(v: Value) -> Value {
+    let m = masker();
+    let text = |s: String| match m.mask(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(masked) => masked,
+    };
+    let pairs = |items: Vec<(Value, Value)>| {
+        items
+            .into_iter()
+            .map(|(k, v)| (mask_value(k), mask_value(v)))
+            .collect()
+    };
+    match v {
+        Value::BulkString(b) => match m.mask_bytes(&b) {
+            std::borrow::Cow::Borrowed(_) => Value::BulkString(b),
+            std::borrow::Cow::Owned(masked) => Value::BulkString(masked),
+        },
+        Value::SimpleString(s) => Value::SimpleString(text(s)),
+        Value::VerbatimString { format, text: t } => Value::VerbatimString {
+            format,
+            text: text(t),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(mask_value).collect()),
+        Value::Set(items) => Value::Set(items.into_iter().map(mask_value).collect()),
+        Value::Push { kind, data } => Value::Push {
+            kind,
+            data: data.into_iter().map(mask_value).collect(),
+        },
+        Value::Map(items) => Value::Map(pairs(items)),
+        Value::Attribute { data, attributes } => Value::Attribute {
+            data: Box::new(mask_value(*data)),
+            attributes: pairs(attributes),
+        },
+        other => other,
+    }
+}
+
+/// The mark that replaces what a bounded output leaves out.
+fn omitted(n: usize, what: &str) -> String {
+    format!("[opsdeck: {n} more {what} omitted]")
+}
+
+/// `text` cut to at most `max` bytes: head and tail on character boundaries with a mark
+/// between.
+fn head_tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut head = max / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - max / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}\n{}\n{}",
+        &text[..head],
+        omitted(tail - head, "bytes"),
+        &text[tail..]
+    )
+}
+
 /// A reply as `redis-cli` shows it: `(integer) 3`, `(nil)`, numbered array items, quoted
-/// strings inside arrays, a top-level string as is (so `INFO` stays readable).
+/// strings inside arrays, a top-level string as is (so `INFO` stays readable). Bounded: at
+/// most [`REPLY_MAX_BYTES`] of text (a long string keeps its head and tail) and
+/// [`REPLY_MAX_ELEMENTS`] elements per array, with a `[opsdeck: N more ... omitted]` mark for
+/// the rest. Pass a masked value (every reply of this module is).
 pub fn format_reply(v: &Value) -> String {
     match v {
         Value::BulkString(_) | Value::SimpleString(_) | Value::VerbatimString { .. } => {
-            text(v).unwrap_or_default()
+            head_tail(&text(v).unwrap_or_default(), REPLY_MAX_BYTES)
         }
         _ => {
             let mut out = String::new();
-            format_nested(v, 0, &mut out);
+            format_nested(v, 0, &mut out, REPLY_MAX_BYTES);
             out
         }
     }
 }
 
-fn format_nested(v: &Value, indent: usize, out: &mut String) {
+/// A string inside an array: quoted and escaped like `redis-cli`, cut to `budget` bytes.
+fn quoted(s: &str, out: &mut String, budget: usize) {
+    let escaped = format!("{s:?}");
+    if escaped.len() <= budget {
+        out.push_str(&escaped);
+    } else {
+        out.push_str(&head_tail(&escaped, budget.max(64)));
+    }
+}
+
+/// Appends `v` to `out`; stops adding elements once `out` reaches `limit` bytes.
+fn format_nested(v: &Value, indent: usize, out: &mut String, limit: usize) {
+    let budget = limit.saturating_sub(out.len());
     match v {
         Value::Nil => out.push_str("(nil)"),
         Value::Int(n) => {
@@ -573,18 +668,14 @@ fn format_nested(v: &Value, indent: usize, out: &mut String) {
             let _ = write!(out, "({b})");
         }
         Value::Okay => out.push_str("OK"),
-        Value::SimpleString(s) => out.push_str(s),
-        Value::BulkString(b) => {
-            let _ = write!(out, "{:?}", String::from_utf8_lossy(b));
-        }
-        Value::VerbatimString { text, .. } => {
-            let _ = write!(out, "{text:?}");
-        }
+        Value::SimpleString(s) => out.push_str(&head_tail(s, budget.max(64))),
+        Value::BulkString(b) => quoted(&String::from_utf8_lossy(b), out, budget),
+        Value::VerbatimString { text, .. } => quoted(text, out, budget),
         Value::BigNumber(n) => {
             let _ = write!(out, "(big number) {n:?}");
         }
         Value::ServerError(e) => {
-            let _ = write!(out, "(error) {e}");
+            let _ = write!(out, "(error) {}", mask(&e.to_string()));
         }
         Value::Array(items) | Value::Set(items) | Value::Push { data: items, .. } => {
             if items.is_empty() {
@@ -594,10 +685,14 @@ fn format_nested(v: &Value, indent: usize, out: &mut String) {
                 if i > 0 {
                     out.push('\n');
                     out.push_str(&" ".repeat(indent));
+                    if out.len() >= limit || i >= REPLY_MAX_ELEMENTS {
+                        out.push_str(&omitted(items.len() - i, "elements"));
+                        break;
+                    }
                 }
                 let label = format!("{}) ", i + 1);
                 out.push_str(&label);
-                format_nested(item, indent + label.len(), out);
+                format_nested(item, indent + label.len(), out, limit);
             }
         }
         Value::Map(entries) => {
@@ -608,17 +703,21 @@ fn format_nested(v: &Value, indent: usize, out: &mut String) {
                 if i > 0 {
                     out.push('\n');
                     out.push_str(&" ".repeat(indent));
+                    if out.len() >= limit || i >= REPLY_MAX_ELEMENTS {
+                        out.push_str(&omitted(entries.len() - i, "entries"));
+                        break;
+                    }
                 }
                 let label = format!("{}# ", i + 1);
                 out.push_str(&label);
-                format_nested(k, indent + label.len(), out);
+                format_nested(k, indent + label.len(), out, limit);
                 out.push_str(" => ");
-                format_nested(val, indent + label.len() + 4, out);
+                format_nested(val, indent + label.len() + 4, out, limit);
             }
         }
-        Value::Attribute { data, .. } => format_nested(data, indent, out),
+        Value::Attribute { data, .. } => format_nested(data, indent, out, limit),
         _ => {
-            let _ = write!(out, "{v:?}");
+            let _ = write!(out, "{}", mask(&format!("{v:?}")));
         }
     }
 }
@@ -669,6 +768,7 @@ impl SentinelClient {
         let mut conn = self.conn.clone();
         cmd.query_async(&mut conn)
             .await
+            .map(mask_value)
             .map_err(|e| RedisError::from_redis(&self.target, &what, self.timeout, &e))
     }
 
@@ -840,5 +940,38 @@ mod tests {
         ]);
         assert_eq!(format_reply(&v), "1) \"a\"\n2) (integer) 2\n3) (nil)");
         assert_eq!(format_reply(&Value::Okay), "OK");
+    }
+
+    #[test]
+    fn a_reply_is_masked_as_bytes_before_it_is_escaped() {
+        let pw = "rv-canary-a\"b\\c'%d \u{fc}";
+        let _s = Secret::new(pw);
+        let v = mask_value(Value::Array(vec![
+            Value::BulkString(b"requirepass".to_vec()),
+            Value::BulkString(pw.as_bytes().to_vec()),
+        ]));
+        let text = format_reply(&v);
+        assert_eq!(
+            text,
+            format!("1) \"requirepass\"\n2) \"{}\"", crate::secret::MASK)
+        );
+    }
+
+    #[test]
+    fn long_replies_keep_head_tail_and_a_mark() {
+        let big = "x".repeat(REPLY_MAX_BYTES * 3);
+        let text = format_reply(&Value::BulkString(big.into_bytes()));
+        assert!(text.len() <= REPLY_MAX_BYTES + 100, "{}", text.len());
+        assert!(text.contains(&format!(
+            "[opsdeck: {} more bytes omitted]",
+            REPLY_MAX_BYTES * 2
+        )));
+        let many = Value::Array((0..REPLY_MAX_ELEMENTS as i64 + 5).map(Value::Int).collect());
+        let text = format_reply(&many);
+        assert!(
+            text.ends_with("[opsdeck: 5 more elements omitted]"),
+            "{}",
+            &text[text.len() - 80..]
+        );
     }
 }

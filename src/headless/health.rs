@@ -3,6 +3,11 @@
 //!
 //! Exit status (see [`exit_code`]): 0 ok, 3 warning, 4 unknown, 5 critical, 6 down — the
 //! worst state of any check; 2 is a configuration error, 1 an internal failure.
+//!
+//! A check's reason quotes what a server said (an error, a value), and a server can say a
+//! password: every report is masked when it is built ([`Report::new`]), before anything
+//! formats or escapes it, and its JSON is masked again string by string
+//! ([`crate::secret::to_masked_json`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +28,7 @@ use crate::probes::plan::{self, Intervals};
 use crate::probes::scheduler::{self, SchedulerConfig};
 use crate::probes::state::HealthState;
 use crate::probes::thresholds::{self, ThresholdErrors};
+use crate::secret::{mask, to_masked_json};
 use crate::transport::Connections;
 
 /// The exit status for a worst state.
@@ -65,13 +71,27 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(inventory: &str, checks: Vec<Check>) -> Self {
+    /// A report of `checks`, with every text in them masked.
+    pub fn new(inventory: &str, mut checks: Vec<Check>) -> Self {
+        for c in &mut checks {
+            for text in [
+                &mut c.host,
+                &mut c.tier,
+                &mut c.id,
+                &mut c.instance,
+                &mut c.reason,
+            ] {
+                if let std::borrow::Cow::Owned(m) = mask(text) {
+                    *text = m;
+                }
+            }
+        }
         let mut counts = BTreeMap::new();
         for c in &checks {
             *counts.entry(c.state).or_insert(0) += 1;
         }
         Report {
-            inventory: inventory.to_owned(),
+            inventory: mask(inventory).into_owned(),
             at: Utc::now(),
             worst: check::worst(&checks),
             counts,
@@ -147,7 +167,7 @@ pub async fn watch(
             _ = ticker.tick() => {
                 let report = Report::new(&inv.name, state.checks(Instant::now()));
                 worst = report.worst;
-                serde_json::to_writer(&mut *out, &report)?;
+                out.write_all(to_json(&report, false)?.as_bytes())?;
                 out.write_all(b"\n")?;
                 out.flush()?;
                 lines += 1;
@@ -163,8 +183,17 @@ pub async fn watch(
     Ok(worst)
 }
 
-/// The table: one block per tier (inventory order), a row per check.
+/// The report as one JSON document (`pretty`) or one line, every string masked.
+pub fn to_json(report: &Report, pretty: bool) -> serde_json::Result<String> {
+    to_masked_json(report, pretty)
+}
+
+/// The table: one block per tier (inventory order), a row per check; masked.
 pub fn render_text(inv: &Inventory, report: &Report) -> String {
+    mask(&table(inv, report)).into_owned()
+}
+
+fn table(inv: &Inventory, report: &Report) -> String {
     let mut out = String::new();
     let w_host = report
         .checks

@@ -1,10 +1,24 @@
 //! `opsdeck inventory` and `opsdeck check`.
+//!
+//! Both outputs are masked: a password never sits in the inventory, but a `password_cmd` or
+//! a description can still spell a secret loaded from elsewhere.
 
 use std::fmt::Write as _;
 
 use crate::inventory::{Host, Inventory, TransportSpec};
+use crate::secret::{mask, to_masked_json};
 
+/// The inventory as one JSON document, every string masked.
+pub fn render_json(inv: &Inventory) -> serde_json::Result<String> {
+    to_masked_json(inv, true)
+}
+
+/// The inventory as text, masked.
 pub fn render_text(inv: &Inventory) -> String {
+    mask(&text(inv)).into_owned()
+}
+
+fn text(inv: &Inventory) -> String {
     let mut out = String::new();
     let source = inv.source.as_ref().map_or_else(
         || "embedded default".to_owned(),
@@ -73,11 +87,7 @@ fn host_text(out: &mut String, h: &Host) {
     let _ = writeln!(out, "  {}{roles}{ro}: {transport}", h.name);
     let s = &h.services;
     for m in &s.mysql {
-        let pw = m
-            .password
-            .as_ref()
-            .map(|p| format!(", password from {}", p.source))
-            .unwrap_or_default();
+        let pw = m.password.as_ref().map(password_text).unwrap_or_default();
         let _ = writeln!(
             out,
             "    mysql {:?} {}:{} user {} via {:?}{pw}",
@@ -85,11 +95,7 @@ fn host_text(out: &mut String, h: &Host) {
         );
     }
     for r in &s.redis {
-        let pw = r
-            .password
-            .as_ref()
-            .map(|p| format!(", password from {}", p.source))
-            .unwrap_or_default();
+        let pw = r.password.as_ref().map(password_text).unwrap_or_default();
         let master = r
             .master_name
             .as_ref()
@@ -144,4 +150,13 @@ fn host_text(out: &mut String, h: &Host) {
     if !s.processes.is_empty() {
         let _ = writeln!(out, "    processes {}", s.processes.join(", "));
     }
+}
+
+fn password_text(p: &crate::inventory::Password) -> String {
+    let not_run = if p.resolved {
+        ""
+    } else {
+        " (not run: add --resolve-secrets)"
+    };
+    format!(", password from {}{not_run}", p.source)
 }

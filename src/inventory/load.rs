@@ -22,8 +22,49 @@ pub const DEFAULT_MAX_SESSIONS: usize = 10;
 
 const FORMAT_HINT: &str = "the inventory format is documented in README.md (\"Inventory\")";
 
-/// Loads an inventory file, or the embedded default when `path` is `None`.
+/// How long a `password_cmd` may run before its process group is killed.
+pub const PASSWORD_CMD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a `password_cmd`'s output read at most (a password is a line).
+const PASSWORD_CMD_MAX_OUTPUT: u64 = 64 * 1024;
+
+/// How an inventory is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Run every `password_cmd` now. Off for commands that only read the inventory
+    /// (`check`, `inventory`): linting a file must never run the commands it names. An
+    /// unresolved password has an empty value and `resolved = false`.
+    pub run_password_cmds: bool,
+    /// Limit for each `password_cmd`.
+    pub password_cmd_timeout: Duration,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            run_password_cmds: true,
+            password_cmd_timeout: PASSWORD_CMD_TIMEOUT,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Reads the file without running any `password_cmd`.
+    pub fn without_password_cmds() -> Self {
+        LoadOptions {
+            run_password_cmds: false,
+            ..LoadOptions::default()
+        }
+    }
+}
+
+/// Loads an inventory file, or the embedded default when `path` is `None`, running every
+/// `password_cmd` (see [`load_with`]).
 pub fn load(path: Option<&Path>) -> Result<Inventory, InventoryError> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// Loads an inventory file, or the embedded default when `path` is `None`.
+pub fn load_with(path: Option<&Path>, opts: &LoadOptions) -> Result<Inventory, InventoryError> {
     match path {
         None => Ok(super::defaults::local_default()),
         Some(p) => {
@@ -31,13 +72,22 @@ pub fn load(path: Option<&Path>) -> Result<Inventory, InventoryError> {
                 path: p.to_path_buf(),
                 source,
             })?;
-            load_str(&text, p)
+            load_str_with(&text, p, opts)
         }
     }
 }
 
 /// Parses and resolves inventory text; `path` names it in errors and anchors relative paths.
 pub fn load_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    load_str_with(text, path, &LoadOptions::default())
+}
+
+/// [`load_str`] with options.
+pub fn load_str_with(
+    text: &str,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Inventory, InventoryError> {
     let file: InventoryFile = toml::from_str(text).map_err(|e| {
         let loc = Located::at(path, text, e.span(), e.message().trim_end().to_owned());
         InventoryError::Invalid(vec![loc.hint(toml_hint(e.message()))])
@@ -48,6 +98,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
         base: base_dir(path),
         errors: Vec::new(),
         ssh_config: None,
+        opts: *opts,
     }
     .resolve(file)
 }
@@ -74,6 +125,7 @@ struct Resolver<'a> {
     base: PathBuf,
     errors: Vec<Located>,
     ssh_config: Option<UserSshConfig>,
+    opts: LoadOptions,
 }
 
 impl Resolver<'_> {
@@ -368,6 +420,7 @@ impl Resolver<'_> {
                 Ok(v) => Some(Password {
                     source: format!("env:{}", var.get_ref()),
                     value: Secret::new(v),
+                    resolved: true,
                 }),
                 Err(_) => {
                     self.err(
@@ -385,6 +438,7 @@ impl Resolver<'_> {
                 Ok(v) => Some(Password {
                     source: format!("file:{}", p.display()),
                     value: Secret::new(v.trim_end_matches(['\r', '\n'])),
+                    resolved: true,
                 }),
                 Err(e) => {
                     self.err(Some(f.span()), format!("host {host:?}: cannot read {service} password file {}: {e}", p.display()), "create the file (mode 0600) or fix the path; relative paths are relative to the inventory file");
@@ -393,32 +447,46 @@ impl Resolver<'_> {
             };
         }
         if let Some(c) = cmd {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(c.get_ref())
-                .current_dir(&self.base)
-                .stdin(std::process::Stdio::null())
-                .output();
-            return match out {
-                Ok(o) if o.status.success() => {
-                    let v = String::from_utf8_lossy(&o.stdout);
-                    Some(Password {
-                        source: format!("cmd:{}", c.get_ref()),
-                        value: Secret::new(v.trim_end_matches(['\r', '\n'])),
-                    })
-                }
-                Ok(o) => {
+            let source = format!("cmd:{}", c.get_ref());
+            if !self.opts.run_password_cmds {
+                return Some(Password {
+                    source,
+                    value: Secret::new(String::new()),
+                    resolved: false,
+                });
+            }
+            let timeout = self.opts.password_cmd_timeout;
+            return match run_password_cmd(c.get_ref(), &self.base, timeout) {
+                Ok(v) => Some(Password {
+                    source,
+                    value: Secret::new(v.trim_end_matches(['\r', '\n'])),
+                    resolved: true,
+                }),
+                Err(CmdFailure::TimedOut) => {
                     self.err(
                         Some(c.span()),
                         format!(
-                            "host {host:?}: {service} password_cmd exited with {}",
-                            o.status
+                            "host {host:?}: {service} password_cmd did not finish within {} and was killed",
+                            humantime::format_duration(timeout)
                         ),
+                        "password_cmd runs without a terminal and with stdin closed: it must not prompt (unlock the agent or keyring first, e.g. run `pass` once by hand)",
+                    );
+                    None
+                }
+                Err(CmdFailure::Exited(status, stderr)) => {
+                    let said = if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {stderr}")
+                    };
+                    self.err(
+                        Some(c.span()),
+                        format!("host {host:?}: {service} password_cmd exited with {status}{said}"),
                         "run the command by hand to see why; it must print the password on stdout",
                     );
                     None
                 }
-                Err(e) => {
+                Err(CmdFailure::Spawn(e)) => {
                     self.err(
                         Some(c.span()),
                         format!("host {host:?}: cannot run {service} password_cmd: {e}"),
@@ -610,6 +678,107 @@ impl Resolver<'_> {
             max_sessions,
         })
     }
+}
+
+/// Why a `password_cmd` gave no password.
+enum CmdFailure {
+    TimedOut,
+    /// Exit status and the first line of stderr (masked).
+    Exited(std::process::ExitStatus, String),
+    Spawn(std::io::Error),
+}
+
+/// Runs `sh -c cmd` in `dir` in its own process group, stdin closed, for at most `timeout`;
+/// on timeout the whole group is killed (a prompting `pass` or a `sleep` cannot hang cron).
+/// Returns stdout (at most [`PASSWORD_CMD_MAX_OUTPUT`] bytes).
+fn run_password_cmd(cmd: &str, dir: &Path, timeout: Duration) -> Result<String, CmdFailure> {
+    use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    let deadline = std::time::Instant::now() + timeout;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(CmdFailure::Spawn)?;
+    let pgid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let kill_group = || {
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    };
+    // Readers on threads, so a full pipe never blocks the child and a grandchild holding the
+    // pipe open cannot block us past the deadline.
+    let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
+    let pipes: [(bool, Option<Box<dyn std::io::Read + Send>>); 2] = [
+        (
+            true,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ),
+        (
+            false,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ),
+    ];
+    for (is_stdout, pipe) in pipes {
+        let tx = tx.clone();
+        if let Some(pipe) = pipe {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.take(PASSWORD_CMD_MAX_OUTPUT).read_to_end(&mut buf);
+                let _ = tx.send((is_stdout, buf));
+            });
+        }
+    }
+    drop(tx);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                kill_group();
+                let _ = child.wait();
+                return Err(CmdFailure::TimedOut);
+            }
+        }
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((true, b)) => stdout = b,
+            Ok((false, b)) => stderr = b,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Something it started still holds the output open.
+                kill_group();
+                return Err(CmdFailure::TimedOut);
+            }
+        }
+    }
+    if !status.success() {
+        let text = String::from_utf8_lossy(&stderr);
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let first: String = first.chars().take(200).collect();
+        return Err(CmdFailure::Exited(
+            status,
+            crate::secret::mask(first.trim()).into_owned(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
 fn push_role(roles: &mut Vec<String>, role: &str) {

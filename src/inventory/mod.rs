@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{InventoryError, Located};
-pub use load::{load, load_str};
+pub use load::{LoadOptions, PASSWORD_CMD_TIMEOUT, load, load_str, load_str_with, load_with};
 pub use model::{HostKeyPolicy, MysqlRole, RedisRole, Via};
 pub use selector::{Selector, SelectorError};
 
@@ -154,6 +154,9 @@ pub struct Password {
     pub source: String,
     #[serde(skip)]
     pub value: Secret,
+    /// False when the value was not fetched (a `password_cmd` not run because the command
+    /// only reads the inventory): `value` is then empty.
+    pub resolved: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -12,6 +12,13 @@ fn lab_of(d: &LabDir) -> Lab {
     Lab::new(d.dir.as_deref())
 }
 
+/// The lab directory, checked before anything is read from it (`up` and `down` check too).
+fn trusted_lab(d: &LabDir) -> Result<Lab> {
+    let lab = lab_of(d);
+    lab.check_trusted()?;
+    Ok(lab)
+}
+
 pub fn lab(action: &LabAction) -> Result<i32> {
     let mut out = std::io::stdout();
     match action {
@@ -21,7 +28,7 @@ pub fn lab(action: &LabAction) -> Result<i32> {
             print!("{}", stack::usage_text(&lab, &report));
         }
         LabAction::Status { dir } => {
-            let lab = lab_of(dir);
+            let lab = trusted_lab(dir)?;
             print!("{}", stack::status_text(&lab)?);
             if !stack::is_running(&lab) {
                 return Ok(exit::FAILED);
@@ -34,7 +41,11 @@ pub fn lab(action: &LabAction) -> Result<i32> {
 }
 
 pub fn drill(name: &str, check: bool, dir: &LabDir) -> Result<i32> {
-    let lab = lab_of(dir);
+    let lab = if name == "list" {
+        lab_of(dir)
+    } else {
+        trusted_lab(dir)?
+    };
     match (name, check) {
         ("list", false) => print!("{}", drill::list_text()),
         ("reset", false) => {
@@ -63,7 +74,8 @@ pub fn drill(name: &str, check: bool, dir: &LabDir) -> Result<i32> {
 
 /// Brings the lab up unless it runs (installing missing packages first when root); returns it.
 pub fn demo(dir: &LabDir) -> Result<Lab> {
-    let lab = lab_of(dir);
+    // Its inventory is loaded next (as root, usually): only from a directory of ours.
+    let lab = trusted_lab(dir)?;
     let mut out = std::io::stdout();
     if stack::is_running(&lab) {
         println!("the lab in {} is running", lab.dir.display());

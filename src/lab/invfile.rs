@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use super::layout::{
-    self, COMPOSE_PROJECT, HTTP_PORT, Lab, LabError, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result,
-    Role, SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
+    self, COMPOSE_PROJECT, HTTP_PORT, Lab, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result, Role,
+    SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
 };
 
 /// Secret file names under `DIR/secrets/`.
@@ -151,6 +151,6 @@ pub fn render(lab: &Lab, docker: bool) -> String {
 
 pub fn write(lab: &Lab, docker: bool) -> Result<()> {
     let path = lab.inventory();
-    std::fs::write(&path, render(lab, docker))
-        .map_err(LabError::io(format!("writing {}", path.display())))
+    // Private like the secrets it points at: it names every host, user and password file.
+    super::layout::write_private(&path, &render(lab, docker))
 }

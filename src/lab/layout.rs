@@ -11,12 +11,18 @@
 //! DIR/app/                 the PHP application, the worker and their config
 //! DIR/drills/              drill state (pid files of sleepers and burners, flag files)
 //! ```
+//!
+//! The lab runs as root and acts on what this directory holds: it kills the process groups
+//! its pid files name, and its inventory names password files. A directory another user
+//! could have prepared (the default lives in the world-writable `/var/tmp`) is therefore
+//! refused ([`Lab::check_trusted`]): it must be a real directory, owned by this user, writable
+//! by no one else. `lab up` creates it 0700 and writes its secrets, configs and inventory
+//! 0600.
 
 use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// Errors of the lab commands; each says what failed, where, and what to do.
@@ -36,6 +42,11 @@ pub enum LabError {
     Failed(String),
     #[error("no lab in {dir}: run `opsdeck lab up --dir {dir}` first")]
     NotRunning { dir: String },
+    #[error(
+        "refusing to use the lab directory {dir}: {why}\n  remove it (after checking what is in \
+         it) or choose another with --dir or OPSDECK_LAB_DIR; opsdeck creates it itself, mode 0700"
+    )]
+    Untrusted { dir: String, why: String },
 }
 
 impl LabError {
@@ -316,6 +327,67 @@ impl Lab {
         Lab { dir }
     }
 
+    /// Checks that the lab directory, if it exists, can be trusted: a directory (not a
+    /// symlink), owned by this user, not writable by group or others. Every lab command calls
+    /// it before reading anything from the directory.
+    pub fn check_trusted(&self) -> Result<()> {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let meta = match fs::symlink_metadata(&self.dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(LabError::Io {
+                    what: format!("checking {}", self.dir.display()),
+                    source: e,
+                });
+            }
+        };
+        let refuse = |why: String| LabError::Untrusted {
+            dir: self.dir.display().to_string(),
+            why,
+        };
+        if !meta.is_dir() {
+            return Err(refuse("it is not a directory (a symlink?)".to_owned()));
+        }
+        let me = nix::unistd::getuid().as_raw();
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "it is owned by uid {}, not by you (uid {me}): another user may have prepared it",
+                meta.uid()
+            )));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(refuse(format!(
+                "other users can write it (mode {mode:o}): someone may have planted files in it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// For `lab up`: creates the lab directory (0700, parents too), or checks an existing one
+    /// ([`Self::check_trusted`]) and that it is a lab directory or empty.
+    pub fn create_or_check(&self) -> Result<()> {
+        self.check_trusted()?;
+        if self.dir.exists() && !self.exists() {
+            let empty = fs::read_dir(&self.dir)
+                .map_err(LabError::io(format!("reading {}", self.dir.display())))?
+                .next()
+                .is_none();
+            if !empty {
+                return Err(LabError::Untrusted {
+                    dir: self.dir.display().to_string(),
+                    why: format!(
+                        "it holds files but no {} marker: it is not a lab directory",
+                        self.marker().display()
+                    ),
+                });
+            }
+        }
+        crate::private_fs::private_dir(&self.dir)
+            .map_err(LabError::io(format!("creating {}", self.dir.display())))
+    }
+
     pub fn marker(&self) -> PathBuf {
         self.dir.join(".opsdeck-lab")
     }
@@ -400,20 +472,14 @@ impl Lab {
     }
 }
 
-/// Writes a file readable only by its owner (0600), creating parent directories.
+/// Writes a file readable only by its owner (0600, whatever the umask; replaced atomically),
+/// creating missing parent directories 0700.
 pub fn write_private(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
+        crate::private_fs::private_dir(parent)
             .map_err(LabError::io(format!("creating {}", parent.display())))?;
     }
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(LabError::io(format!("writing {}", path.display())))?;
-    f.write_all(text.as_bytes())
+    crate::private_fs::write_atomic(path, text.as_bytes())
         .map_err(LabError::io(format!("writing {}", path.display())))
 }
 

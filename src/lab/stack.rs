@@ -50,13 +50,13 @@ struct Secrets {
 
 fn prepare(lab: &Lab) -> Result<Secrets> {
     for d in [lab.run(), lab.drills(), lab.ssh(), lab.secrets()] {
-        fs::create_dir_all(&d).map_err(LabError::io(format!("creating {}", d.display())))?;
+        crate::private_fs::private_dir(&d)
+            .map_err(LabError::io(format!("creating {}", d.display())))?;
     }
-    fs::write(
-        lab.marker(),
+    layout::write_private(
+        &lab.marker(),
         "opsdeck lab directory; `opsdeck lab down` removes it\n",
-    )
-    .map_err(LabError::io(format!("writing {}", lab.marker().display())))?;
+    )?;
     let s = Secrets {
         monitor: lab.secret(MYSQL_SECRET)?,
         app: lab.secret(MYSQL_APP_SECRET)?,
@@ -91,9 +91,9 @@ fn prepare(lab: &Lab) -> Result<Secrets> {
 /// Brings the lab up, starting only what is not running; prints progress to `out`.
 pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
     let t0 = Instant::now();
+    // Before anything else: a directory someone else prepared is never used.
+    lab.create_or_check()?;
     packages::check_required()?;
-    fs::create_dir_all(&lab.dir)
-        .map_err(LabError::io(format!("creating {}", lab.dir.display())))?;
     let ours = layout::components()
         .iter()
         .any(|c| web::running(lab, &c.name));
@@ -108,10 +108,7 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
 
     let client_pub = sshd::generate_client_key(&lab.client_key())
         .map_err(LabError::io("creating the lab's ssh client key"))?;
-    fs::write(lab.authorized_keys(), format!("{client_pub}\n")).map_err(LabError::io(format!(
-        "writing {}",
-        lab.authorized_keys().display()
-    )))?;
+    layout::write_private(&lab.authorized_keys(), &format!("{client_pub}\n"))?;
     for h in &layout::HOSTS {
         web::mount_disk(lab, h.name)?;
     }
@@ -233,10 +230,7 @@ fn write_known_hosts(lab: &Lab) -> Result<()> {
             sshd::known_hosts_line(h.ip(), layout::SSH_PORT, &key.join(" "))
         );
     }
-    fs::write(lab.known_hosts(), text).map_err(LabError::io(format!(
-        "writing {}",
-        lab.known_hosts().display()
-    )))
+    layout::write_private(&lab.known_hosts(), &text)
 }
 
 fn mariadb_options(lab: &Lab, h: &LabHost) -> mariadb::MariadbOptions {
@@ -835,6 +829,8 @@ fn stop_pidfile(path: &Path, grace: Duration) {
 /// Stops every process started in this lab directory, removes the lab's container, unmounts the
 /// disks and deletes the directory.
 pub fn down(lab: &Lab, out: &mut dyn Write) -> Result<()> {
+    // Its pid files decide which process groups get killed: only from a directory of ours.
+    lab.check_trusted()?;
     if !lab.dir.exists() {
         let _ = writeln!(out, "no lab in {}: nothing to do", lab.dir.display());
         return Ok(());
