@@ -451,7 +451,7 @@ proptest! {
     #[test]
     fn the_lexers_never_panic(s in prop_oneof![any::<String>(), sql_like()]) {
         use opsdeck::runbook::{Cond, Quoting, Template, read_only};
-        let _ = read_only::sql_tokens(&s);
+        let _ = opsdeck::clients::read_only::sql_tokens(&s);
         let _ = read_only::sql(&s);
         let words: Vec<&str> = s.split_whitespace().collect();
         let _ = read_only::redis(&words);
@@ -466,7 +466,7 @@ proptest! {
     /// `; DROP TABLE t` still leaves one read-only statement, the DROP is not code.
     #[test]
     fn a_second_statement_is_never_read_only(s in sql_like()) {
-        use opsdeck::runbook::read_only::{SqlTok, sql, sql_tokens};
+        use opsdeck::clients::read_only::{SqlTok, sql, sql_tokens};
         let text = format!("{s}; DROP TABLE t");
         if sql(&text).is_ok() {
             let toks = sql_tokens(&text).expect("lexes");

@@ -3,4 +3,5 @@
 //! [`crate::transport::Connections::service_addr`]).
 
 pub mod mysql;
+pub mod read_only;
 pub mod redis;
