@@ -594,6 +594,9 @@ fn start_docker(lab: &Lab, password: &str) -> std::result::Result<Started, Strin
     if find_program("dockerd").is_none() {
         return Err("docker tier: dockerd is not installed (apt-get install -y docker.io)".into());
     }
+    if let Some(why) = super::docker::chroot_reason() {
+        return Err(format!("docker tier: {why}"));
+    }
     super::docker::ensure_dockerd(&dockerd_state_dir())
         .map_err(|e| format!("docker tier: no Docker engine: {e}"))?;
     if docker(&["inspect", "-f", "{{.State.Running}}", SESSIONS_CONTAINER]).as_deref() == Ok("true")
