@@ -71,6 +71,14 @@ pub struct SentinelOptions {
 pub fn start_redis(opts: &RedisOptions) -> io::Result<Daemon> {
     let mut conf = String::new();
     common_conf(&mut conf, opts.addr, opts.port, &opts.dir);
+    // Replicas connect from 127.0.0.1 whatever address they bind: announce the bound one, or
+    // the master (and so Sentinel) lists every replica as 127.0.0.1:6379. It belongs in the
+    // file: set with CONFIG SET after the start, it can land in the middle of the replication
+    // handshake, and Redis 7.0 then waits for a reply the master never sends (the replica's
+    // link stays down until repl-timeout, 60 s).
+    if !opts.addr.is_unspecified() {
+        let _ = writeln!(conf, "replica-announce-ip {}", opts.addr);
+    }
     let _ = writeln!(conf, "save \"\"");
     let _ = writeln!(conf, "appendonly no");
     let _ = writeln!(conf, "dbfilename {}", quote(&format!("{}.rdb", opts.name)));

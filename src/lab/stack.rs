@@ -457,17 +457,6 @@ pub fn start_redis(
     })
     .map_err(LabError::io(format!("starting Redis on {}", h.name)))?;
     d.detach();
-    // Replicas connect from 127.0.0.1; without this the master (and so Sentinel) would list
-    // every replica as 127.0.0.1:6379.
-    wire::redis1(
-        SocketAddr::new(h.ip(), REDIS_PORT),
-        Some(password),
-        &["CONFIG", "SET", "replica-announce-ip", &h.addr.to_string()],
-    )
-    .map_err(LabError::io(format!(
-        "setting replica-announce-ip on {}",
-        h.name
-    )))?;
     if replica_of.is_some() {
         // Up means replicating: wait (bounded) for the first sync.
         let addr = SocketAddr::new(h.ip(), REDIS_PORT);
