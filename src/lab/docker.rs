@@ -61,6 +61,25 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LabDockerError {
     move |source| LabDockerError::Io { what, source }
 }
 
+/// `Some(why)` when this process runs in a chroot (its `/` is not pid 1's `/`). A Docker engine
+/// there would change the host's network and cgroups, and the host's engine would resolve the
+/// lab's bind mounts against the wrong root; the lab leaves its docker tier out instead.
+pub fn chroot_reason() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let chrooted = match (fs::metadata("/"), fs::metadata("/proc/1/root")) {
+        (Ok(own), Ok(init)) => own.dev() != init.dev() || own.ino() != init.ino(),
+        // Some machines deny even root a look at pid 1's root; then the mount table decides:
+        // outside a chroot something is always mounted at `/`, inside one (its root a plain
+        // directory) nothing is.
+        _ => fs::read_to_string("/proc/self/mountinfo")
+            .is_ok_and(|m| !m.lines().any(|l| l.split(' ').nth(4) == Some("/"))),
+    };
+    chrooted.then(|| {
+        "this runs in a chroot (/ is not the root of pid 1), where a Docker engine cannot run"
+            .to_owned()
+    })
+}
+
 /// True when the engine socket answers `GET /_ping` with `200 OK`.
 pub fn engine_answers() -> bool {
     ping(Path::new(DOCKER_SOCKET)).unwrap_or(false)

@@ -71,6 +71,14 @@ pub struct SentinelOptions {
 pub fn start_redis(opts: &RedisOptions) -> io::Result<Daemon> {
     let mut conf = String::new();
     common_conf(&mut conf, opts.addr, opts.port, &opts.dir);
+    // Replicas connect from 127.0.0.1 whatever address they bind: announce the bound one, or
+    // the master (and so Sentinel) lists every replica as 127.0.0.1:6379. It belongs in the
+    // file: set with CONFIG SET after the start, it can land in the middle of the replication
+    // handshake, and Redis 7.0 then waits for a reply the master never sends (the replica's
+    // link stays down until repl-timeout, 60 s).
+    if !opts.addr.is_unspecified() {
+        let _ = writeln!(conf, "replica-announce-ip {}", opts.addr);
+    }
     let _ = writeln!(conf, "save \"\"");
     let _ = writeln!(conf, "appendonly no");
     let _ = writeln!(conf, "dbfilename {}", quote(&format!("{}.rdb", opts.name)));
@@ -201,7 +209,46 @@ fn quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::*;
+    use crate::lab::process::free_port;
+    use crate::lab::wire;
+
+    /// A replica is listed by its master at the address it binds, from its first handshake on
+    /// (so nothing has to change its announce address while it syncs).
+    #[test]
+    fn a_replica_announces_the_address_it_binds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (m_ip, r_ip): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 3].into());
+        let opts = |name: &str, ip: IpAddr| RedisOptions {
+            password: Some("pw".into()),
+            ..RedisOptions::new(dir.path(), name, ip, free_port(ip).expect("free port"))
+        };
+        let master = opts("master", m_ip);
+        let mut m = start_redis(&master).expect("master starts");
+        let mut r = start_redis(&RedisOptions {
+            replica_of: Some((m_ip, master.port)),
+            ..opts("replica", r_ip)
+        })
+        .expect("replica starts");
+        let addr = SocketAddr::new(m_ip, master.port);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut info = String::new();
+        while std::time::Instant::now() < deadline {
+            info = wire::redis1(addr, Some("pw"), &["INFO", "replication"])
+                .map(|r| r.text())
+                .unwrap_or_default();
+            if info.contains("state=online") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        r.stop(Duration::from_secs(3));
+        m.stop(Duration::from_secs(3));
+        assert!(
+            info.contains(&format!("slave0:ip={r_ip},")) && info.contains("state=online"),
+            "{info}"
+        );
+    }
 
     #[test]
     fn quoting_escapes_quotes_and_backslashes() {

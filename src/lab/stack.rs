@@ -451,17 +451,6 @@ pub fn start_redis(
     })
     .map_err(LabError::io(format!("starting Redis on {}", h.name)))?;
     d.detach();
-    // Replicas connect from 127.0.0.1; without this the master (and so Sentinel) would list
-    // every replica as 127.0.0.1:6379.
-    wire::redis1(
-        SocketAddr::new(h.ip(), REDIS_PORT),
-        Some(password),
-        &["CONFIG", "SET", "replica-announce-ip", &h.addr.to_string()],
-    )
-    .map_err(LabError::io(format!(
-        "setting replica-announce-ip on {}",
-        h.name
-    )))?;
     if replica_of.is_some() {
         // Up means replicating: wait (bounded) for the first sync.
         let addr = SocketAddr::new(h.ip(), REDIS_PORT);
@@ -587,6 +576,9 @@ fn docker(args: &[&str]) -> std::result::Result<String, String> {
 fn start_docker(lab: &Lab, password: &str) -> std::result::Result<Started, String> {
     if find_program("dockerd").is_none() {
         return Err("docker tier: dockerd is not installed (apt-get install -y docker.io)".into());
+    }
+    if let Some(why) = super::docker::chroot_reason() {
+        return Err(format!("docker tier: {why}"));
     }
     super::docker::ensure_dockerd(&dockerd_state_dir())
         .map_err(|e| format!("docker tier: no Docker engine: {e}"))?;
