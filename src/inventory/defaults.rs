@@ -110,6 +110,7 @@ pub fn local_default() -> Inventory {
             transport: TransportSpec::Local,
             services,
             thresholds: None,
+            r#become: None,
         }],
         thresholds: None,
     }

@@ -375,7 +375,41 @@ impl Resolver<'_> {
             .tiers
             .get(def.tier.get_ref())
             .is_some_and(|t| t.read_only);
+        let tier_def = file.tiers.get(def.tier.get_ref());
+        // Host, then tier, then defaults.
+        let become_def = def
+            .r#become
+            .as_ref()
+            .map(|b| (b, def.become_user.clone()))
+            .or_else(|| {
+                tier_def.and_then(|t| t.r#become.as_ref().map(|b| (b, t.become_user.clone())))
+            })
+            .or_else(|| {
+                file.defaults
+                    .r#become
+                    .as_ref()
+                    .map(|b| (b, file.defaults.become_user.clone()))
+            });
+        let r#become = match become_def {
+            Some((b, user)) => match b.get_ref().as_str() {
+                "sudo" => Some(super::Become {
+                    method: "sudo".to_owned(),
+                    user,
+                }),
+                "none" => None,
+                other => {
+                    self.err(
+                        Some(b.span()),
+                        format!("host {name:?}: become = {other:?} is not supported"),
+                        "use become = \"sudo\" (or \"none\")".to_owned(),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         Some(Host {
+            r#become,
             name: name.to_owned(),
             tier: def.tier.get_ref().clone(),
             roles,

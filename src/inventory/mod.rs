@@ -57,6 +57,40 @@ pub struct Host {
     pub services: Services,
     #[serde(skip)]
     pub thresholds: Option<toml::Table>,
+    /// How runbook shell commands are escalated on this host (the login is unprivileged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#become: Option<Become>,
+}
+
+/// Privilege escalation: `sudo -n` (never prompts; a sudo that wants a password is an error
+/// that changes nothing), optionally as another account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Become {
+    pub method: String,
+    pub user: Option<String>,
+}
+
+impl Become {
+    /// `sudo -n -- sh -c 'COMMAND'` (with `-u USER` when set): one shell word for the command,
+    /// so nothing of it is re-parsed by sudo.
+    pub fn wrap(&self, command: &str) -> String {
+        let quoted = shlex::try_quote(command).map_or_else(|_| "''".into(), |q| q.into_owned());
+        match &self.user {
+            Some(u) => {
+                let u = shlex::try_quote(u).map_or_else(|_| "''".into(), |q| q.into_owned());
+                format!("sudo -n -u {u} -- sh -c {quoted}")
+            }
+            None => format!("sudo -n -- sh -c {quoted}"),
+        }
+    }
+
+    /// What a person reads in front of a command (`sudo`, `sudo -u mysql`).
+    pub fn label(&self) -> String {
+        match &self.user {
+            Some(u) => format!("sudo -u {u}"),
+            None => "sudo".to_owned(),
+        }
+    }
 }
 
 impl Host {

@@ -28,6 +28,10 @@ pub struct Defaults {
     pub ssh: SshDef,
     /// Threshold overrides for every host (see `probes::thresholds`).
     pub thresholds: Option<toml::Table>,
+    /// Privilege escalation for every host's runbook commands: `"sudo"` (or `"none"`).
+    pub r#become: Option<Spanned<String>>,
+    /// Run escalated commands as this account (default root).
+    pub become_user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +42,9 @@ pub struct TierDef {
     #[serde(default)]
     pub read_only: bool,
     pub thresholds: Option<toml::Table>,
+    /// Privilege escalation for this tier's hosts: `"sudo"` or `"none"`.
+    pub r#become: Option<Spanned<String>>,
+    pub become_user: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +80,9 @@ pub struct HostDef {
     #[serde(default)]
     pub processes: Vec<String>,
     pub thresholds: Option<toml::Table>,
+    /// Privilege escalation for this host's runbook commands: `"sudo"` or `"none"`.
+    pub r#become: Option<Spanned<String>>,
+    pub become_user: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

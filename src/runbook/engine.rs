@@ -37,6 +37,8 @@ pub struct HostInfo {
     pub tier: String,
     /// Read-only in the inventory (host or tier): changing steps are refused on it.
     pub read_only: bool,
+    /// How shell commands are escalated there (`sudo`), if they are.
+    pub r#become: Option<String>,
     #[serde(skip)]
     pub vars: Vars,
 }
@@ -82,6 +84,7 @@ impl HostInfo {
             name: h.name.clone(),
             tier: h.tier.clone(),
             read_only: h.read_only || inv.tier(&h.tier).is_some_and(|t| t.read_only),
+            r#become: h.r#become.as_ref().map(crate::inventory::Become::label),
             vars,
         }
     }
@@ -571,6 +574,8 @@ pub struct ExecRequest {
     /// Wait this long before running (retries, wait-step polling).
     pub delay: Duration,
     pub attempt: u32,
+    /// Shell commands escalate where the host does (`become`); `false` when the step says not.
+    pub r#become: bool,
 }
 
 impl ExecRequest {
@@ -1592,7 +1597,17 @@ impl Engine {
             .map(|(_, u)| Cover {
                 host: u.host_name(),
                 item: u.item.clone(),
-                command: match (&step.exec, &step.rollback) {
+                command: format!(
+                    "{}{}",
+                    // Escalated commands say so: the operator confirms what runs as root.
+                    u.host
+                        .as_ref()
+                        .and_then(|h| h.r#become.as_ref())
+                        .filter(|_| step.r#become
+                            && matches!(step.exec, Some(Executor::Shell(_))))
+                        .map(|b| format!("[{b}] "))
+                        .unwrap_or_default(),
+                    match (&step.exec, &step.rollback) {
                     (Some(x), Some(rb)) if step.changes() => format!(
                         "{}\n  if it fails, rollback: {}",
                         self.render_display(x, u),
@@ -1600,7 +1615,7 @@ impl Engine {
                     ),
                     (Some(x), _) => self.render_display(x, u).to_string(),
                     (None, _) => format!("manual: {}", step.title),
-                },
+                }),
             })
             .collect()
     }
@@ -1823,6 +1838,7 @@ impl Engine {
             changes,
             delay,
             attempt: self.attempt + 1,
+            r#become: step.r#become,
         }));
     }
 
@@ -2008,6 +2024,7 @@ impl Engine {
             changes: false,
             delay,
             attempt: self.attempt + 1,
+            r#become: false,
         }));
     }
 

@@ -66,7 +66,13 @@ pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections
             "step `{}` has no target host",
             req.step
         ))),
-        (Rendered::Shell { command }, Some(h)) => shell(conns, h, command, req.timeout).await,
+        (Rendered::Shell { command }, Some(h)) => {
+            let escalate = h.r#become.as_ref().filter(|_| req.r#become);
+            match escalate {
+                Some(b) => sudo_shell(conns, h, b, command, req.timeout).await,
+                None => shell(conns, h, command, req.timeout).await,
+            }
+        }
         (Rendered::Sql { query, params, .. }, Some(h)) => {
             sql(conns, h, query, params, read_only, req.timeout).await
         }
@@ -130,6 +136,37 @@ async fn health(
             .collect(),
         ..ExecResult::ok("")
     })
+}
+
+/// A shell command through `sudo -n`. sudo never prompts: if it wants a password, the command
+/// did not run, and the error says what to change.
+async fn sudo_shell(
+    conns: &Arc<Connections>,
+    h: &Host,
+    b: &crate::inventory::Become,
+    command: &str,
+    timeout: Duration,
+) -> Result<ExecResult, Failure> {
+    let r = shell(conns, h, &b.wrap(command), timeout).await?;
+    if r.exit == Some(1)
+        && (r.output.contains("sudo: a password is required")
+            || r.output.contains("sudo: a terminal is required"))
+    {
+        return Err(Failure::not_run(format!(
+            "{} on {} wants a password, and opsdeck never types one: nothing ran. Allow the login user to run it without a password (a NOPASSWD sudoers rule for what the runbooks need), or run this step on a host whose login may",
+            b.label(),
+            h.name
+        )));
+    }
+    if r.exit == Some(1) && r.output.contains("is not in the sudoers file") {
+        return Err(Failure::not_run(format!(
+            "{} on {}: the login user may not use sudo ({}): nothing ran",
+            b.label(),
+            h.name,
+            r.output.trim()
+        )));
+    }
+    Ok(r)
 }
 
 async fn shell(

@@ -217,6 +217,8 @@ pub struct Step {
     pub until: Option<(String, Cond)>,
     pub on_failure: OnFailure,
     pub confirm: Option<Confirm>,
+    /// Escalate shell commands where the host escalates (default); `false` never.
+    pub r#become: bool,
     pub rollback: Option<Executor>,
     pub guards: Vec<Guard>,
     /// `read_only = true`: the author vouches that the step's shell command only reads.

@@ -1022,6 +1022,7 @@ impl Validator<'_> {
             until,
             on_failure,
             confirm: d.confirm,
+            r#become: d.r#become.unwrap_or(true),
             rollback,
             guards,
             read_only: d.read_only.as_ref().is_some_and(|v| *v.get_ref()),
