@@ -1603,19 +1603,19 @@ impl Engine {
                     u.host
                         .as_ref()
                         .and_then(|h| h.r#become.as_ref())
-                        .filter(|_| step.r#become
-                            && matches!(step.exec, Some(Executor::Shell(_))))
+                        .filter(|_| step.r#become && matches!(step.exec, Some(Executor::Shell(_))))
                         .map(|b| format!("[{b}] "))
                         .unwrap_or_default(),
                     match (&step.exec, &step.rollback) {
-                    (Some(x), Some(rb)) if step.changes() => format!(
-                        "{}\n  if it fails, rollback: {}",
-                        self.render_display(x, u),
-                        self.render_display(rb, u)
-                    ),
-                    (Some(x), _) => self.render_display(x, u).to_string(),
-                    (None, _) => format!("manual: {}", step.title),
-                }),
+                        (Some(x), Some(rb)) if step.changes() => format!(
+                            "{}\n  if it fails, rollback: {}",
+                            self.render_display(x, u),
+                            self.render_display(rb, u)
+                        ),
+                        (Some(x), _) => self.render_display(x, u).to_string(),
+                        (None, _) => format!("manual: {}", step.title),
+                    }
+                ),
             })
             .collect()
     }
