@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -73,10 +74,11 @@ fn an_unprivileged_login_escalates_with_sudo_and_a_password_prompt_is_a_clear_er
         let table = hosts
             .ssh_table(i, "")
             .replace("user = \"root\"", &format!("user = \"{user}\""));
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "\n[hosts.h{}]\ntier = \"app\"\nbecome = \"sudo\"\nssh = {table}\n",
             i + 1
-        ));
+        );
     }
     let inv = work.path().join("inv.toml");
     std::fs::write(&inv, text).expect("inventory");

@@ -74,10 +74,12 @@ impl Become {
     /// `sudo -n -- sh -c 'COMMAND'` (with `-u USER` when set): one shell word for the command,
     /// so nothing of it is re-parsed by sudo.
     pub fn wrap(&self, command: &str) -> String {
-        let quoted = shlex::try_quote(command).map_or_else(|_| "''".into(), std::borrow::Cow::into_owned);
+        let quoted =
+            shlex::try_quote(command).map_or_else(|_| "''".into(), std::borrow::Cow::into_owned);
         match &self.user {
             Some(u) => {
-                let u = shlex::try_quote(u).map_or_else(|_| "''".into(), std::borrow::Cow::into_owned);
+                let u =
+                    shlex::try_quote(u).map_or_else(|_| "''".into(), std::borrow::Cow::into_owned);
                 format!("sudo -n -u {u} -- sh -c {quoted}")
             }
             None => format!("sudo -n -- sh -c {quoted}"),
