@@ -19,7 +19,14 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)?;
-    let meta = std::fs::metadata(dir)?;
+    // Never follow a symlink to narrow (or trust) what it points at.
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Err(io::Error::other(format!(
+            "{} is a symlink: refusing to use it for private files",
+            dir.display()
+        )));
+    }
     if std::os::unix::fs::MetadataExt::uid(&meta) == nix::unistd::getuid().as_raw()
         && meta.permissions().mode() & 0o777 != DIR_MODE
     {
@@ -162,6 +169,18 @@ mod tests {
         assert_eq!(mode(&log), 0o600);
         assert_eq!(mode(&export), 0o600);
         assert_eq!(std::fs::read(&export).expect("read"), b"hello");
+    }
+
+    #[test]
+    fn a_symlinked_dir_is_refused_and_its_target_left_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let target = tmp.path().join("target");
+        std::fs::create_dir(&target).expect("mkdir");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(private_dir(&link).is_err());
+        assert_eq!(mode(&target), 0o755, "the target was not narrowed");
     }
 
     #[test]
