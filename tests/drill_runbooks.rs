@@ -301,8 +301,8 @@ fn connection_exhaustion(lab: &Lab) {
     let (code, text) = lab.run(&["run", "db-connection-exhaustion", "--approve", "all"]);
     assert_eq!(code, 12, "the second run was not refused:\n{text}");
     assert!(
-        text.contains("already running")
-            && text.contains("tester")
+        text.contains("is locked by")
+            && text.contains(&opsdeck::identity::current().to_string())
             && text.contains(&format!("pid {holder}")),
         "the refusal does not name the holder (pid {holder}):\n{text}"
     );
