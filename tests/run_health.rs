@@ -191,6 +191,16 @@ fn a_remedy_that_leaves_the_fault_ends_not_resolved_and_one_that_works_succeeds(
     let o = f.run(&["run", "start-fix", "--approve", "all"]);
     if let Ok(pid) = std::fs::read_to_string(&pidfile) {
         let _ = Command::new("kill").arg(pid.trim()).status();
+        // Gone (and its port free) before the next server takes the port.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("kill")
+            .args(["-0", pid.trim()])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("back to ok on cache1"), "{}", text(&o));

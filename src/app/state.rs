@@ -123,6 +123,9 @@ pub struct DetailState {
     pub scroll: u16,
 }
 
+/// A role observation older than this is stale: the host's role is then the inventory's word.
+pub const TOPOLOGY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Something that happened.
 #[derive(Debug)]
 pub enum Event {
@@ -237,6 +240,16 @@ impl App {
     }
 
     /// The host under the dashboard cursor.
+    /// What the servers report about live roles right now (from the latest samples).
+    pub fn topology(&self) -> crate::probes::topology::Topology {
+        crate::probes::topology::Topology::observe(
+            &self.inventory,
+            &self.health,
+            self.now,
+            TOPOLOGY_MAX_AGE,
+        )
+    }
+
     pub fn selected_host(&self) -> Option<&crate::inventory::Host> {
         self.inventory.hosts.get(self.dashboard.selected)
     }
@@ -712,15 +725,16 @@ fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool)
     }
     // Inputs are asked when the first step that needs them is reached, after the
     // diagnosis before it is on screen.
-    let cmd = open_command(&run);
+    let cmd = open_command(&run, app.topology());
     app.run = Some(run);
     app.view = View::Run;
     vec![cmd]
 }
 
 /// What the run driver is asked to open for `run` (inputs as typed, the narrowing target).
-fn open_command(run: &RunState) -> Command {
+fn open_command(run: &RunState, topology: crate::probes::topology::Topology) -> Command {
     let mut spec = RunSpec::new(Arc::clone(&run.runbook));
+    spec.topology = Some(topology);
     spec.inputs = run
         .inputs
         .iter()
@@ -1137,6 +1151,7 @@ fn resume_selected(app: &mut App) -> Vec<Command> {
     app.view = View::Run;
     // The driver restores the run's recorded target and inputs.
     let mut spec = RunSpec::new(rb);
+    spec.topology = Some(app.topology());
     spec.resume = Some(summary.run);
     vec![Command::OpenRun(Box::new(spec))]
 }

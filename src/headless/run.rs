@@ -91,49 +91,81 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
     // hosts whose checks trigger it — never "the first host" of a broad selector.
     let mut target = args.target.clone();
     let mut start_health = Vec::new();
-    if target.is_none() && args.resume.is_none() && !rb.triggers.is_empty() {
+    let mut topology = None;
+    // Health is asked first when the run acts where the fault is (no --target) or when its
+    // steps name live roles (`db:primary` is whoever the servers say is primary now).
+    let treats = target.is_none() && args.resume.is_none() && !rb.triggers.is_empty();
+    let live_roles = rb.steps.iter().any(|s| {
+        s.target.iter().any(|t| t.selector.names_live_role())
+            || s.guards
+                .iter()
+                .any(|g| g.target.iter().any(|t| t.selector.names_live_role()))
+    });
+    if treats || live_roles {
         let hosts: Vec<&crate::inventory::Host> = inv.hosts.iter().collect();
-        let checks = rt
-            .block_on(crate::probes::sweep::once(
+        let sweep = rt
+            .block_on(crate::probes::sweep::sweep(
                 &conns,
                 inv,
                 &hosts,
                 &crate::probes::sweep::SweepOptions::default(),
             ))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut fired: Vec<String> = Vec::new();
-        for c in &checks {
-            if rb.triggered_by(&c.id, crate::probes::check::runbook_state(c.state))
-                && !fired.contains(&c.host)
-            {
-                if !args.json {
-                    eprintln!(
-                        "health: {} {} on {} ({})",
-                        c.id,
-                        c.state.as_str(),
-                        c.host,
-                        secret::mask(&c.reason)
-                    );
-                }
-                fired.push(c.host.clone());
+        for d in sweep.topology.disagreements(inv) {
+            if !args.json {
+                eprintln!(
+                    "topology: {} is {} by its servers, {} in the inventory",
+                    d.host,
+                    if d.observed.is_empty() {
+                        "nothing live".to_owned()
+                    } else {
+                        d.observed.join("+")
+                    },
+                    if d.declared.is_empty() {
+                        "nothing live".to_owned()
+                    } else {
+                        d.declared.join("+")
+                    }
+                );
             }
         }
-        if fired.is_empty() {
-            eprintln!(
-                "opsdeck: health shows none of {}'s triggers ({}) on any host: nothing to treat\n  hint: name the hosts with --target to run it anyway",
-                rb.id,
-                rb.triggers
-                    .iter()
-                    .map(|t| format!("{}>={}", t.check, t.state.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return Ok(exit::OK);
+        topology = Some(sweep.topology);
+        let checks = sweep.checks;
+        if treats {
+            let mut fired: Vec<String> = Vec::new();
+            for c in &checks {
+                if rb.triggered_by(&c.id, crate::probes::check::runbook_state(c.state))
+                    && !fired.contains(&c.host)
+                {
+                    if !args.json {
+                        eprintln!(
+                            "health: {} {} on {} ({})",
+                            c.id,
+                            c.state.as_str(),
+                            c.host,
+                            secret::mask(&c.reason)
+                        );
+                    }
+                    fired.push(c.host.clone());
+                }
+            }
+            if fired.is_empty() {
+                eprintln!(
+                    "opsdeck: health shows none of {}'s triggers ({}) on any host: nothing to treat\n  hint: name the hosts with --target to run it anyway",
+                    rb.id,
+                    rb.triggers
+                        .iter()
+                        .map(|t| format!("{}>={}", t.check, t.state.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return Ok(exit::OK);
+            }
+            if !args.json {
+                eprintln!("target (from health): {}", fired.join(", "));
+            }
+            target = Some(fired.join(","));
         }
-        if !args.json {
-            eprintln!("target (from health): {}", fired.join(", "));
-        }
-        target = Some(fired.join(","));
         start_health = checks
             .iter()
             .map(|c| crate::runbook::engine::HealthFact {
@@ -157,6 +189,7 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         accept_changed: args.accept_changed,
         verify_timeout: Some(args.verify_timeout),
         drill: None,
+        topology,
     };
     let mut opened = match driver::open(&spec, inv, &driver::journal_dir()) {
         Ok(o) => o,

@@ -34,6 +34,14 @@ pub enum SelectorError {
     Malformed(String),
 }
 
+/// Hosts a selector picked against the live topology, and what is uncertain about it.
+#[derive(Debug, Clone)]
+pub struct LiveSelection<'a> {
+    pub hosts: Vec<&'a Host>,
+    /// Why the selection may be wrong (a role unverified, two claimants).
+    pub doubts: Vec<String>,
+}
+
 impl FromStr for Selector {
     type Err = SelectorError;
 
@@ -126,6 +134,118 @@ impl Selector {
             .zip(picked)
             .filter_map(|(h, p)| p.then_some(h))
             .collect())
+    }
+
+    /// Like [`Selector::resolve`], but a live role (`primary`, `replica`, `master`) is what
+    /// the servers report (`live`: a host's observed live roles, for hosts observed fresh):
+    /// - hosts that report the role hold it (after a failover: the new primary, whatever the
+    ///   inventory says); two reporting `primary` (or `master`) is a doubt (split brain);
+    /// - when none reports it, the hosts the inventory declares hold it — corroborated when
+    ///   another host of the tier was observed and does not claim it (a full or dead primary
+    ///   beside a replica that answers), a doubt when nobody in the tier could be asked.
+    pub fn resolve_live<'a>(
+        &self,
+        inv: &'a Inventory,
+        live: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> Result<LiveSelection<'a>, SelectorError> {
+        let is_live = |r: &str| crate::probes::topology::LIVE_ROLES.contains(&r);
+        let mut picked = vec![false; inv.hosts.len()];
+        let mut doubts = Vec::new();
+        for term in &self.0 {
+            let hits: Vec<usize> = match term {
+                Term::TierRole { tier, role } if is_live(role) => {
+                    let members: Vec<usize> = inv
+                        .hosts
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, h)| h.tier == *tier)
+                        .map(|(i, _)| i)
+                        .collect();
+                    let observed: Vec<(usize, Vec<String>)> = members
+                        .iter()
+                        .filter_map(|&i| live(&inv.hosts[i].name).map(|r| (i, r)))
+                        .collect();
+                    let claim: Vec<usize> = observed
+                        .iter()
+                        .filter(|(_, r)| r.iter().any(|x| x == role))
+                        .map(|(i, _)| *i)
+                        .collect();
+                    if claim.is_empty() {
+                        let declared: Vec<usize> = members
+                            .iter()
+                            .copied()
+                            .filter(|&i| {
+                                inv.hosts[i].has_role(role) && live(&inv.hosts[i].name).is_none()
+                            })
+                            .collect();
+                        if !declared.is_empty() && observed.is_empty() {
+                            let names: Vec<&str> = declared
+                                .iter()
+                                .map(|&i| inv.hosts[i].name.as_str())
+                                .collect();
+                            doubts.push(format!(
+                                "{tier}:{role} is {} by the inventory only: no {tier} host could be asked",
+                                names.join(", ")
+                            ));
+                        }
+                        declared
+                    } else {
+                        if (role == "primary" || role == "master") && claim.len() > 1 {
+                            let names: Vec<&str> =
+                                claim.iter().map(|&i| inv.hosts[i].name.as_str()).collect();
+                            doubts.push(format!(
+                                "{} all report {role}: the topology is ambiguous (split brain?)",
+                                names.join(" and ")
+                            ));
+                        }
+                        claim
+                    }
+                }
+                _ => inv
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| match term {
+                        Term::All => true,
+                        Term::Name(n) => h.name == *n || h.tier == *n,
+                        Term::TierRole { tier, role } => h.tier == *tier && h.has_role(role),
+                    })
+                    .map(|(i, _)| i)
+                    .collect(),
+            };
+            for &i in &hits {
+                picked[i] = true;
+            }
+            let known = match term {
+                Term::Name(n) => inv.tier(n).is_some(),
+                // A live role nobody holds right now (no primary while failing over) is an
+                // empty selection for that term, not a typo.
+                Term::TierRole { tier, role } => inv.tier(tier).is_some() && is_live(role),
+                Term::All => true,
+            };
+            if hits.is_empty() && !known {
+                return Err(SelectorError::NoMatch(
+                    Selector(vec![term.clone()]).to_string(),
+                ));
+            }
+        }
+        Ok(LiveSelection {
+            hosts: inv
+                .hosts
+                .iter()
+                .zip(picked)
+                .filter_map(|(h, p)| p.then_some(h))
+                .collect(),
+            doubts,
+        })
+    }
+
+    /// True if this selector names a live role anywhere.
+    pub fn names_live_role(&self) -> bool {
+        self.0.iter().any(|t| {
+            matches!(t, Term::TierRole { role, .. }
+                if crate::probes::topology::LIVE_ROLES.contains(&role.as_str()))
+        })
     }
 
     /// True if this selector could pick `host` (used to check runbook targets statically).

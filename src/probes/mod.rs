@@ -13,3 +13,4 @@ pub mod suggest;
 pub mod sweep;
 pub mod thresholds;
 pub mod top;
+pub mod topology;

@@ -76,7 +76,7 @@ pub struct ProbeSpec {
     pub what: What,
 }
 
-fn service_instance(address: &str, port: u16) -> String {
+pub fn service_instance(address: &str, port: u16) -> String {
     format!("{address}:{port}")
 }
 

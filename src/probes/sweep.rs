@@ -11,6 +11,7 @@ use super::plan::{self, Intervals};
 use super::scheduler::{self, SchedulerConfig};
 use super::state::HealthState;
 use super::thresholds::{self, ThresholdErrors};
+use super::topology::Topology;
 use crate::inventory::{Host, Inventory};
 use crate::transport::Connections;
 
@@ -35,6 +36,13 @@ impl Default for SweepOptions {
     }
 }
 
+/// What one sweep found: every check, judged, and the live topology the samples show.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub checks: Vec<Check>,
+    pub topology: Topology,
+}
+
 /// Probes `hosts` once and returns every check, judged.
 pub async fn once(
     conns: &Arc<Connections>,
@@ -42,6 +50,16 @@ pub async fn once(
     hosts: &[&Host],
     opts: &SweepOptions,
 ) -> Result<Vec<Check>, ThresholdErrors> {
+    Ok(sweep(conns, inv, hosts, opts).await?.checks)
+}
+
+/// Probes `hosts` once: the checks and the topology.
+pub async fn sweep(
+    conns: &Arc<Connections>,
+    inv: &Inventory,
+    hosts: &[&Host],
+    opts: &SweepOptions,
+) -> Result<Sweep, ThresholdErrors> {
     let th = thresholds::resolve(inv)?;
     let specs = plan::plan(inv, hosts, &Intervals::uniform(opts.interval));
     let history = History::covering(Duration::from_secs(600), opts.interval);
@@ -54,5 +72,9 @@ pub async fn once(
     for r in scheduler::sweep(conns, &specs, &cfg).await {
         state.update(r);
     }
-    Ok(state.checks(Instant::now()))
+    let now = Instant::now();
+    Ok(Sweep {
+        checks: state.checks(now),
+        topology: Topology::observe(inv, &state, now, opts.interval * 3),
+    })
 }

@@ -54,6 +54,9 @@ pub struct RunSpec {
     pub verify_timeout: Option<std::time::Duration>,
     /// The drill this run treats (learn mode): the journal and export say it was a drill.
     pub drill: Option<String>,
+    /// What the servers report about live roles (`db:primary`): selectors resolve against
+    /// it. `None`: the inventory's roles, as declared.
+    pub topology: Option<crate::probes::topology::Topology>,
 }
 
 impl RunSpec {
@@ -71,6 +74,7 @@ impl RunSpec {
             accept_changed: false,
             verify_timeout: None,
             drill: None,
+            topology: None,
         }
     }
 }
@@ -260,10 +264,12 @@ fn prepare(
                 .map_err(|e| OpenError::Invalid(format!("--target {t:?}: {e}")))
         })
         .transpose()?;
-    let plan = Plan::resolve(rb, inv, selector.as_ref()).map_err(|e| match e {
-        PlanError::Invalid(m) => OpenError::Invalid(m),
-        PlanError::Refused(m) => OpenError::Refused(m),
-    })?;
+    let plan = Plan::resolve_live(rb, inv, selector.as_ref(), spec.topology.as_ref()).map_err(
+        |e| match e {
+            PlanError::Invalid(m) => OpenError::Invalid(m),
+            PlanError::Refused(m) => OpenError::Refused(m),
+        },
+    )?;
     if let Some(r) = recorded
         && !r.header.target_hosts.is_empty()
         && r.header.target_hosts != plan.target

@@ -110,6 +110,10 @@ pub struct Plan {
     pub target: Vec<String>,
     /// Every host of the inventory, for conditions that name one (`health.db2.mysql.up`).
     pub inventory_hosts: Vec<String>,
+    /// Per step: why its hosts may be the wrong ones (a live role the servers could not
+    /// confirm, two hosts claiming to be primary). A changing step with doubts asks in the
+    /// console and is refused headless unless named in `--approve`.
+    pub doubts: BTreeMap<usize, Vec<String>>,
 }
 
 impl Plan {
@@ -125,6 +129,18 @@ impl Plan {
         inv: &Inventory,
         target: Option<&Selector>,
     ) -> Result<Plan, PlanError> {
+        Plan::resolve_live(rb, inv, target, None)
+    }
+
+    /// [`Plan::resolve`] against the live topology: live roles (`db:primary`) are what the
+    /// servers report; where they could not be asked, the inventory's word is used and the
+    /// step carries a doubt.
+    pub fn resolve_live(
+        rb: &Runbook,
+        inv: &Inventory,
+        target: Option<&Selector>,
+        topology: Option<&crate::probes::topology::Topology>,
+    ) -> Result<Plan, PlanError> {
         let target_hosts: Option<Vec<&Host>> = match target {
             Some(sel) => Some(
                 inv.select(sel)
@@ -132,14 +148,27 @@ impl Plan {
             ),
             None => None,
         };
+        let doubts = std::cell::RefCell::new(Vec::<String>::new());
         let pick = |sel: &Selector,
                     pick: Pick,
                     what: &str,
                     changes: bool|
          -> Result<Vec<HostInfo>, PlanError> {
-            let mut hosts = sel
-                .resolve(inv)
-                .map_err(|e| PlanError::Invalid(format!("{what}: {e}")))?;
+            let mut hosts = match topology {
+                Some(t) => {
+                    let live = |h: &str| t.roles_of(h).map(<[String]>::to_vec);
+                    let sel = sel
+                        .resolve_live(inv, &live)
+                        .map_err(|e| PlanError::Invalid(format!("{what}: {e}")))?;
+                    if changes {
+                        doubts.borrow_mut().extend(sel.doubts);
+                    }
+                    sel.hosts
+                }
+                None => sel
+                    .resolve(inv)
+                    .map_err(|e| PlanError::Invalid(format!("{what}: {e}")))?,
+            };
             if let Some(t) = &target_hosts {
                 let within: Vec<&Host> = hosts
                     .iter()
@@ -186,6 +215,7 @@ impl Plan {
             ..Plan::default()
         };
         for (i, s) in rb.steps.iter().enumerate() {
+            doubts.borrow_mut().clear();
             let hosts = match &s.target {
                 Some(t) => pick(
                     &t.selector,
@@ -195,6 +225,10 @@ impl Plan {
                 )?,
                 None => Vec::new(),
             };
+            let step_doubts = std::mem::take(&mut *doubts.borrow_mut());
+            if !step_doubts.is_empty() {
+                plan.doubts.insert(i, step_doubts);
+            }
             for (g, guard) in s.guards.iter().enumerate() {
                 if let Some(t) = &guard.target {
                     let gh = pick(
@@ -1683,8 +1717,29 @@ impl Engine {
                 },
                 _ => DecisionKind::Confirm,
             };
+            let doubts = self
+                .plan
+                .doubts
+                .get(&self.cursor)
+                .cloned()
+                .unwrap_or_default();
             if self.opts.approve == ApprovePolicy::Ask {
-                return self.await_decision(kind, None);
+                let reason = (!doubts.is_empty())
+                    .then(|| format!("check the hosts before confirming: {}", doubts.join("; ")));
+                return self.await_decision(kind, reason);
+            }
+            // Headless, a step whose hosts may be the wrong ones runs only when named.
+            let named =
+                matches!(&self.opts.approve, ApprovePolicy::Steps(ids) if ids.contains(&step.id));
+            if step.changes() && !doubts.is_empty() && !named {
+                let msg = format!(
+                    "refused: step `{}` would act on hosts nobody could confirm: {}. Check them, then name the step to act anyway: --approve {}",
+                    step.id,
+                    doubts.join("; "),
+                    step.id
+                );
+                self.finish_step(StepStatus::Refused, msg.clone());
+                return self.finish(Outcome::Refused, msg);
             }
             if !self.policy_allows(&step) {
                 let msg = if step.kind == StepKind::Manual {
