@@ -66,7 +66,10 @@ impl Shots {
     fn command(&mut self, app: &App, cmd: Command) -> Result<()> {
         match cmd {
             Command::OpenRun(spec) => {
-                let opened = driver::open(&spec, &app.inventory, &self.journal_dir)?;
+                let opened = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(driver::open(&spec, &app.inventory, &self.journal_dir))?;
                 let run = opened.session.run().to_owned();
                 self.pending.push_back(Event::RunOpened {
                     journal_path: format!("~/.local/state/opsdeck/journal/{run}.jsonl"),

@@ -180,6 +180,10 @@ pub enum Command {
         /// "not resolved" (exit 13).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "90s")]
         verify_timeout: std::time::Duration,
+        /// Team mode: how long to wait for a second person's approval before stopping
+        /// (exit 10; resume once approved).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "15m")]
+        approval_wait: std::time::Duration,
         #[command(flatten)]
         dir: RunbookDir,
     },
@@ -198,6 +202,20 @@ pub enum Command {
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
+    },
+    /// Team mode: approve, as a second person, a step another operator's run waits on (it
+    /// shows the exact commands and hosts first).
+    Approve {
+        run: String,
+        step: String,
+        /// Approve without asking (scripts); the commands are still printed.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Team mode: who runs what right now, and the state of the team's etcd.
+    Team {
+        #[arg(long)]
+        json: bool,
     },
 }
 

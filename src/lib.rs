@@ -16,6 +16,7 @@ pub mod private_fs;
 pub mod probes;
 pub mod runbook;
 pub mod secret;
+pub mod team;
 pub mod transport;
 pub mod tui;
 pub mod ui;

@@ -129,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             resolve,
             accept_changed,
             verify_timeout,
+            approval_wait,
             dir,
         } => {
             let inv = load_inventory(&cli)?;
@@ -145,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 resolve: resolve.clone(),
                 accept_changed: *accept_changed,
                 verify_timeout: *verify_timeout,
+                approval_wait: *approval_wait,
                 dir: dir.dir.clone(),
             };
             headless::run::run(&args, &inv)
@@ -171,7 +173,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             headless::run::list(&dir.dir, *json, checks.as_deref())
         }
-        Command::Journal { command } => headless::run::journal_cmd(command),
+        Command::Journal { command } => {
+            let inv = load_inventory(&cli).ok();
+            headless::run::journal_cmd(command, inv.as_ref())
+        }
+        Command::Approve { run, step, yes } => {
+            let inv = load_inventory(&cli)?;
+            runtime()?.block_on(headless::team::approve(&inv, run, step, *yes))
+        }
+        Command::Team { json } => {
+            let inv = load_inventory(&cli)?;
+            runtime()?.block_on(headless::team::status(&inv, *json))
+        }
         Command::Inventory {
             json,
             resolve_secrets,

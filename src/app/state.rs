@@ -147,6 +147,13 @@ pub enum Event {
         journal_path: String,
         engine: Box<rengine::Engine>,
     },
+    /// Team mode: another account approved the step waiting for a second person.
+    SecondApproved {
+        by: String,
+    },
+    /// From the executor's task: the run driver opened the run (the executor keeps the
+    /// session, the app gets `RunOpened`).
+    SessionOpened(Box<crate::runbook::driver::Opened>),
     /// The run could not start (lock held, journal not writable): the message says why.
     RunRefused(String),
     /// A command of the run finished.
@@ -380,6 +387,10 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             app.flash = Some(msg);
             Vec::new()
         }
+        // The executor unpacks it before the app sees it (`tui::dispatch`); a stray one is
+        // closed, never half-opened.
+        Event::SessionOpened(_) => vec![Command::CloseRun],
+        Event::SecondApproved { by } => decide(app, Decision::SecondApproval { by }),
         Event::ExecDone { seq, result } => feed(app, RunInput::Result { seq, result }),
         Event::HealthDue(req) => answer_health(app, &req),
         Event::ExecDoneFor { req, result } => feed(

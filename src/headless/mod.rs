@@ -4,6 +4,7 @@ pub mod exec;
 pub mod health;
 pub mod inventory;
 pub mod run;
+pub mod team;
 
 /// Exit statuses shared by the headless commands.
 pub mod exit {

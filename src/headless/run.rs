@@ -33,6 +33,7 @@ pub struct RunArgs {
     pub resolve: Option<String>,
     pub accept_changed: bool,
     pub verify_timeout: std::time::Duration,
+    pub approval_wait: std::time::Duration,
     pub dir: std::path::PathBuf,
 }
 
@@ -190,8 +191,9 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         verify_timeout: Some(args.verify_timeout),
         drill: None,
         topology,
+        approval_wait: args.approval_wait,
     };
-    let mut opened = match driver::open(&spec, inv, &driver::journal_dir()) {
+    let mut opened = match rt.block_on(driver::open(&spec, inv, &driver::journal_dir())) {
         Ok(o) => o,
         Err(e @ (OpenError::Refused(_) | OpenError::Lock(LockError::Held { .. }))) => {
             eprintln!("opsdeck: {}", secret::mask(&e.to_string()));
@@ -210,6 +212,9 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
             opened.session.run()
         );
     }
+    for n in &opened.session.notes {
+        eprintln!("opsdeck: WARNING: {}", secret::mask(n));
+    }
     opened.engine.set_health(start_health);
     let json = args.json;
     let run_id = opened.session.run().to_owned();
@@ -225,7 +230,12 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
             print!("{}", secret::mask(&human(e)));
         }
     };
-    match rt.block_on(driver::drive(&mut opened, inv, &conns, &mut report)) {
+    let driven = rt.block_on(async {
+        let r = driver::drive(&mut opened, inv, &conns, &mut report).await;
+        opened.session.release().await;
+        r
+    });
+    match driven {
         Ok(outcome) => Ok(outcome.map_or(exit::NEEDS_APPROVAL, exit_code)),
         // Nothing runs that the journal cannot record: the run stops at the first write
         // that fails, before the command it was for.
@@ -576,9 +586,32 @@ pub fn check(dir: &Path, inv: &Inventory) -> anyhow::Result<Option<(usize, Vec<S
     Ok(Some((ok, problems)))
 }
 
-/// `opsdeck journal ...`.
-pub fn journal_cmd(cmd: &crate::cli::JournalCommand) -> anyhow::Result<i32> {
+/// `opsdeck journal ...`. In team mode, every operator's runs are listed (copied from the
+/// team's etcd into this machine's journal directory first).
+pub fn journal_cmd(
+    cmd: &crate::cli::JournalCommand,
+    inv: Option<&Inventory>,
+) -> anyhow::Result<i32> {
     let dir = journal::default_dir();
+    if let Some(cfg) = inv.and_then(|i| i.team.as_ref()) {
+        let team = crate::team::Team::new(cfg);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let imported = match cmd {
+            crate::cli::JournalCommand::List { .. } => rt.block_on(team.import_runs(&dir)),
+            crate::cli::JournalCommand::Show { run }
+            | crate::cli::JournalCommand::Export { run, .. } => {
+                rt.block_on(team.import_run(&dir, run)).map(usize::from)
+            }
+        };
+        if let Err(e) = imported {
+            eprintln!(
+                "opsdeck: warning: the team's shared journal is not reachable ({}); showing this machine's runs",
+                secret::mask(&e.to_string())
+            );
+        }
+    }
     match cmd {
         crate::cli::JournalCommand::List { json } => {
             let runs = journal::list(&dir)?;

@@ -113,5 +113,6 @@ pub fn local_default() -> Inventory {
             r#become: None,
         }],
         thresholds: None,
+        team: None,
     }
 }

@@ -208,12 +208,110 @@ impl Resolver<'_> {
                 |s| s.to_string_lossy().into_owned(),
             )
         });
+        let team = file.team.as_ref().and_then(|t| self.team(t, &name, &tiers));
         Ok(Inventory {
             name,
             source: Some(self.path.to_path_buf()),
             tiers,
             hosts,
             thresholds: file.defaults.thresholds.clone(),
+            team,
+        })
+    }
+
+    fn team(
+        &mut self,
+        def: &Spanned<model::TeamDef>,
+        inventory: &str,
+        tiers: &[Tier],
+    ) -> Option<super::TeamConfig> {
+        let span = def.span();
+        let t = def.get_ref();
+        if t.endpoints.is_empty() {
+            self.err(
+                Some(span.clone()),
+                "[team] has no endpoints".to_owned(),
+                "list the etcd members: endpoints = [\"http://10.0.0.5:2379\", ...]".to_owned(),
+            );
+            return None;
+        }
+        for e in &t.endpoints {
+            if !e.starts_with("http://") {
+                self.err(
+                    Some(span.clone()),
+                    format!("[team] endpoint {e:?} is not an http:// URL"),
+                    "use http://HOST:PORT (terminate TLS in front of etcd for now)".to_owned(),
+                );
+                return None;
+            }
+        }
+        let local_fallback = match t
+            .on_unreachable
+            .as_ref()
+            .map(|o| (o.get_ref().as_str(), o.span()))
+        {
+            None | Some(("refuse", _)) => false,
+            Some(("local", _)) => true,
+            Some((other, sp)) => {
+                self.err(
+                    Some(sp),
+                    format!("[team] on_unreachable = {other:?} is not known"),
+                    "use \"refuse\" (changing steps refused while etcd is unreachable) or \"local\" (fall back to local locks, loudly)".to_owned(),
+                );
+                return None;
+            }
+        };
+        for tier in &t.second_person {
+            if tiers.iter().all(|x| x.name != *tier) {
+                self.err(
+                    Some(span.clone()),
+                    format!("[team] second_person names unknown tier {tier:?}"),
+                    format!(
+                        "use one of: {}",
+                        tiers
+                            .iter()
+                            .map(|x| x.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        let password = if t.user.is_some() {
+            self.password(
+                "[team]",
+                "etcd",
+                span.clone(),
+                &t.password,
+                &t.password_env,
+                &t.password_file,
+                &t.password_cmd,
+            )
+            .map(|p| p.value)
+        } else {
+            None
+        };
+        let safe: String = inventory
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(super::TeamConfig {
+            endpoints: t.endpoints.clone(),
+            user: t.user.clone(),
+            password,
+            lease_ttl: t.lease_ttl.unwrap_or(std::time::Duration::from_secs(10)),
+            local_fallback,
+            second_person: t.second_person.clone(),
+            prefix: t
+                .prefix
+                .clone()
+                .unwrap_or_else(|| format!("/opsdeck/{safe}")),
         })
     }
 

@@ -33,6 +33,24 @@ pub struct Inventory {
     /// Threshold overrides for every host, as written (interpreted by the probes).
     #[serde(skip)]
     pub thresholds: Option<toml::Table>,
+    /// Team mode (`[team]`): `None` works alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamConfig>,
+}
+
+/// Team mode settings, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeamConfig {
+    pub endpoints: Vec<String>,
+    pub user: Option<String>,
+    #[serde(skip)]
+    pub password: Option<crate::secret::Secret>,
+    #[serde(with = "humantime_serde_compat")]
+    pub lease_ttl: std::time::Duration,
+    /// Fall back to local locks when etcd is unreachable (else changing steps are refused).
+    pub local_fallback: bool,
+    pub second_person: Vec<String>,
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

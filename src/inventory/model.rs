@@ -19,6 +19,33 @@ pub struct InventoryFile {
     pub tiers: IndexMap<String, TierDef>,
     #[serde(default)]
     pub hosts: IndexMap<String, Spanned<HostDef>>,
+    /// Team mode: locks, the shared journal and two-person approval on etcd.
+    pub team: Option<Spanned<TeamDef>>,
+}
+
+/// `[team]`: an etcd cluster the operators of this inventory share.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamDef {
+    /// `http://host:port` of each member (more than one: a dead member is skipped).
+    pub endpoints: Vec<String>,
+    /// etcd user (role-based auth), with one of the password sources.
+    pub user: Option<String>,
+    pub password: Option<Spanned<toml::Value>>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub password_cmd: Option<Spanned<String>>,
+    /// How long a lock outlives a holder that stopped renewing it (default 10s).
+    #[serde(default, with = "opt_duration")]
+    pub lease_ttl: Option<std::time::Duration>,
+    /// etcd unreachable: `refuse` changing steps (default) or fall back to `local` locks
+    /// with a loud warning and a journal record.
+    pub on_unreachable: Option<Spanned<String>>,
+    /// Tiers whose changing steps need a second person's approval.
+    #[serde(default)]
+    pub second_person: Vec<String>,
+    /// Key prefix (default `/opsdeck/<inventory name>`).
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

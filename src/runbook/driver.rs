@@ -21,14 +21,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::engine::{
-    ApprovePolicy, Engine, Event, ExecRequest, ExecResult, Input, Options, Outcome, Output, Plan,
-    PlanError, Purpose, Resolution, ResumeFrom,
+    ApprovePolicy, Decision, DecisionKind, Engine, Event, ExecRequest, ExecResult, Input, Options,
+    Outcome, Output, Plan, PlanError, Purpose, Resolution, ResumeFrom,
 };
 use super::journal::{self, Journal, JournalError, NewRun};
 use super::lock::{self, LockError, LockKey, RunLock};
 use super::{Runbook, Value, Vars};
 use crate::inventory::{Inventory, Selector};
 use crate::secret::Secret;
+use crate::team::{ActiveRun, Team, TeamError, TeamLock};
 use crate::transport::Connections;
 
 /// What the operator asked for.
@@ -57,6 +58,8 @@ pub struct RunSpec {
     /// What the servers report about live roles (`db:primary`): selectors resolve against
     /// it. `None`: the inventory's roles, as declared.
     pub topology: Option<crate::probes::topology::Topology>,
+    /// Headless: how long to wait for a second person's approval (team mode).
+    pub approval_wait: std::time::Duration,
 }
 
 impl RunSpec {
@@ -75,6 +78,7 @@ impl RunSpec {
             verify_timeout: None,
             drill: None,
             topology: None,
+            approval_wait: std::time::Duration::from_secs(900),
         }
     }
 }
@@ -99,6 +103,12 @@ pub struct Session {
     lock: RunLock,
     /// The resolved hosts the run was pointed at (empty: no target).
     pub target_hosts: Vec<String>,
+    team: Option<Team>,
+    team_lock: Option<TeamLock>,
+    /// Said once when the run opened (team mode degraded, …): for the operator's eyes.
+    pub notes: Vec<String>,
+    /// How long a headless run waits for a second person's approval.
+    pub approval_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -127,13 +137,33 @@ impl Session {
         self.journal.event(e)
     }
 
-    /// On disk (synced, for changing commands) before the command may run. Health probes
-    /// are not commands: what they found is journaled as the run's health events.
+    /// On disk (synced, for changing commands) before the command may run, with the team
+    /// lock's fencing token. Health probes are not commands: what they found is journaled as
+    /// the run's health events.
     pub fn intent(&mut self, req: &ExecRequest) -> Result<(), JournalError> {
         if matches!(req.purpose, Purpose::Health(_)) {
             return Ok(());
         }
-        self.journal.intent(req)
+        self.journal
+            .intent(req, self.team_lock.as_ref().map(|l| l.token))
+    }
+
+    /// The team lock a changing command must prove before it runs (`TeamLock::check`).
+    pub fn fence(&self) -> Option<TeamLock> {
+        self.team_lock.clone()
+    }
+
+    /// The team's etcd, in team mode.
+    pub fn team(&self) -> Option<&Team> {
+        self.team.as_ref()
+    }
+
+    /// Lets go of the team lock now (the local locks go when the session is dropped). A
+    /// process that ends without this leaves its lease to expire.
+    pub async fn release(&self) {
+        if let Some(l) = &self.team_lock {
+            l.release().await;
+        }
     }
 
     pub fn outcome(&mut self, req: &ExecRequest, res: &ExecResult) -> Result<(), JournalError> {
@@ -145,15 +175,24 @@ impl Session {
 }
 
 /// A run ready to go: its engine (not started) and its session.
+#[derive(Debug)]
 pub struct Opened {
     pub engine: Engine,
     pub session: Session,
 }
 
 /// Opens (or resumes) a run. See the module doc for the order of things.
-pub fn open(spec: &RunSpec, inv: &Inventory, journal_dir: &Path) -> Result<Opened, OpenError> {
+pub async fn open(
+    spec: &RunSpec,
+    inv: &Inventory,
+    journal_dir: &Path,
+) -> Result<Opened, OpenError> {
     let rb = &spec.runbook;
 
+    // A run another operator started: its journal comes from the team's etcd.
+    if let (Some(run), Some(cfg)) = (&spec.resume, &inv.team) {
+        let _ = Team::new(cfg).import_run(journal_dir, run).await;
+    }
     // 1. What a resumed run recorded.
     let recorded = match &spec.resume {
         Some(run) => Some(recorded_run(spec, journal_dir, run)?),
@@ -182,6 +221,43 @@ pub fn open(spec: &RunSpec, inv: &Inventory, journal_dir: &Path) -> Result<Opene
         keys.push(LockKey::Run(run.clone()));
     }
     let lock = RunLock::acquire(&lock::dir_for(journal_dir), &keys, &run_id, &rb.id)?;
+    // Team mode: the same keys in etcd, under a lease, for every operator of the inventory.
+    let mut notes = Vec::new();
+    let (team, team_lock, changes_refused) = match &inv.team {
+        None => (None, None, None),
+        Some(cfg) => {
+            let team = Team::new(cfg);
+            let holder = lock::holder(&run_id, &rb.id);
+            let active = ActiveRun {
+                run: run_id.clone(),
+                runbook: rb.id.clone(),
+                operator: journal::operator(),
+                target: plan.changed_hosts(rb),
+                since: holder.since.clone(),
+            };
+            match team.acquire(&keys, &holder, &active).await {
+                Ok(l) => (Some(team), Some(l), None),
+                Err(e @ TeamError::Held { .. }) => {
+                    return Err(OpenError::Refused(
+                        crate::secret::mask(&e.to_string()).into_owned(),
+                    ));
+                }
+                Err(e) if cfg.local_fallback => {
+                    notes.push(format!(
+                        "TEAM MODE DEGRADED: {e}; this run holds LOCAL locks only: another operator's opsdeck cannot see it"
+                    ));
+                    (None, None, None)
+                }
+                Err(e) => (
+                    None,
+                    None,
+                    Some(format!(
+                        "team mode: {e}; changing steps are refused until etcd answers (read-only steps run)"
+                    )),
+                ),
+            }
+        }
+    };
 
     // 5. The journal; a resume re-reads it under the lock (another process may have written
     // to it until a moment ago).
@@ -219,15 +295,33 @@ pub fn open(spec: &RunSpec, inv: &Inventory, journal_dir: &Path) -> Result<Opene
         (None, dry_run) => (new_run(dry_run, None)?, None),
     };
 
+    let mut journal = journal;
+    if let Some(team) = &team {
+        let publisher = team.publisher(journal.run.as_str());
+        // A new run's header goes out too (a resumed run's lines are there already).
+        if spec.resume.is_none() || spec.dry_run {
+            journal.publish_written(&publisher);
+        }
+        journal.attach(publisher);
+    }
+    for n in &notes {
+        journal.note(n)?;
+    }
+
     // 6. The engine.
     let target_hosts = prepared.plan.target.clone();
-    let engine = engine(spec, prepared, resume_from);
+    let mut engine = engine(spec, prepared, resume_from);
+    engine.set_team(team_lock.is_some(), changes_refused);
     Ok(Opened {
         engine,
         session: Session {
             journal,
             lock,
             target_hosts,
+            team,
+            team_lock,
+            notes,
+            approval_wait: spec.approval_wait,
         },
     })
 }
@@ -300,6 +394,8 @@ fn engine(spec: &RunSpec, prepared: Prepared, resume_from: Option<ResumeFrom>) -
         verify_timeout: spec
             .verify_timeout
             .unwrap_or(Options::default().verify_timeout),
+        team: false,
+        changes_refused: None,
     };
     let rb = Arc::clone(&spec.runbook);
     match resume_from {
@@ -463,33 +559,101 @@ pub async fn drive(
     let started = Instant::now();
     let mut queue: std::collections::VecDeque<Output> =
         engine.update(started.elapsed(), Input::Start).into();
-    while let Some(o) = queue.pop_front() {
-        match o {
-            Output::Event(e) => {
+    loop {
+        while let Some(o) = queue.pop_front() {
+            match o {
+                Output::Event(e) => {
+                    session.record(&e)?;
+                    report(&e);
+                }
+                Output::Exec(req) => {
+                    if !req.delay.is_zero() {
+                        tokio::time::sleep(req.delay).await;
+                        queue.extend(engine.update(started.elapsed(), Input::Tick));
+                    }
+                    // Team mode: the lock must provably be ours, or nothing is even intended.
+                    // Then the intent is on disk before anything that changes a server runs;
+                    // if it cannot be written, nothing runs.
+                    let result = match fenced(session, &req).await {
+                        Ok(()) => {
+                            session.intent(&req)?;
+                            let r = super::executor::execute(&req, inv, conns).await;
+                            session.outcome(&req, &r)?;
+                            r
+                        }
+                        Err(why) => ExecResult::error(&why),
+                    };
+                    queue.extend(engine.update(
+                        started.elapsed(),
+                        Input::Result {
+                            seq: req.seq,
+                            result,
+                        },
+                    ));
+                }
+            }
+        }
+        // A second person's approval is waited for here (headless): the request goes to the
+        // team, and a grant from another account answers it.
+        let Some(DecisionKind::SecondPerson { requested_by }) = engine.awaiting().cloned() else {
+            break;
+        };
+        let Some(team) = session.team().cloned() else {
+            break;
+        };
+        let step = engine
+            .current_step()
+            .map(|s| (s.id.clone(), s.title.clone()));
+        let Some((step, title)) = step else { break };
+        let request = crate::team::approvals::Request {
+            run: session.run().to_owned(),
+            runbook: engine.runbook().id.clone(),
+            step: step.clone(),
+            title,
+            requested_by: requested_by.clone(),
+            covers: engine.awaiting_covers(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let wait = session.approval_wait;
+        let granted = match team.request_approval(&request).await {
+            Ok(()) => {
+                let e = Event::Note {
+                    step: Some(step.clone()),
+                    text: format!(
+                        "waiting up to {} for a second person: opsdeck approve {} {step}",
+                        humantime::format_duration(wait),
+                        session.run()
+                    ),
+                };
                 session.record(&e)?;
                 report(&e);
+                team.wait_for_grant(session.run(), &step, &requested_by, wait)
+                    .await
+                    .ok()
+                    .flatten()
             }
-            Output::Exec(req) => {
-                if !req.delay.is_zero() {
-                    tokio::time::sleep(req.delay).await;
-                    queue.extend(engine.update(started.elapsed(), Input::Tick));
-                }
-                // The intent is on disk before anything that changes a server runs; if it
-                // cannot be written, nothing runs.
-                session.intent(&req)?;
-                let result = super::executor::execute(&req, inv, conns).await;
-                session.outcome(&req, &result)?;
-                queue.extend(engine.update(
-                    started.elapsed(),
-                    Input::Result {
-                        seq: req.seq,
-                        result,
-                    },
-                ));
-            }
+            Err(_) => None,
+        };
+        match granted {
+            Some(g) => queue.extend(engine.update(
+                started.elapsed(),
+                Input::Decision(Decision::SecondApproval { by: g.by }),
+            )),
+            None => break,
         }
     }
     Ok(engine.outcome())
+}
+
+/// Before a changing command in team mode: the lock must provably still be ours.
+async fn fenced(session: &Session, req: &ExecRequest) -> Result<(), String> {
+    if !req.changes {
+        return Ok(());
+    }
+    match session.fence() {
+        Some(lock) => lock.check().await.map_err(|e| format!("not run: {e}")),
+        None => Ok(()),
+    }
 }
 
 /// The journal directory runs use unless told otherwise.

@@ -114,6 +114,9 @@ pub struct Plan {
     /// confirm, two hosts claiming to be primary). A changing step with doubts asks in the
     /// console and is refused headless unless named in `--approve`.
     pub doubts: BTreeMap<usize, Vec<String>>,
+    /// Steps that need a second person's approval (the step says so, or it changes a host
+    /// of a tier the team's policy names).
+    pub second_person: std::collections::BTreeSet<usize>,
 }
 
 impl Plan {
@@ -228,6 +231,17 @@ impl Plan {
             let step_doubts = std::mem::take(&mut *doubts.borrow_mut());
             if !step_doubts.is_empty() {
                 plan.doubts.insert(i, step_doubts);
+            }
+            let policy_tiers = inv
+                .team
+                .as_ref()
+                .map(|t| t.second_person.as_slice())
+                .unwrap_or(&[]);
+            if s.second_person
+                || ((s.changes() || s.kind == StepKind::Manual)
+                    && hosts.iter().any(|h| policy_tiers.contains(&h.tier)))
+            {
+                plan.second_person.insert(i);
             }
             for (g, guard) in s.guards.iter().enumerate() {
                 if let Some(t) = &guard.target {
@@ -360,6 +374,10 @@ pub struct Options {
     pub verify: bool,
     /// How long the end check keeps re-probing before it says "not resolved".
     pub verify_timeout: Duration,
+    /// Team mode is on (a second person can be asked).
+    pub team: bool,
+    /// Changing steps are refused for this reason (team mode with etcd unreachable).
+    pub changes_refused: Option<String>,
 }
 
 impl Default for Options {
@@ -373,6 +391,8 @@ impl Default for Options {
             operator: "operator".to_owned(),
             verify: false,
             verify_timeout: Duration::from_secs(90),
+            team: false,
+            changes_refused: None,
         }
     }
 }
@@ -431,6 +451,10 @@ pub enum Decision {
         name: String,
         value: String,
     },
+    /// A second person (another account, `account@machine`) approved.
+    SecondApproval {
+        by: String,
+    },
 }
 
 /// What the engine waits for a person to decide.
@@ -459,6 +483,9 @@ pub enum DecisionKind {
     /// A `foreach` list came back empty: change an input the diagnosis used (and go back to
     /// that step), Skip, or Abort.
     NothingToDo { list: String, inputs: Vec<String> },
+    /// Confirmed by the operator; another account must approve too: SecondApproval (from
+    /// another operator), Skip or Abort.
+    SecondPerson { requested_by: String },
 }
 
 /// One unit a confirmation covers, with its exact command.
@@ -860,6 +887,7 @@ enum Approval {
     Host(Option<String>),
 }
 
+#[allow(clippy::struct_excessive_bools)] // independent facts of one run in flight
 pub struct Engine {
     rb: Arc<Runbook>,
     plan: Plan,
@@ -888,6 +916,8 @@ pub struct Engine {
     unknown: Option<UnitKey>,
     /// Inputs nobody gave yet: settled when the first step that reads them is reached.
     unsettled: Vec<String>,
+    /// The current step's second-person approval was given.
+    second_approved: bool,
     out: Vec<Output>,
 }
 
@@ -915,6 +945,7 @@ impl Engine {
             .collect();
         Engine {
             unsettled,
+            second_approved: false,
             rb,
             plan,
             opts,
@@ -954,6 +985,13 @@ impl Engine {
         e.unsettled.retain(|n| !from.vars.contains_key(n));
         e.resume = Some(from);
         e
+    }
+
+    /// Team mode: whether a second person can be asked, and whether changing steps are
+    /// refused (etcd unreachable).
+    pub fn set_team(&mut self, team: bool, changes_refused: Option<String>) {
+        self.opts.team = team;
+        self.opts.changes_refused = changes_refused;
     }
 
     pub fn set_health(&mut self, facts: Vec<HealthFact>) {
@@ -1321,11 +1359,12 @@ impl Engine {
                     .filter(|h| h.read_only)
                     .map(|h| h.name.clone())
             });
-            if self.opts.read_only || ro_host.is_some() {
-                let why = ro_host.map_or_else(
-                    || "read-only mode (--read-only)".to_owned(),
-                    |h| format!("host {h} is read-only in the inventory"),
-                );
+            if self.opts.read_only || ro_host.is_some() || self.opts.changes_refused.is_some() {
+                let why = match (&self.opts.changes_refused, ro_host) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(h)) => format!("host {h} is read-only in the inventory"),
+                    (None, None) => "read-only mode (--read-only)".to_owned(),
+                };
                 let msg = format!("refused: step `{}` changes something and {why}", step.id);
                 self.finish_step(StepStatus::Refused, msg.clone());
                 return self.finish(Outcome::Refused, msg);
@@ -1363,6 +1402,7 @@ impl Engine {
         self.unit = 0;
         self.attempt = 0;
         self.approval = Approval::None;
+        self.second_approved = false;
         self.unknown = None;
         let hosts = self
             .plan
@@ -1784,7 +1824,42 @@ impl Engine {
                 _ => Approval::Step,
             };
         }
+        if self.plan.second_person.contains(&self.cursor) && !self.second_approved {
+            if !self.opts.team {
+                let msg = format!(
+                    "step `{}` needs a second person's approval, and team mode is off ([team] in the inventory)",
+                    step.id
+                );
+                self.finish_step(StepStatus::Refused, msg.clone());
+                return self.finish(Outcome::Refused, msg);
+            }
+            return self.await_decision(
+                DecisionKind::SecondPerson {
+                    requested_by: self.opts.operator.clone(),
+                },
+                Some(format!(
+                    "waiting for a second person: `opsdeck approve {{run}} {}` from another account",
+                    step.id
+                )),
+            );
+        }
         self.run_guard_or_main(0);
+    }
+
+    /// The decision the run waits for, if any (what a front end must get answered).
+    pub fn awaiting(&self) -> Option<&DecisionKind> {
+        match &self.phase {
+            Phase::Awaiting(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// What the current decision covers (the commands a second person approves).
+    pub fn awaiting_covers(&self) -> Vec<Cover> {
+        match &self.phase {
+            Phase::Awaiting(k) => self.covers(k),
+            _ => Vec::new(),
+        }
     }
 
     /// Guards first (every attempt of a changing step re-checks them all), then the command.
@@ -2517,6 +2592,32 @@ impl Engine {
             self.cursor = back;
             return self.begin_step();
         }
+        if let (
+            DecisionKind::SecondPerson { requested_by },
+            Decision::SecondApproval { by: approver },
+        ) = (&kind, &d)
+        {
+            let account = |s: &str| s.rsplit_once('@').map_or(s, |(a, _)| a).to_owned();
+            if account(approver) == account(requested_by) {
+                self.emit(Event::Note {
+                    step: Some(step.id.clone()),
+                    text: format!(
+                        "{approver} asked for this step: a second person must approve it; still waiting"
+                    ),
+                });
+                return self.await_decision(kind, None);
+            }
+            let covers = self.covers(&kind);
+            self.emit(Event::Decided {
+                step: step.id.clone(),
+                host,
+                decision: d.clone(),
+                by: approver.clone(),
+                covers,
+            });
+            self.second_approved = true;
+            return self.begin_unit();
+        }
         let allowed = matches!(
             (&kind, &d),
             (_, Decision::Abort | Decision::Skip)
@@ -2596,7 +2697,10 @@ impl Engine {
                 self.begin_unit();
             }
             (
-                Decision::AddNote(_) | Decision::SetInput { .. } | Decision::ChangeInput { .. },
+                Decision::AddNote(_)
+                | Decision::SetInput { .. }
+                | Decision::ChangeInput { .. }
+                | Decision::SecondApproval { .. },
                 _,
             ) => {}
         }

@@ -78,6 +78,8 @@ pub struct Journal {
     pub run: String,
     pub path: PathBuf,
     file: File,
+    /// Team mode: every line also goes to the team's etcd (after the local write).
+    publisher: Option<crate::team::Publisher>,
 }
 
 /// A fresh run id: UTC time, runbook, pid and a random suffix, so two runs started in the
@@ -105,6 +107,7 @@ impl Journal {
             run: run.to_owned(),
             path,
             file,
+            publisher: None,
         };
         let secret_inputs: Vec<&str> = new
             .runbook
@@ -158,6 +161,7 @@ impl Journal {
             run: run.to_owned(),
             path,
             file,
+            publisher: None,
         };
         // A torn last line would glue onto the next record: start on a fresh line.
         j.file.write_all(b"\n").map_err(io(&j.path))?;
@@ -183,7 +187,33 @@ impl Journal {
         if sync {
             self.file.sync_data().map_err(io(&self.path))?;
         }
+        if let Some(p) = &self.publisher {
+            p.publish(&line);
+        }
         Ok(())
+    }
+
+    /// Team mode: publish every line from now on.
+    pub fn attach(&mut self, publisher: crate::team::Publisher) {
+        self.publisher = Some(publisher);
+    }
+
+    /// Publishes what the file holds so far (a new run's header).
+    pub fn publish_written(&self, publisher: &crate::team::Publisher) {
+        if let Ok(text) = std::fs::read_to_string(&self.path) {
+            for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                publisher.publish(l);
+            }
+        }
+    }
+
+    /// A note about the run itself (team mode degraded, …), synced.
+    pub fn note(&mut self, text: &str) -> Result<(), JournalError> {
+        self.write(
+            "event",
+            json!({"event": "note", "step": null, "text": text}),
+            true,
+        )
     }
 
     pub fn event(&mut self, e: &Event) -> Result<(), JournalError> {
@@ -201,8 +231,13 @@ impl Journal {
         self.write("event", body, sync)
     }
 
-    /// Written (and synced, for changing commands) before the command runs.
-    pub fn intent(&mut self, r: &ExecRequest) -> Result<(), JournalError> {
+    /// Written (and synced, for changing commands) before the command runs; in team mode
+    /// with the lock's fencing token (the etcd revision it was taken at).
+    pub fn intent(
+        &mut self,
+        r: &ExecRequest,
+        fencing_token: Option<i64>,
+    ) -> Result<(), JournalError> {
         self.write(
             "intent",
             json!({
@@ -214,6 +249,7 @@ impl Journal {
                 "command": r.command.to_string(),
                 "changes": r.changes,
                 "attempt": r.attempt,
+                "fencing_token": fencing_token,
             }),
             r.changes,
         )

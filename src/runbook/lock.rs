@@ -70,7 +70,7 @@ pub enum LockKey {
 }
 
 impl LockKey {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             LockKey::Host(h) => format!("host {h}"),
             LockKey::Named(n) => format!("lock {n:?}"),
@@ -110,6 +110,20 @@ impl LockKey {
     }
 }
 
+/// This process as the holder of a run's locks.
+pub fn holder(run: &str, runbook: &str) -> Holder {
+    let me = identity::current();
+    Holder {
+        account: me.account.clone(),
+        host: me.host.clone(),
+        boot_id: identity::boot_id(),
+        pid: std::process::id(),
+        run: run.to_owned(),
+        runbook: runbook.to_owned(),
+        since: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }
+}
+
 /// Held locks; released when dropped (or when the process dies, by the kernel).
 pub struct RunLock {
     held: Vec<(LockKey, Flock<File>)>,
@@ -145,16 +159,7 @@ impl RunLock {
         let mut keys = keys.to_vec();
         keys.sort();
         keys.dedup();
-        let me = identity::current();
-        let holder = Holder {
-            account: me.account.clone(),
-            host: me.host.clone(),
-            boot_id: identity::boot_id(),
-            pid: std::process::id(),
-            run: run.to_owned(),
-            runbook: runbook.to_owned(),
-            since: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
+        let holder = holder(run, runbook);
         let body = serde_json::to_string(&holder).unwrap_or_default();
         let mut held = Vec::new();
         for key in keys {

@@ -219,6 +219,8 @@ pub struct Step {
     pub confirm: Option<Confirm>,
     /// Escalate shell commands where the host escalates (default); `false` never.
     pub r#become: bool,
+    /// Another account must approve it too (team mode).
+    pub second_person: bool,
     pub rollback: Option<Executor>,
     pub guards: Vec<Guard>,
     /// `read_only = true`: the author vouches that the step's shell command only reads.

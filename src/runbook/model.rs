@@ -141,6 +141,9 @@ pub struct StepDef {
     /// `abort` (default), `continue` or `goto:STEP`.
     pub on_failure: Option<Spanned<String>>,
     pub confirm: Option<Confirm>,
+    /// `"second-person"`: besides the operator's confirmation, another account must approve
+    /// (team mode, `opsdeck approve RUN STEP`).
+    pub approval: Option<Spanned<String>>,
     /// `false`: run this step's shell commands as the login user even where the host
     /// escalates (`become = "sudo"` in the inventory). Default: escalate where the host does.
     pub r#become: Option<bool>,

@@ -716,6 +716,30 @@ impl Validator<'_> {
         })
     }
 
+    /// `approval = "second-person"`, on changing steps only.
+    fn approval(&mut self, d: &StepDef) -> bool {
+        let Some(a) = &d.approval else {
+            return false;
+        };
+        if a.get_ref() != "second-person" {
+            self.err(
+                a.span(),
+                format!("approval = {:?} is not known", a.get_ref()),
+                Some("use approval = \"second-person\" (another account approves, team mode)"),
+            );
+            return false;
+        }
+        if !matches!(d.kind, StepKind::Action | StepKind::Manual) {
+            self.err(
+                a.span(),
+                "a second person approves changes: only action and manual steps take approval",
+                Some("remove it, or make the step an action"),
+            );
+            return false;
+        }
+        true
+    }
+
     fn cond(&mut self, c: &Spanned<String>, defined: &HashSet<String>) -> Option<(String, Cond)> {
         match Cond::parse(c.get_ref()) {
             Ok(cond) => {
@@ -1023,6 +1047,7 @@ impl Validator<'_> {
             on_failure,
             confirm: d.confirm,
             r#become: d.r#become.unwrap_or(true),
+            second_person: self.approval(d),
             rollback,
             guards,
             read_only: d.read_only.as_ref().is_some_and(|v| *v.get_ref()),

@@ -101,6 +101,17 @@ impl Executor {
                         }
                     }
                 }
+                for e in &events {
+                    if let crate::runbook::engine::Event::AwaitingDecision {
+                        step,
+                        kind: crate::runbook::engine::DecisionKind::SecondPerson { requested_by },
+                        covers,
+                        ..
+                    } = e
+                    {
+                        self.ask_second_person(step, requested_by, covers);
+                    }
+                }
             }
             Command::Exec(req) => {
                 // The intent is on disk (synced) before anything that changes a server runs;
@@ -122,9 +133,22 @@ impl Executor {
                 let inv = Arc::clone(&self.inv);
                 let conns = Arc::clone(&self.conns);
                 let tx = self.events.clone();
+                let fence = self
+                    .session
+                    .as_ref()
+                    .and_then(Session::fence)
+                    .filter(|_| req.changes);
                 tokio::spawn(async move {
                     if !req.delay.is_zero() {
                         tokio::time::sleep(req.delay).await;
+                    }
+                    // Team mode: the lock must provably still be ours before a change.
+                    if let Some(lock) = fence
+                        && let Err(e) = lock.check().await
+                    {
+                        let result = ExecResult::error(&format!("not run: {e}"));
+                        let _ = tx.send(Event::ExecDoneFor { req, result }).await;
+                        return;
                     }
                     // Health comes from the console's own state, which the app holds.
                     if matches!(req.purpose, crate::runbook::engine::Purpose::Health(_)) {
@@ -202,20 +226,76 @@ impl Executor {
     /// Opens (or resumes) a run through the run driver — the same one `opsdeck run` uses —
     /// and hands its engine to the app.
     fn open_run(&mut self, spec: &RunSpec) {
-        match driver::open(spec, &self.inv, &self.journal_dir) {
-            Ok(opened) => {
-                let session = opened.session;
-                self.send(Event::RunOpened {
-                    run_id: session.run().to_owned(),
-                    journal_path: session.path().display().to_string(),
-                    engine: Box::new(opened.engine),
-                });
-                self.session = Some(session);
+        // Opening may ask the team's etcd: off the draw loop; the session comes back through
+        // `dispatch` (`SessionOpened`), the engine goes on to the app.
+        let spec = spec.clone();
+        let inv = Arc::clone(&self.inv);
+        let dir = self.journal_dir.clone();
+        let tx = self.events.clone();
+        tokio::spawn(async move {
+            let ev = match driver::open(&spec, &inv, &dir).await {
+                Ok(opened) => Event::SessionOpened(Box::new(opened)),
+                Err(e) => Event::RunRefused(crate::secret::mask(&e.to_string()).into_owned()),
+            };
+            let _ = tx.send(ev).await;
+        });
+    }
+
+    /// Team mode: publishes the request for a second person's approval and waits for a grant
+    /// from another account; the grant comes back to the app as `SecondApproved`.
+    fn ask_second_person(
+        &self,
+        step: &str,
+        requested_by: &str,
+        covers: &[crate::runbook::engine::Cover],
+    ) {
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        let Some(team) = session.team().cloned() else {
+            return;
+        };
+        let run = session.run().to_owned();
+        let request = crate::team::approvals::Request {
+            run: run.clone(),
+            runbook: String::new(),
+            step: step.to_owned(),
+            title: String::new(),
+            requested_by: requested_by.to_owned(),
+            covers: covers.to_vec(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let tx = self.events.clone();
+        let requested_by = requested_by.to_owned();
+        let step = step.to_owned();
+        tokio::spawn(async move {
+            if team.request_approval(&request).await.is_err() {
+                return;
             }
-            Err(e) => self.send(Event::RunRefused(
-                crate::secret::mask(&e.to_string()).into_owned(),
-            )),
-        }
+            if let Ok(Some(g)) = team
+                .wait_for_grant(
+                    &run,
+                    &step,
+                    &requested_by,
+                    crate::team::approvals::GRANT_TTL,
+                )
+                .await
+            {
+                let _ = tx.send(Event::SecondApproved { by: g.by }).await;
+            }
+        });
+    }
+
+    /// Keeps the opened run's session; its engine goes to the app.
+    fn opened(&mut self, opened: driver::Opened) -> Event {
+        let driver::Opened { engine, session } = opened;
+        let ev = Event::RunOpened {
+            run_id: session.run().to_owned(),
+            journal_path: session.path().display().to_string(),
+            engine: Box::new(engine),
+        };
+        self.session = Some(session);
+        ev
     }
 
     /// Journals a finished command's outcome; the event then goes to the app.
@@ -243,6 +323,7 @@ pub fn dispatch(app: &mut App, exec: &mut Executor, ev: Event) {
             exec.checking = false;
             Event::DrillChecked { present }
         }
+        Event::SessionOpened(opened) => exec.opened(*opened),
         other => other,
     };
     for cmd in app::update(app, ev) {

@@ -283,6 +283,13 @@ fn decision_dialog(
                 (key(app, Action::Abort), "abort"),
             ],
         ),
+        DecisionKind::SecondPerson { .. } => (
+            " Waiting for a second person's approval ".to_owned(),
+            vec![
+                (key(app, Action::Skip), "skip"),
+                (key(app, Action::Abort), "abort"),
+            ],
+        ),
         DecisionKind::NothingToDo { list, .. } => (
             format!(" Nothing to do: {list} is empty "),
             vec![

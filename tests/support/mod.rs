@@ -2,6 +2,7 @@
 
 pub mod console;
 pub mod docker;
+pub mod etcd;
 pub mod mariadb;
 pub mod redis;
 pub mod sshd;

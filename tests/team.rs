@@ -1,0 +1,552 @@
+//! Team mode against a real 3-member etcd cluster on loopback, with opsdeck run as two
+//! different OS accounts (`setpriv`): one lock across accounts and names, a killed holder's
+//! lock freeing itself and its run resumed by the other operator, a holder cut off from etcd
+//! stopping before its next change (fencing tokens in order), a dead member, and two-person
+//! approval. Needs root (accounts) and etcd; CI runs as root.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::etcd::EtcdCluster;
+
+const A: &str = "opsdeck-t-alice";
+const B: &str = "opsdeck-t-bob";
+
+fn runnable() -> bool {
+    let ok = nix::unistd::geteuid().is_root()
+        && support::etcd::available()
+        && Path::new("/usr/bin/setpriv").exists();
+    if !ok {
+        assert!(
+            std::env::var_os("OPSDECK_REQUIRE_ROOT_TESTS").is_none(),
+            "this test must run (root, etcd and setpriv are required)"
+        );
+        eprintln!("SKIPPED: needs root, etcd and setpriv");
+    }
+    ok
+}
+
+fn account(user: &str) {
+    if Command::new("id")
+        .arg(user)
+        .output()
+        .is_ok_and(|o| !o.status.success())
+    {
+        let ok = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", user])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "useradd {user}");
+    }
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn chown(p: &Path, user: &str) {
+    let ok = Command::new("chown")
+        .args(["-R", user])
+        .arg(p)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown");
+}
+
+struct Team {
+    dir: tempfile::TempDir,
+    etcd: EtcdCluster,
+}
+
+impl Team {
+    fn new(lease_ttl: &str) -> Team {
+        account(A);
+        account(B);
+        let etcd = EtcdCluster::start(3);
+        let dir = tempfile::tempdir().expect("tempdir");
+        chmod(dir.path(), 0o755);
+        for sub in ["runbooks", "work"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        }
+        chmod(&dir.path().join("work"), 0o777);
+        // Files both accounts append to.
+        for f in ["count", "f"] {
+            let p = dir.path().join("work").join(f);
+            std::fs::write(&p, "").expect("file");
+            chmod(&p, 0o666);
+        }
+        for user in [A, B] {
+            let home = dir.path().join(user);
+            std::fs::create_dir(&home).expect("mkdir");
+            chown(&home, user);
+        }
+        std::fs::write(
+            dir.path().join("inv.toml"),
+            format!(
+                "name = \"team\"\n[tiers.edge]\n[tiers.db]\n[hosts.edge1]\ntier = \"edge\"\nlocal = {{}}\n[hosts.db9]\ntier = \"db\"\nlocal = {{}}\n{}",
+                etcd.team_toml(lease_ttl, "second_person = [\"db\"]")
+            ),
+        )
+        .expect("inventory");
+        Team { dir, etcd }
+    }
+
+    fn p(&self, rest: &str) -> PathBuf {
+        self.dir.path().join(rest)
+    }
+
+    fn runbook(&self, id: &str, body: &str) {
+        let path = self.p(&format!("runbooks/{id}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "id = \"{id}\"\ntitle = \"{id}\"\n[inputs.work]\ndefault = \"{}\"\n{body}",
+                self.p("work").display()
+            ),
+        )
+        .expect("runbook");
+        chmod(&path, 0o644);
+    }
+
+    fn command(&self, user: &str, args: &[&str]) -> Command {
+        let home = self.p(user);
+        // setpriv execs (runuser forks and waits: a kill -9 would hit runuser, not opsdeck).
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--init-groups",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_opsdeck"))
+        .env_remove("OPSDECK_INVENTORY")
+        .env("HOME", &home)
+        .env("OPSDECK_JOURNAL_DIR", home.join("journal"))
+        .env("OPSDECK_RUNBOOKS", self.p("runbooks"))
+        .env("OPSDECK_LOG_DIR", home.join("logs"))
+        .arg("-i")
+        .arg(self.p("inv.toml"))
+        .args(args);
+        c
+    }
+
+    fn run(&self, user: &str, args: &[&str]) -> Output {
+        self.command(user, args).output().expect("opsdeck runs")
+    }
+
+    fn spawn(&self, user: &str, args: &[&str]) -> Child {
+        self.command(user, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
+
+    fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.p(&format!("work/{name}")))
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    fn journal(&self, user: &str) -> (String, Vec<serde_json::Value>) {
+        let dir = self.p(&format!("{user}/journal"));
+        let path = std::fs::read_dir(&dir)
+            .expect("journal dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .expect("a journal");
+        let run = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .expect("stem");
+        let lines = std::fs::read_to_string(&path)
+            .expect("read")
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (run, lines)
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn wait_for(what: &str, within: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill_9(c: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(c.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = c.wait();
+}
+
+const SLOW: &str = r#"
+[[steps]]
+id = "act"
+title = "change the edge, slowly"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge" }
+shell = "echo x >> {{work}}/count; touch {{work}}/started; sleep 30"
+timeout = "60s"
+"#;
+
+#[test]
+fn two_accounts_one_host_named_two_ways_one_runs_the_other_is_refused_then_a_kill_frees_it() {
+    if !runnable() {
+        return;
+    }
+    let t = Team::new("2s");
+    t.runbook("slow", SLOW);
+    let mut a = t.spawn(A, &["run", "slow", "--approve", "all", "--target", "edge1"]);
+    wait_for("alice's action", Duration::from_secs(20), || {
+        t.p("work/started").exists()
+    });
+    // Different account, different machine-local lock directory, other name for the host:
+    // only the team lock can refuse it.
+    let o = t.run(B, &["run", "slow", "--approve", "all", "--target", "edge"]);
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("locked by {A}@")) && text(&o).contains("team lock"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(t.lines("count").len(), 1);
+    let status = t.run(B, &["team", "--json"]);
+    assert!(
+        text(&status).contains("\"runbook\":\"slow\""),
+        "{}",
+        text(&status)
+    );
+
+    // kill -9: the lease is no longer renewed, and the lock frees itself within its TTL.
+    kill_9(&mut a);
+    let killed = Instant::now();
+    wait_for(
+        "the dead holder's lease to expire",
+        Duration::from_secs(10),
+        || !text(&t.run(B, &["team", "--json"])).contains("\"runbook\":\"slow\""),
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(2 + 4),
+        "freed within the lease TTL"
+    );
+
+    // Bob resumes Alice's dead run from the shared journal: the unknown action is marked and
+    // nothing is re-run without a decision.
+    let (run, _) = t.journal(A);
+    let o = t.run(B, &["run", "slow", "--approve", "all", "--resume", &run]);
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    assert!(text(&o).contains("outcome is unknown"), "{}", text(&o));
+    assert_eq!(t.lines("count").len(), 1);
+    let o = t.run(
+        B,
+        &[
+            "run",
+            "slow",
+            "--approve",
+            "all",
+            "--resume",
+            &run,
+            "--resolve",
+            "verify",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(t.lines("count").len(), 1, "verified, never re-run");
+}
+
+#[test]
+fn a_holder_cut_off_from_etcd_stops_before_its_next_change_and_tokens_prove_the_order() {
+    if !runnable() {
+        return;
+    }
+    let mut t = Team::new("2s");
+    t.runbook(
+        "two-changes",
+        r#"
+[[steps]]
+id = "first"
+title = "first change"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge1" }
+shell = "echo first >> {{work}}/f; sleep 5"
+timeout = "30s"
+[[steps]]
+id = "second"
+title = "second change"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge1" }
+shell = "echo second >> {{work}}/f"
+"#,
+    );
+    let a = t.spawn(A, &["run", "two-changes", "--approve", "all"]);
+    wait_for("the first change", Duration::from_secs(20), || {
+        !t.lines("f").is_empty()
+    });
+    // Two of three members frozen: no quorum, Alice cannot renew her lease.
+    t.etcd.pause(1);
+    t.etcd.pause(2);
+    let out = a.wait_with_output().expect("alice ends");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("team lock was lost"), "{}", text(&out));
+    assert_eq!(t.lines("f"), vec!["first"], "the second change never ran");
+    t.etcd.resume(1);
+    t.etcd.resume(2);
+    t.etcd.wait_healthy(Duration::from_secs(30));
+
+    // Bob takes over once Alice's lease is gone; his token is later than hers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let o = loop {
+        let o = t.run(B, &["run", "two-changes", "--approve", "all"]);
+        if o.status.code() != Some(12) || Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let token = |user: &str| -> Vec<i64> {
+        t.journal(user)
+            .1
+            .iter()
+            .filter(|l| l["type"] == "intent" && l["changes"] == true)
+            .filter_map(|l| l["fencing_token"].as_i64())
+            .collect()
+    };
+    let (ta, tb) = (token(A), token(B));
+    assert_eq!(ta.len(), 1, "alice intended one change only: {ta:?}");
+    assert!(!tb.is_empty());
+    assert!(tb.iter().all(|b| *b > ta[0]), "alice {ta:?} < bob {tb:?}");
+}
+
+#[test]
+fn one_member_down_of_three_and_the_run_goes_on() {
+    if !runnable() {
+        return;
+    }
+    let mut t = Team::new("3s");
+    t.runbook(
+        "quick",
+        r#"
+[[steps]]
+id = "act"
+title = "act"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge1" }
+shell = "echo x >> {{work}}/count; sleep 2"
+[[steps]]
+id = "again"
+title = "again"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge1" }
+shell = "echo y >> {{work}}/count"
+"#,
+    );
+    // Dead before the run (the first endpoint opsdeck tries) …
+    t.etcd.kill(0);
+    let o = t.run(A, &["run", "quick", "--approve", "all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(t.lines("count"), vec!["x", "y"]);
+    // … and another killed during a run: two of three is a quorum, the run goes on.
+    let mut t = Team::new("3s");
+    t.runbook(
+        "quick",
+        r#"
+[[steps]]
+id = "act"
+title = "act"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge1" }
+shell = "echo x >> {{work}}/count; sleep 2"
+[[steps]]
+id = "again"
+title = "again"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge1" }
+shell = "echo y >> {{work}}/count"
+"#,
+    );
+    let a = t.spawn(A, &["run", "quick", "--approve", "all"]);
+    wait_for("the first change", Duration::from_secs(20), || {
+        !t.lines("count").is_empty()
+    });
+    t.etcd.kill(0);
+    let out = a.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(t.lines("count"), vec!["x", "y"]);
+}
+
+#[test]
+fn a_second_person_must_approve_and_cannot_be_the_first() {
+    if !runnable() {
+        return;
+    }
+    let t = Team::new("5s");
+    t.runbook(
+        "risky",
+        r#"
+[[steps]]
+id = "drop"
+title = "the risky change"
+kind = "action"
+confirm = "yes"
+target = { selector = "db9" }
+shell = "echo done >> {{work}}/risky"
+"#,
+    );
+    let a = t.spawn(
+        A,
+        &["run", "risky", "--approve", "all", "--approval-wait", "60s"],
+    );
+    // The request appears; Alice cannot approve her own step.
+    let run = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(rd) = std::fs::read_dir(t.p(&format!("{A}/journal")))
+                && let Some(p) = rd
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                if text.contains("second_person") {
+                    break p
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .expect("run");
+                }
+            }
+            assert!(Instant::now() < deadline, "no approval request");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut approved = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while approved.is_none() {
+        let o = t.run(A, &["approve", &run, "drop", "--yes"]);
+        if o.status.code() == Some(12) {
+            assert!(text(&o).contains("a second person"), "{}", text(&o));
+            approved = Some(());
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(t.lines("risky").is_empty(), "nothing ran yet");
+    let o = t.run(B, &["approve", &run, "drop", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("echo done >>"),
+        "bob saw the command: {}",
+        text(&o)
+    );
+    let out = a.wait_with_output().expect("alice ends");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(t.lines("risky"), vec!["done"]);
+    let (_, lines) = t.journal(A);
+    let decided: Vec<(String, String)> = lines
+        .iter()
+        .filter(|l| l["event"] == "decided" && l["step"] == "drop")
+        .map(|l| {
+            (
+                l["decision"]["decision"].as_str().unwrap_or("").to_owned(),
+                l["by"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        decided
+            .iter()
+            .any(|(d, by)| d == "confirm" && by == "policy"),
+        "{decided:?}"
+    );
+    assert!(
+        decided
+            .iter()
+            .any(|(d, by)| d == "second_approval" && by.starts_with(&format!("{B}@"))),
+        "{decided:?}"
+    );
+}
+
+#[test]
+fn etcd_unreachable_refuses_changes_runs_reads_or_falls_back_loudly_when_allowed() {
+    if !runnable() {
+        return;
+    }
+    let mut t = Team::new("3s");
+    t.runbook(
+        "look-then-act",
+        r#"
+[[steps]]
+id = "look"
+title = "look"
+kind = "diagnose"
+target = { selector = "edge1" }
+shell = "echo looked >> {{work}}/f"
+read_only = true
+[[steps]]
+id = "act"
+title = "act"
+kind = "action"
+confirm = "yes"
+target = { selector = "edge1" }
+shell = "echo acted >> {{work}}/count"
+"#,
+    );
+    for i in 0..3 {
+        t.etcd.kill(i);
+    }
+    let o = t.run(A, &["run", "look-then-act", "--approve", "all"]);
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o));
+    assert!(text(&o).contains("etcd is unreachable"), "{}", text(&o));
+    assert_eq!(t.lines("f"), vec!["looked"], "read-only work goes on");
+    assert!(
+        t.lines("count").is_empty(),
+        "no change without the team lock"
+    );
+
+    // Allowed to fall back: it runs on local locks, says so loudly, and journals it.
+    let inv = std::fs::read_to_string(t.p("inv.toml")).expect("inventory");
+    std::fs::write(
+        t.p("inv.toml"),
+        inv.replace("[team]\n", "[team]\non_unreachable = \"local\"\n"),
+    )
+    .expect("inventory");
+    let o = t.run(B, &["run", "look-then-act", "--approve", "all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("WARNING: TEAM MODE DEGRADED"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(t.lines("count"), vec!["acted"]);
+    let (_, lines) = t.journal(B);
+    assert!(lines.iter().any(|l| {
+        l["event"] == "note"
+            && l["text"]
+                .as_str()
+                .is_some_and(|s| s.contains("LOCAL locks only"))
+    }));
+}
