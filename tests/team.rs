@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::etcd::EtcdCluster;
+use support::etcd::TestEtcd;
 
 const A: &str = "opsdeck-t-alice";
 const B: &str = "opsdeck-t-bob";
@@ -59,14 +59,14 @@ fn chown(p: &Path, user: &str) {
 
 struct Team {
     dir: tempfile::TempDir,
-    etcd: EtcdCluster,
+    etcd: TestEtcd,
 }
 
 impl Team {
     fn new(lease_ttl: &str) -> Team {
         account(A);
         account(B);
-        let etcd = EtcdCluster::start(3);
+        let etcd = support::etcd::start(3);
         let dir = tempfile::tempdir().expect("tempdir");
         chmod(dir.path(), 0o755);
         for sub in ["runbooks", "work"] {
@@ -312,7 +312,10 @@ shell = "echo second >> {{work}}/f"
     assert_eq!(t.lines("f"), vec!["first"], "the second change never ran");
     t.etcd.resume(1);
     t.etcd.resume(2);
-    t.etcd.wait_healthy(Duration::from_secs(30));
+    assert!(
+        t.etcd.wait_healthy(Duration::from_secs(30)),
+        "etcd healthy again"
+    );
 
     // Bob takes over once Alice's lease is gone; his token is later than hers.
     let deadline = Instant::now() + Duration::from_secs(20);

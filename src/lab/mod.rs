@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod docker;
 pub mod drill;
+pub mod etcd;
 pub mod invfile;
 pub mod layout;
 pub mod mariadb;
