@@ -140,6 +140,12 @@ impl MysqlError {
     }
 }
 
+/// Why `verify = "ca"` is refused for MySQL.
+pub const MYSQL_VERIFY_CA: &str = "tls verify = \"ca\" is not available for MySQL: mysql_async \
+    0.37 recognises a name mismatch by an error text rustls 0.23 no longer produces, so it would \
+    refuse the server anyway; use verify = \"full\" with server_name = a name the certificate \
+    carries";
+
 /// `mysql_async`'s TLS options for `tls`: the CA file (or the system bundle, never the
 /// crate's built-in roots), the client identity, the verify mode and the name to check
 /// (`tls.server_name`, else `name`: the service's address as the inventory writes it).
@@ -166,7 +172,7 @@ fn ssl_opts(tls: &TlsSettings, name: &str) -> Result<SslOpts, String> {
     }
     Ok(match tls.verify {
         TlsVerify::Full => opts,
-        TlsVerify::Ca => opts.with_danger_skip_domain_validation(true),
+        TlsVerify::Ca => return Err(MYSQL_VERIFY_CA.to_owned()),
         TlsVerify::None => opts.with_danger_accept_invalid_certs(true),
     })
 }

@@ -202,6 +202,10 @@ async fn open(
                     target: target.to_owned(),
                     reason: message,
                 },
+                RedisError::Connect { target, reason } => RedisError::Connect {
+                    target,
+                    reason: crate::transport::tls::with_alert_hint(reason, login.tls),
+                },
                 other => other,
             }
         })

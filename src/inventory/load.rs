@@ -302,6 +302,16 @@ impl Resolver<'_> {
                 );
             }
             let tls = self.tls(name, "mysql", &m_span, m.tls.as_ref());
+            if tls
+                .as_ref()
+                .is_some_and(|t| t.verify == super::TlsVerify::Ca)
+            {
+                self.err(
+                    Some(m_span.clone()),
+                    format!("host {name:?}: {}", crate::clients::mysql::MYSQL_VERIFY_CA),
+                    "set server_name to the name in the server's certificate",
+                );
+            }
             let password = self.password(
                 name,
                 "mysql",

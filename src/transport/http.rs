@@ -235,19 +235,42 @@ async fn exchange(
         sent.store(true, std::sync::atomic::Ordering::Release);
         send(tcp, request).await
     }
-    .map_err(|e| (e.to_string(), true))?;
+    .map_err(|e| {
+        let text = error_chain(&e);
+        let text = if target.https {
+            tls::with_alert_hint(text, Some(req.tls.unwrap_or(&TlsSettings::default())))
+        } else {
+            text
+        };
+        (text, true)
+    })?;
     // The connection task ends with the body; abort it if the body never ends.
     let _abort = AbortOnDrop(driver);
     let status = resp.status().as_u16();
     let (body, truncated) = read_body(resp.into_body(), req.max_body)
         .await
-        .map_err(|e| (format!("reading the body: {e}"), true))?;
+        .map_err(|e| (format!("reading the body: {}", error_chain(&e)), true))?;
     Ok(Response {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
         truncated,
         latency: started.elapsed(),
     })
+}
+
+/// An error with its causes (hyper's own text is often just "connection error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 struct AbortOnDrop(JoinHandle<()>);

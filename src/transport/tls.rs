@@ -254,14 +254,11 @@ pub fn explain(e: &std::io::Error, tls: &TlsSettings, name: &str) -> String {
             ),
             _ => None,
         },
-        Some(rustls::Error::AlertReceived(alert)) => Some(format!(
-            "the server refused the handshake ({alert:?}){}",
-            if tls.client_cert.is_none() {
-                "; does it require a client certificate (tls.client_cert, tls.client_key)?"
-            } else {
-                "; does it accept this client certificate?"
-            }
-        )),
+        Some(rustls::Error::AlertReceived(alert)) => {
+            Some(alert_hint(&format!("{alert:?}"), tls).unwrap_or_else(|| {
+                format!("the server refused the handshake ({alert:?})")
+            }))
+        }
         Some(rustls::Error::InvalidMessage(_)) => {
             Some("the server does not speak TLS on this port (a plaintext port?)".to_owned())
         }
@@ -276,6 +273,44 @@ pub fn explain(e: &std::io::Error, tls: &TlsSettings, name: &str) -> String {
         let _ = write!(text, " ({h})");
     }
     text
+}
+
+/// What a TLS alert from the server means for the settings, if it says something about them.
+/// Under TLS 1.3 a server refuses a client certificate only after the handshake, so the alert
+/// arrives with the first reply: callers pass any error text through this.
+pub fn alert_hint(text: &str, tls: &TlsSettings) -> Option<String> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let compact = compact.to_ascii_lowercase();
+    if compact.contains("certificaterequired")
+        || (compact.contains("handshakefailure") && tls.client_cert.is_none())
+    {
+        return Some(if tls.client_cert.is_none() {
+            "the server requires a client certificate: set tls.client_cert and tls.client_key"
+                .to_owned()
+        } else {
+            "the server requires a client certificate and did not take this one".to_owned()
+        });
+    }
+    if tls.client_cert.is_some()
+        && ["badcertificate", "unknownca", "certificateunknown", "accessdenied"]
+            .iter()
+            .any(|a| compact.contains(a))
+    {
+        return Some(
+            "the server does not accept the client certificate (tls.client_cert): is it signed \
+             by a CA the server trusts, and still valid?"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// `text` with the alert's meaning appended, when it has one.
+pub fn with_alert_hint(text: String, tls: Option<&TlsSettings>) -> String {
+    match tls.and_then(|t| alert_hint(&text, t)) {
+        Some(h) => format!("{text} ({h})"),
+        None => text,
+    }
 }
 
 /// `verify = "ca"`: the chain must lead to a trusted CA; the name is not checked.

@@ -5,3 +5,4 @@ pub mod docker;
 pub mod mariadb;
 pub mod redis;
 pub mod sshd;
+pub mod tls;
