@@ -215,16 +215,46 @@ impl DockerHost {
         endpoint_label(&self.spec)
     }
 
-    /// What to check when the engine cannot be reached.
-    fn reach_hint(&self) -> String {
+    /// What to check when the engine cannot be reached, given what failed (`detail`).
+    fn reach_hint(&self, detail: &str) -> String {
+        let resolved = resolve_spec(&self.spec);
         let label = self.endpoint_label();
-        match resolve_spec(&self.spec).map(|r| r.endpoint) {
-            Ok(Endpoint::Ssh { socket, .. }) => format!(
-                "is dockerd running there with its socket at {socket}, and may the SSH login \
-                 open it? ({label})"
+        let Ok(resolved) = resolved else {
+            return format!("is dockerd running? ({label})");
+        };
+        match &resolved.endpoint {
+            // The SSH leg says itself what failed (connect, host key, login, the socket).
+            Endpoint::Ssh { .. } => format!("({label})"),
+            Endpoint::Tcp { tls: Some(_), .. } if detail.contains("TLS") => format!("({label})"),
+            Endpoint::Tcp { tls: None, .. } => format!(
+                "is dockerd listening there, and without TLS? For a TLS engine set \
+                 DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (or use a docker context) ({label})"
             ),
             _ => format!("is dockerd running? ({label})"),
         }
+    }
+
+    /// A TLS message names the inventory's settings; for an engine found through the
+    /// environment or a context, name where its files are instead.
+    fn tls_words(&self, text: String) -> String {
+        let Ok(r) = resolve_spec(&self.spec) else {
+            return text;
+        };
+        let (ca, client) = match r.source {
+            Source::DockerHost => (
+                "the ca.pem in DOCKER_CERT_PATH",
+                "cert.pem and key.pem in DOCKER_CERT_PATH",
+            ),
+            Source::Context(_) => (
+                "the context's ca.pem (docker context inspect)",
+                "the context's cert.pem and key.pem",
+            ),
+            _ => return text,
+        };
+        text.replace("point tls.ca_file at", "make")
+            .replace("set tls.ca_file to", "make")
+            .replace("tls.client_cert and tls.client_key", client)
+            .replace("the CA that signed it", &format!("{ca} the CA that signed it"))
     }
 
     fn err(&self, reason: impl Into<String>) -> TransportError {
@@ -250,19 +280,21 @@ impl DockerHost {
             } => format!("{what}: engine answered {status_code}: {message}"),
             BollardError::SocketNotFoundError(path) => format!(
                 "{what}: engine socket {path} does not exist; {}",
-                self.reach_hint()
+                self.reach_hint("")
             ),
             BollardError::RequestTimeoutError => format!(
                 "{what}: the engine did not answer within {}s; {}",
                 REQUEST_TIMEOUT.as_secs(),
-                self.reach_hint()
+                self.reach_hint("")
             ),
             BollardError::HyperLegacyError { .. }
             | BollardError::IOError { .. }
-            | BollardError::HyperResponseError { .. } => format!(
-                "{what}: cannot reach the engine: {e}; {}",
-                self.reach_hint()
-            ),
+            | BollardError::HyperResponseError { .. } => {
+                let detail = self.tls_words(error_chain(e));
+                let hint = self.reach_hint(&detail);
+                let sep = if hint.starts_with('(') { " " } else { "; " };
+                format!("{what}: cannot reach the engine: {detail}{sep}{hint}")
+            }
             other => format!("{what}: {other}"),
         };
         self.err(secret::mask(&reason).into_owned())
@@ -530,6 +562,22 @@ impl DockerHost {
             pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
+}
+
+/// An error and its causes ("client error (SendRequest): connection closed before message
+/// completed"), without repeating what the outer text already says.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn secs_i32(d: Duration) -> i32 {
