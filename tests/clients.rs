@@ -62,7 +62,8 @@ async fn mariadb_ed25519_accounts_log_in() {
         .expect("query");
     assert_eq!(r.rows[0][0].as_deref(), Some("ed@%"));
     assert_eq!(
-        db.sql("SELECT plugin FROM mysql.user WHERE user = 'ed'").trim(),
+        db.sql("SELECT plugin FROM mysql.user WHERE user = 'ed'")
+            .trim(),
         "ed25519"
     );
     let err = MysqlClient::connect(db.addr(), "ed", Some(&secret("wrong")), None, TIMEOUT)

@@ -443,7 +443,12 @@ fn lab_setup_is_idempotent() {
 
 /// `opsdeck exec HOST --json -- cat /etc/opsdeck-who` with exactly `env` (plus a PATH holding
 /// no `ssh` program), returning the host's result.
-fn exec_who(work: &std::path::Path, inv: &std::path::Path, host: &str, env: &[(&str, String)]) -> Value {
+fn exec_who(
+    work: &std::path::Path,
+    inv: &std::path::Path,
+    host: &str,
+    env: &[(&str, String)],
+) -> Value {
     let empty_path = work.join("no-programs");
     std::fs::create_dir_all(&empty_path).expect("mkdir");
     let mut cmd = Command::cargo_bin("opsdeck").expect("opsdeck binary");
@@ -576,8 +581,8 @@ async fn docker_contexts_are_used_by_name_and_as_the_current_context() {
         .arg("check")
         .output()
         .expect("run opsdeck");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains("docker context \"nope\" not found") && text.contains(":8:"),
@@ -694,8 +699,6 @@ async fn docker_host_tcp_with_tls_verify_uses_the_cert_path() {
 
     // Without DOCKER_TLS_VERIFY the client speaks plain HTTP to a TLS port: no answer, an
     // error (TLS is never silently assumed or dropped).
-    let r = run(vec![("DOCKER_HOST", docker_host)])
-        .await
-        .expect("join");
+    let r = run(vec![("DOCKER_HOST", docker_host)]).await.expect("join");
     assert!(r["error"].is_string(), "{r}");
 }

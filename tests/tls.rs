@@ -122,7 +122,9 @@ fn https_health_probes_pass_with_the_test_ca_and_fail_clearly_without_it() {
     let st = check(&doc, "good", "nginx.status");
     assert_eq!(st["state"], "ok", "{st}");
     assert!(
-        st["reason"].as_str().is_some_and(|r| r.contains("active connections")),
+        st["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("active connections")),
         "{st}"
     );
 
@@ -265,7 +267,9 @@ async fn redis_over_tls_with_an_acl_user_and_a_database_index() {
         .await
         .expect("db 0");
     assert_eq!(
-        c0.command(&["GET".into(), "where".into()]).await.expect("get"),
+        c0.command(&["GET".into(), "where".into()])
+            .await
+            .expect("get"),
         "(nil)",
         "db 0 does not see db 2's key"
     );
@@ -307,7 +311,9 @@ async fn redis_over_tls_with_an_acl_user_and_a_database_index() {
         .await
         .expect("service over TLS");
     assert_eq!(
-        c.command(&["GET".into(), "where".into()]).await.expect("get"),
+        c.command(&["GET".into(), "where".into()])
+            .await
+            .expect("get"),
         "two",
         "the service's db = 2 is selected"
     );
@@ -470,7 +476,9 @@ async fn mariadb_tls_checks_the_configured_server_name() {
         .await
         .expect_err("the certificate does not name 127.0.0.1");
     assert!(
-        err.to_string().to_lowercase().contains("not valid for name"),
+        err.to_string()
+            .to_lowercase()
+            .contains("not valid for name"),
         "{err}"
     );
     let named = TlsSettings {

@@ -39,8 +39,8 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{
-    ClientIdentity, Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Row,
-    SslOpts, TxOpts, Value,
+    ClientIdentity, Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Row, SslOpts,
+    TxOpts, Value,
 };
 use serde::Serialize;
 

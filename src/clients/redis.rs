@@ -196,8 +196,8 @@ async fn open(
                     conn
                 }),
         };
-        made.map_err(|e| {
-            match RedisError::from_redis(target, "logging in", timeout, &e) {
+        made.map_err(
+            |e| match RedisError::from_redis(target, "logging in", timeout, &e) {
                 RedisError::Server { message, .. } => RedisError::Connect {
                     target: target.to_owned(),
                     reason: message,
@@ -207,8 +207,8 @@ async fn open(
                     reason: crate::transport::tls::with_alert_hint(reason, login.tls),
                 },
                 other => other,
-            }
-        })
+            },
+        )
     };
     let mut conn = match tokio::time::timeout(timeout * 2, connect).await {
         Ok(r) => r?,
@@ -431,10 +431,7 @@ impl RedisClient {
         db: i64,
         timeout: Duration,
     ) -> Result<RedisClient, RedisError> {
-        let svc = RedisService {
-            db,
-            ..svc.clone()
-        };
+        let svc = RedisService { db, ..svc.clone() };
         Self::connect_service(conns, host, &svc, timeout).await
     }
 
@@ -883,7 +880,10 @@ impl SentinelClient {
         )
         .await?;
         // A Sentinel has no databases.
-        let login = Login { db: 0, ..Login::of(svc) };
+        let login = Login {
+            db: 0,
+            ..Login::of(svc)
+        };
         let conn = open(&target, addr, &login, timeout).await?;
         Ok(SentinelClient {
             conn,

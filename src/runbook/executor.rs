@@ -414,10 +414,10 @@ async fn http(
         })?;
     let mut output = format!("HTTP {}\n{}", resp.status, resp.body);
     if resp.truncated {
-        output.push_str(&format!(
-            "\n[opsdeck: body cut at {} KiB]",
+        output = format!(
+            "{output}\n[opsdeck: body cut at {} KiB]",
             HTTP_STEP_MAX_BODY / 1024
-        ));
+        );
     }
     Ok(ExecResult {
         status: Some(resp.status),

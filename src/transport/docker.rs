@@ -89,7 +89,11 @@ impl DockerClients {
                 } else {
                     host.clone()
                 };
-                Docker::connect_with_http(&format!("tcp://{host}:{port}"), secs, API_DEFAULT_VERSION)
+                Docker::connect_with_http(
+                    &format!("tcp://{host}:{port}"),
+                    secs,
+                    API_DEFAULT_VERSION,
+                )
             }
             Endpoint::Tcp {
                 host,
@@ -190,14 +194,14 @@ pub struct ContainerStats {
 }
 
 pub struct DockerHost {
-    spec: DockerSpec,
+    spec: Box<DockerSpec>,
     clients: DockerClients,
 }
 
 impl DockerHost {
     pub fn new(spec: DockerSpec, clients: &DockerClients) -> Self {
         DockerHost {
-            spec,
+            spec: Box::new(spec),
             clients: clients.clone(),
         }
     }
@@ -254,7 +258,10 @@ impl DockerHost {
         text.replace("point tls.ca_file at", "make")
             .replace("set tls.ca_file to", "make")
             .replace("tls.client_cert and tls.client_key", client)
-            .replace("the CA that signed it", &format!("{ca} the CA that signed it"))
+            .replace(
+                "the CA that signed it",
+                &format!("{ca} the CA that signed it"),
+            )
     }
 
     fn err(&self, reason: impl Into<String>) -> TransportError {

@@ -103,7 +103,11 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
                 "{url:?}: scheme {other}:// is not supported; use http:// or https://"
             ));
         }
-        None => return Err(format!("{url:?} has no scheme; write http://… or https://…")),
+        None => {
+            return Err(format!(
+                "{url:?} has no scheme; write http://… or https://…"
+            ));
+        }
     };
     let authority = uri
         .authority()
@@ -118,9 +122,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     }
     Ok(Target {
         https,
-        port: authority
-            .port_u16()
-            .unwrap_or(if https { 443 } else { 80 }),
+        port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
         authority: authority.as_str().to_owned(),
         host,
         path_and_query: uri
@@ -141,7 +143,9 @@ pub fn route<'h>(host: &'h Host, url: &str) -> (Via, Option<&'h TlsSettings>) {
         .iter()
         .find(|s| {
             parse_url(&s.url).is_ok_and(|t| {
-                t.https == want.https && t.port == want.port && t.host.eq_ignore_ascii_case(&want.host)
+                t.https == want.https
+                    && t.port == want.port
+                    && t.host.eq_ignore_ascii_case(&want.host)
             })
         })
         .map_or((Via::Direct, None), |s| (s.via, s.tls.as_ref()))
@@ -169,7 +173,11 @@ pub async fn request(
                 format!(
                     "no answer within {}{}",
                     humantime::format_duration(req.timeout),
-                    if sent { " (the request had been sent)" } else { "" }
+                    if sent {
+                        " (the request had been sent)"
+                    } else {
+                        ""
+                    }
                 ),
                 sent,
             ))
@@ -200,8 +208,7 @@ async fn exchange(
             .ok_or_else(|| (format!("{} does not resolve", target.host), false))?,
         (None, Via::Ssh) => {
             return Err((
-                "via = \"ssh\" needs the inventory host whose SSH connection carries it"
-                    .to_owned(),
+                "via = \"ssh\" needs the inventory host whose SSH connection carries it".to_owned(),
                 false,
             ));
         }

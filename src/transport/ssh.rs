@@ -216,7 +216,10 @@ impl SshHost {
     /// as `ssh -L local:/path` uses), over the shared connection: how opsdeck reaches a remote
     /// `/var/run/docker.sock` without a second SSH client. A connection found dead before the
     /// channel opened is replaced once.
-    pub async fn open_direct_streamlocal(&self, path: &str) -> Result<TunnelStream, TransportError> {
+    pub async fn open_direct_streamlocal(
+        &self,
+        path: &str,
+    ) -> Result<TunnelStream, TransportError> {
         let mut reconnected = false;
         loop {
             let conn = self.inner.connection().await?;

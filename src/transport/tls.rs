@@ -13,12 +13,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -89,7 +91,10 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     let certs = CertificateDer::pem_slice_iter(&text)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
-            TlsError::Config(format!("{} is not a PEM certificate file: {e}", path.display()))
+            TlsError::Config(format!(
+                "{} is not a PEM certificate file: {e}",
+                path.display()
+            ))
         })?;
     if certs.is_empty() {
         return Err(TlsError::Config(format!(
@@ -119,7 +124,10 @@ pub fn roots(tls: &TlsSettings) -> Result<Arc<RootCertStore>, TlsError> {
     let mut store = RootCertStore::empty();
     for cert in read_certificates(ca)? {
         store.add(cert).map_err(|e| {
-            TlsError::Config(format!("{}: not a usable CA certificate: {e}", ca.display()))
+            TlsError::Config(format!(
+                "{}: not a usable CA certificate: {e}",
+                ca.display()
+            ))
         })?;
     }
     Ok(Arc::new(store))
@@ -127,8 +135,8 @@ pub fn roots(tls: &TlsSettings) -> Result<Arc<RootCertStore>, TlsError> {
 
 /// The client configuration for `tls` (cached for [`CONFIG_TTL`]).
 pub fn client_config(tls: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
-    static CACHE: OnceLock<Mutex<HashMap<TlsSettings, (Instant, Arc<ClientConfig>)>>> =
-        OnceLock::new();
+    type Cache = Mutex<HashMap<TlsSettings, (Instant, Arc<ClientConfig>)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     if let Some((at, cfg)) = cache
         .lock()
@@ -230,16 +238,18 @@ pub fn explain(e: &std::io::Error, tls: &TlsSettings, name: &str) -> String {
     let mut text = e.to_string();
     let hint = match inner {
         Some(rustls::Error::InvalidCertificate(c)) => match c {
-            CertificateError::UnknownIssuer | CertificateError::BadSignature => Some(match &tls.ca_file {
-                Some(ca) => format!(
-                    "the server's certificate is not signed by a CA in {}; point tls.ca_file at \
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                Some(match &tls.ca_file {
+                    Some(ca) => format!(
+                        "the server's certificate is not signed by a CA in {}; point tls.ca_file at \
                      the CA that signed it",
-                    ca.display()
-                ),
-                None => "the server's certificate is not signed by a CA in the system bundle; \
+                        ca.display()
+                    ),
+                    None => "the server's certificate is not signed by a CA in the system bundle; \
                          set tls.ca_file to the CA that signed it"
-                    .to_owned(),
-            }),
+                        .to_owned(),
+                })
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 Some(format!(
                     "the certificate does not name {name:?}; set tls.server_name to a name it \
@@ -249,16 +259,15 @@ pub fn explain(e: &std::io::Error, tls: &TlsSettings, name: &str) -> String {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 Some("the server's certificate has expired: renew it".to_owned())
             }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Some(
-                "the server's certificate is not valid yet: check both clocks".to_owned(),
-            ),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                Some("the server's certificate is not valid yet: check both clocks".to_owned())
+            }
             _ => None,
         },
-        Some(rustls::Error::AlertReceived(alert)) => {
-            Some(alert_hint(&format!("{alert:?}"), tls).unwrap_or_else(|| {
-                format!("the server refused the handshake ({alert:?})")
-            }))
-        }
+        Some(rustls::Error::AlertReceived(alert)) => Some(
+            alert_hint(&format!("{alert:?}"), tls)
+                .unwrap_or_else(|| format!("the server refused the handshake ({alert:?})")),
+        ),
         Some(rustls::Error::InvalidMessage(_)) => {
             Some("the server does not speak TLS on this port (a plaintext port?)".to_owned())
         }
@@ -292,9 +301,14 @@ pub fn alert_hint(text: &str, tls: &TlsSettings) -> Option<String> {
         });
     }
     if tls.client_cert.is_some()
-        && ["badcertificate", "unknownca", "certificateunknown", "accessdenied"]
-            .iter()
-            .any(|a| compact.contains(a))
+        && [
+            "badcertificate",
+            "unknownca",
+            "certificateunknown",
+            "accessdenied",
+        ]
+        .iter()
+        .any(|a| compact.contains(a))
     {
         return Some(
             "the server does not accept the client certificate (tls.client_cert): is it signed \

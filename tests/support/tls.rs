@@ -70,12 +70,7 @@ impl Pki {
             "named",
             "subjectAltName=DNS:db.internal\nextendedKeyUsage=serverAuth",
         );
-        let client = issue(
-            dir.path(),
-            &ca,
-            "client",
-            "extendedKeyUsage=clientAuth",
-        );
+        let client = issue(dir.path(), &ca, "client", "extendedKeyUsage=clientAuth");
         Pki {
             dir,
             ca,
@@ -95,9 +90,24 @@ fn make_ca(dir: &Path, name: &str, cn: &str) -> Issued {
     let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
     openssl(
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "3", "-subj", &format!("/CN={cn}"), "-keyout", &key, "-out",
-            &cert, "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "3",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
         ],
         dir,
@@ -122,16 +132,38 @@ fn issue(dir: &Path, ca: &Issued, name: &str, ext: &str) -> Issued {
     .expect("ext file");
     openssl(
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-subj", &format!("/CN={name}"), "-keyout", &key, "-out", &csr,
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
         ],
         dir,
     );
     openssl(
         &[
-            "x509", "-req", "-in", &csr, "-CA", &ca.cert.to_string_lossy(), "-CAkey",
-            &ca.key.to_string_lossy(), "-CAcreateserial", "-days", "2", "-extfile", &extfile,
-            "-out", &cert,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca.cert.to_string_lossy(),
+            "-CAkey",
+            &ca.key.to_string_lossy(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+            "-out",
+            &cert,
         ],
         dir,
     );
@@ -244,8 +276,12 @@ pub fn tls_redis(dir: &Path, pki: &Pki, password: &str, client_certs: bool) -> R
     cmd.arg(&path);
     let daemon = Daemon::spawn("tls-redis", &mut cmd, &run).expect("redis starts");
     let addr = SocketAddr::new(LOOPBACK, port);
-    wait_for_tcp(addr, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("redis does not listen on {addr}: {e}\n{}", daemon.log_tail(20)));
+    wait_for_tcp(addr, Duration::from_secs(10)).unwrap_or_else(|e| {
+        panic!(
+            "redis does not listen on {addr}: {e}\n{}",
+            daemon.log_tail(20)
+        )
+    });
     Running { daemon, addr }
 }
 
@@ -298,7 +334,10 @@ impl TlsMariadb {
         };
         let addr = server.socket_addr();
         wait_for_tcp(addr, Duration::from_secs(30)).unwrap_or_else(|e| {
-            panic!("mariadbd does not listen on {addr}: {e}\n{}", server.daemon.log_tail(20))
+            panic!(
+                "mariadbd does not listen on {addr}: {e}\n{}",
+                server.daemon.log_tail(20)
+            )
         });
         // The socket appears a moment after the TCP port.
         for _ in 0..200 {
@@ -307,10 +346,7 @@ impl TlsMariadb {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        TlsMariadb {
-            server,
-            _dir: dir,
-        }
+        TlsMariadb { server, _dir: dir }
     }
 
     pub fn addr(&self) -> SocketAddr {

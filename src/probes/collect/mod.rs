@@ -111,8 +111,7 @@ impl Runner {
             What::Nginx(def) => self.nginx(def).await,
             What::PhpFpm(def) => {
                 let (via, tls) = transport::http::route(host, &def.status_url);
-                match http::get(&self.conns, host, &def.status_url, via, tls, self.timeout).await
-                {
+                match http::get(&self.conns, host, &def.status_url, via, tls, self.timeout).await {
                     Ok(resp) if resp.status == 200 => parse::php_fpm_status(&resp.body)
                         .map(Sample::PhpFpm)
                         .map_err(|e| e.to_string()),

@@ -220,8 +220,8 @@ pub fn resolve(
         return from_context(name, env);
     }
     if let Some(host) = env("DOCKER_HOST") {
-        let endpoint = Endpoint::parse(&host, env_tls(env))
-            .map_err(|e| format!("DOCKER_HOST: {e}"))?;
+        let endpoint =
+            Endpoint::parse(&host, env_tls(env)).map_err(|e| format!("DOCKER_HOST: {e}"))?;
         return Ok(Resolved {
             endpoint,
             source: Source::DockerHost,
@@ -299,9 +299,8 @@ pub fn context_id(name: &str) -> String {
 }
 
 fn from_context(name: &str, env: Env<'_>) -> Result<Resolved, String> {
-    let dir = config_dir(env).ok_or_else(|| {
-        format!("docker context {name:?}: neither DOCKER_CONFIG nor HOME is set")
-    })?;
+    let dir = config_dir(env)
+        .ok_or_else(|| format!("docker context {name:?}: neither DOCKER_CONFIG nor HOME is set"))?;
     let meta_dir = dir.join("contexts").join("meta");
     let id = context_id(name);
     let path = meta_dir.join(&id).join("meta.json");
@@ -312,8 +311,12 @@ fn from_context(name: &str, env: Env<'_>) -> Result<Resolved, String> {
             path.display()
         )
     })?;
-    let meta: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("docker context {name:?}: {} is not JSON: {e}", path.display()))?;
+    let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "docker context {name:?}: {} is not JSON: {e}",
+            path.display()
+        )
+    })?;
     let docker = meta.get("Endpoints").and_then(|e| e.get("docker"));
     let host = docker
         .and_then(|d| d.get("Host"))

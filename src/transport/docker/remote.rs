@@ -29,9 +29,10 @@ fn origin_form(req: BollardRequest) -> Result<BollardRequest, BollardError> {
     parts.uri = path
         .parse()
         .map_err(|e: hyper::http::uri::InvalidUri| io::Error::other(e.to_string()))?;
-    parts
-        .headers
-        .insert(hyper::header::HOST, hyper::header::HeaderValue::from_static("docker"));
+    parts.headers.insert(
+        hyper::header::HOST,
+        hyper::header::HeaderValue::from_static("docker"),
+    );
     Ok(BollardRequest::from_parts(parts, body))
 }
 
