@@ -43,6 +43,35 @@ fn secret(s: &str) -> Secret {
 // MariaDB
 // ---------------------------------------------------------------------------------------------
 
+/// MariaDB's `ed25519` authentication plugin (the account type MariaDB recommends over
+/// `mysql_native_password`): the right password logs in, a wrong one is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_ed25519_accounts_log_in() {
+    let db = TestMariadb::start("ed25519", |_| {});
+    db.sql(
+        "INSTALL SONAME 'auth_ed25519'; \
+         CREATE USER 'ed'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('ed-pw-4Tq'); \
+         GRANT PROCESS ON *.* TO 'ed'@'%';",
+    );
+    let c = MysqlClient::connect(db.addr(), "ed", Some(&secret("ed-pw-4Tq")), None, TIMEOUT)
+        .await
+        .expect("ed25519 login");
+    let r = c
+        .query_table("SELECT CURRENT_USER() AS u")
+        .await
+        .expect("query");
+    assert_eq!(r.rows[0][0].as_deref(), Some("ed@%"));
+    assert_eq!(
+        db.sql("SELECT plugin FROM mysql.user WHERE user = 'ed'")
+            .trim(),
+        "ed25519"
+    );
+    let err = MysqlClient::connect(db.addr(), "ed", Some(&secret("wrong")), None, TIMEOUT)
+        .await
+        .expect_err("wrong password");
+    assert!(matches!(err, MysqlError::AccessDenied { .. }), "{err:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_status_variables_processlist_and_kill() {
     let db = TestMariadb::start("db", |o| o.max_connections = 23);

@@ -27,6 +27,9 @@ fn host_named(name: &str, clients: &DockerClients) -> DockerHost {
     DockerHost::new(
         DockerSpec {
             endpoint: None,
+            context: None,
+            tls: None,
+            ssh: None,
             target: ContainerTarget::Name(name.to_owned()),
         },
         clients,
@@ -37,6 +40,9 @@ fn host_compose(project: &str, service: &str, clients: &DockerClients) -> Docker
     DockerHost::new(
         DockerSpec {
             endpoint: None,
+            context: None,
+            tls: None,
+            ssh: None,
             target: ContainerTarget::Compose {
                 project: project.to_owned(),
                 service: service.to_owned(),
@@ -336,6 +342,9 @@ async fn explicit_endpoints_work_and_a_dead_one_says_to_check_dockerd() {
     let host = DockerHost::new(
         DockerSpec {
             endpoint: Some("unix:///var/run/docker.sock".to_owned()),
+            context: None,
+            tls: None,
+            ssh: None,
             target: ContainerTarget::Name(c.name.clone()),
         },
         &clients,
@@ -346,6 +355,9 @@ async fn explicit_endpoints_work_and_a_dead_one_says_to_check_dockerd() {
     let dead = DockerHost::new(
         DockerSpec {
             endpoint: Some("unix:///nonexistent/opsdeck-docker.sock".to_owned()),
+            context: None,
+            tls: None,
+            ssh: None,
             target: ContainerTarget::Name(c.name.clone()),
         },
         &clients,
@@ -423,4 +435,270 @@ fn lab_setup_is_idempotent() {
     )
     .expect_err("relative path");
     assert!(err.to_string().contains("relative/bin"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engines elsewhere: DOCKER_HOST=ssh://, docker contexts, tcp:// with TLS
+// ---------------------------------------------------------------------------------------------
+
+/// `opsdeck exec HOST --json -- cat /etc/opsdeck-who` with exactly `env` (plus a PATH holding
+/// no `ssh` program), returning the host's result.
+fn exec_who(
+    work: &std::path::Path,
+    inv: &std::path::Path,
+    host: &str,
+    env: &[(&str, String)],
+) -> Value {
+    let empty_path = work.join("no-programs");
+    std::fs::create_dir_all(&empty_path).expect("mkdir");
+    let mut cmd = Command::cargo_bin("opsdeck").expect("opsdeck binary");
+    cmd.env_clear()
+        .env("PATH", &empty_path)
+        .env("HOME", work)
+        .env("OPSDECK_LOG_DIR", work.join("logs"))
+        .arg("-i")
+        .arg(inv)
+        .args(["exec", host, "--json", "--", "cat /etc/opsdeck-who"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run opsdeck");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v[0].clone()
+}
+
+/// An inventory whose SSH defaults (key, known_hosts) reach the test sshd, with one container
+/// host `c` described by `docker_table`.
+fn ssh_docker_inventory(ssh: &support::sshd::SshHosts, docker_table: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[defaults.ssh]\nidentity_files = [{}]\nknown_hosts = {}\nagent = false\n\
+         [tiers.app]\n[hosts.c]\ntier = \"app\"\ndocker = {docker_table}\n",
+        support::sshd::toml_str(&ssh.key.to_string_lossy()),
+        support::sshd::toml_str(&ssh.known_hosts.to_string_lossy()),
+    );
+    let path = ssh.path(&format!("docker-{}.toml", unique_name("inv")));
+    std::fs::write(&path, text).expect("inventory");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_host_ssh_reaches_the_engine_over_opsdeck_s_own_ssh_connection() {
+    let c = ContainerSpec::busybox("overssh", &idle("echo over-ssh > /etc/opsdeck-who;"))
+        .start()
+        .await;
+    let mut ssh = support::sshd::SshHosts::start(1);
+    let inv = ssh_docker_inventory(&ssh, &format!("{{ container = \"{}\" }}", c.name));
+    let docker_host = format!("ssh://root@{}:{}", ssh.hosts[0].addr, ssh.hosts[0].port);
+    let work = tempfile::tempdir().expect("tempdir");
+    let env = [("DOCKER_HOST", docker_host.clone())];
+    // No `ssh` program on PATH: the engine is reached through opsdeck's own SSH connection
+    // (a direct-streamlocal channel to the remote /var/run/docker.sock).
+    let r = exec_who(work.path(), &inv, "c", &env);
+    assert_eq!(r["error"], Value::Null, "{r}");
+    assert_eq!(r["stdout"], "over-ssh\n", "{r}");
+    assert_eq!(r["status"]["code"], 0, "{r}");
+
+    // With sshd gone the engine is out of reach, and the error says it is the SSH leg.
+    ssh.stop(0);
+    let r = exec_who(work.path(), &inv, "c", &env);
+    let error = r["error"].as_str().expect("an error");
+    assert!(
+        error.contains(&docker_host) && error.contains("over ssh") && error.contains("root@"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_contexts_are_used_by_name_and_as_the_current_context() {
+    let c = ContainerSpec::busybox("context", &idle("echo from-context > /etc/opsdeck-who;"))
+        .start()
+        .await;
+    let ssh = support::sshd::SshHosts::start(1);
+    let config = tempfile::tempdir().expect("tempdir");
+    let context = |name: &str, host: &str| {
+        let dir = config
+            .path()
+            .join("contexts/meta")
+            .join(opsdeck::transport::docker::endpoint::context_id(name));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("meta.json"),
+            serde_json::json!({
+                "Name": name,
+                "Metadata": {},
+                "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": false}}
+            })
+            .to_string(),
+        )
+        .expect("meta.json");
+    };
+    context(
+        "remote",
+        &format!("ssh://root@{}:{}", ssh.hosts[0].addr, ssh.hosts[0].port),
+    );
+    context("here", "unix:///var/run/docker.sock");
+    std::fs::write(
+        config.path().join("config.json"),
+        r#"{"currentContext": "here"}"#,
+    )
+    .expect("config.json");
+    let env = [(
+        "DOCKER_CONFIG",
+        config.path().to_string_lossy().into_owned(),
+    )];
+    let work = tempfile::tempdir().expect("tempdir");
+
+    // By name in the inventory: the ssh:// context.
+    let by_name = ssh_docker_inventory(
+        &ssh,
+        &format!("{{ context = \"remote\", container = \"{}\" }}", c.name),
+    );
+    let r = exec_who(work.path(), &by_name, "c", &env);
+    assert_eq!(r["stdout"], "from-context\n", "{r}");
+
+    // No endpoint, no DOCKER_HOST: the current context of config.json.
+    let current = ssh_docker_inventory(&ssh, &format!("{{ container = \"{}\" }}", c.name));
+    let r = exec_who(work.path(), &current, "c", &env);
+    assert_eq!(r["stdout"], "from-context\n", "{r}");
+
+    // A context that does not exist is an inventory error with its position.
+    let missing = ssh_docker_inventory(
+        &ssh,
+        &format!("{{ context = \"nope\", container = \"{}\" }}", c.name),
+    );
+    let out = Command::cargo_bin("opsdeck")
+        .expect("opsdeck binary")
+        .env("DOCKER_CONFIG", config.path())
+        .env("OPSDECK_LOG_DIR", work.path().join("logs"))
+        .arg("-i")
+        .arg(&missing)
+        .arg("check")
+        .output()
+        .expect("run opsdeck");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("docker context \"nope\" not found") && text.contains(":8:"),
+        "{text}"
+    );
+}
+
+/// A TLS endpoint in front of the local engine socket that, like `dockerd --tlsverify`, wants
+/// a client certificate signed by the test CA.
+async fn tls_engine_proxy(pki: &support::tls::Pki) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server.cert)
+        .expect("server cert")
+        .collect::<Result<_, _>>()
+        .expect("server cert");
+    let key = PrivateKeyDer::from_pem_file(&pki.server.key).expect("server key");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca.cert).expect("ca") {
+        roots.add(c.expect("ca")).expect("ca");
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .expect("client verifier");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_host_tcp_with_tls_verify_uses_the_cert_path() {
+    let c = ContainerSpec::busybox("tlsengine", &idle("echo over-tls > /etc/opsdeck-who;"))
+        .start()
+        .await;
+    let pki = support::tls::Pki::new();
+    let addr = tls_engine_proxy(&pki).await;
+    let certs = pki.path("docker-certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    for (from, to) in [
+        (&pki.ca.cert, "ca.pem"),
+        (&pki.client.cert, "cert.pem"),
+        (&pki.client.key, "key.pem"),
+    ] {
+        std::fs::copy(from, certs.join(to)).expect("copy");
+    }
+    let wrong = pki.path("wrong-certs");
+    std::fs::create_dir_all(&wrong).expect("mkdir");
+    std::fs::copy(&pki.other_ca.cert, wrong.join("ca.pem")).expect("copy");
+    let inv = pki.path("inv.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[tiers.app]\n[hosts.c]\ntier = \"app\"\ndocker = {{ container = \"{}\" }}\n",
+            c.name
+        ),
+    )
+    .expect("inventory");
+    let work = pki.path("work");
+    let docker_host = format!("tcp://{addr}");
+    let run = move |env: Vec<(&'static str, String)>| {
+        let (work, inv) = (work.clone(), inv.clone());
+        tokio::task::spawn_blocking(move || exec_who(&work, &inv, "c", &env))
+    };
+
+    let r = run(vec![
+        ("DOCKER_HOST", docker_host.clone()),
+        ("DOCKER_TLS_VERIFY", "1".to_owned()),
+        ("DOCKER_CERT_PATH", certs.to_string_lossy().into_owned()),
+    ])
+    .await
+    .expect("join");
+    assert_eq!(r["error"], Value::Null, "{r}");
+    assert_eq!(r["stdout"], "over-tls\n", "{r}");
+
+    // A CA that did not sign the engine's certificate: refused, and said so.
+    let r = run(vec![
+        ("DOCKER_HOST", docker_host.clone()),
+        ("DOCKER_TLS_VERIFY", "1".to_owned()),
+        ("DOCKER_CERT_PATH", wrong.to_string_lossy().into_owned()),
+    ])
+    .await
+    .expect("join");
+    let error = r["error"].as_str().expect("an error");
+    assert!(error.contains("not signed by a CA in"), "{error}");
+
+    // Without DOCKER_TLS_VERIFY the client speaks plain HTTP to a TLS port: no answer, an
+    // error (TLS is never silently assumed or dropped).
+    let r = run(vec![("DOCKER_HOST", docker_host)]).await.expect("join");
+    assert!(r["error"].is_string(), "{r}");
 }

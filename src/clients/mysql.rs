@@ -38,10 +38,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Row, TxOpts, Value};
+use mysql_async::{
+    ClientIdentity, Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Row, SslOpts,
+    TxOpts, Value,
+};
 use serde::Serialize;
 
-use crate::inventory::{Host, MysqlService, Via};
+use crate::inventory::{Host, MysqlService, TlsSettings, TlsVerify, Via};
 use crate::secret::{Secret, mask};
 use crate::transport::Connections;
 
@@ -135,6 +138,43 @@ impl MysqlError {
             }
         }
     }
+}
+
+/// Why `verify = "ca"` is refused for MySQL.
+pub const MYSQL_VERIFY_CA: &str = "tls verify = \"ca\" is not available for MySQL: mysql_async \
+    0.37 recognises a name mismatch by an error text rustls 0.23 no longer produces, so it would \
+    refuse the server anyway; use verify = \"full\" with server_name = a name the certificate \
+    carries";
+
+/// `mysql_async`'s TLS options for `tls`: the CA file (or the system bundle, never the
+/// crate's built-in roots), the client identity, the verify mode and the name to check
+/// (`tls.server_name`, else `name`: the service's address as the inventory writes it).
+fn ssl_opts(tls: &TlsSettings, name: &str) -> Result<SslOpts, String> {
+    let roots = match &tls.ca_file {
+        Some(ca) => vec![ca.clone().into()],
+        None => crate::transport::tls::system_certificates()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|c| c.to_vec().into())
+            .collect(),
+    };
+    let mut opts = SslOpts::default()
+        .with_disable_built_in_roots(true)
+        .with_root_certs(roots)
+        .with_danger_tls_hostname_override(Some(
+            tls.server_name.clone().unwrap_or_else(|| name.to_owned()),
+        ));
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        opts = opts.with_client_identity(Some(ClientIdentity::new(
+            cert.clone().into(),
+            key.clone().into(),
+        )));
+    }
+    Ok(match tls.verify {
+        TlsVerify::Full => opts,
+        TlsVerify::Ca => return Err(MYSQL_VERIFY_CA.to_owned()),
+        TlsVerify::None => opts.with_danger_accept_invalid_certs(true),
+    })
 }
 
 /// One row of `SHOW FULL PROCESSLIST`.
@@ -326,7 +366,23 @@ impl MysqlClient {
         timeout: Duration,
     ) -> Result<MysqlClient, MysqlError> {
         let target = format!("mysql {user}@{addr}");
-        Self::connect_labelled(target, addr, user, password, database, timeout).await
+        Self::connect_labelled(target, addr, user, password, database, None, timeout).await
+    }
+
+    /// [`MysqlClient::connect`] over TLS: the server's certificate is checked as `tls` says,
+    /// against `tls.server_name`, else `addr`'s IP address.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        user: &str,
+        password: Option<&Secret>,
+        database: Option<&str>,
+        tls: &TlsSettings,
+        timeout: Duration,
+    ) -> Result<MysqlClient, MysqlError> {
+        let target = format!("mysql {user}@{addr} (tls)");
+        let name = addr.ip().to_string();
+        let tls = Some((tls, name.as_str()));
+        Self::connect_labelled(target, addr, user, password, database, tls, timeout).await
     }
 
     /// Connects to a service from the inventory, directly or through the host's SSH connection
@@ -343,6 +399,9 @@ impl MysqlClient {
         );
         if svc.via == Via::Ssh {
             target.push_str(" (via ssh)");
+        }
+        if svc.tls.is_some() {
+            target.push_str(" (tls)");
         }
         let addr = tokio::time::timeout(
             timeout,
@@ -365,6 +424,8 @@ impl MysqlClient {
             &svc.user,
             password,
             svc.database.as_deref(),
+            // The certificate names the server as the inventory does, not the tunnel's end.
+            svc.tls.as_ref().map(|t| (t, svc.address.as_str())),
             timeout,
         )
         .await
@@ -376,8 +437,16 @@ impl MysqlClient {
         user: &str,
         password: Option<&Secret>,
         database: Option<&str>,
+        tls: Option<(&TlsSettings, &str)>,
         timeout: Duration,
     ) -> Result<MysqlClient, MysqlError> {
+        let ssl = match tls {
+            Some((t, name)) => Some(ssl_opts(t, name).map_err(|reason| MysqlError::Connect {
+                target: target.clone(),
+                reason,
+            })?),
+            None => None,
+        };
         // One connection: the pool hands a returned connection back through a background
         // recycler, so with room for two, back-to-back calls would often dial a second
         // connection. On a full server only one (the reserved admin slot) may be available,
@@ -400,6 +469,7 @@ impl MysqlClient {
             .prefer_socket(false)
             .stmt_cache_size(0)
             .tcp_keepalive(Some(Duration::from_secs(30)))
+            .ssl_opts(ssl)
             .pool_opts(pool_opts);
         let client = MysqlClient {
             pool: Pool::new(opts),

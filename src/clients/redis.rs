@@ -24,13 +24,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo,
-    RedisConnectionInfo, Value,
-};
+use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, Value};
 use serde::Serialize;
 
-use crate::inventory::{Host, RedisService, Via};
+use crate::inventory::{Host, RedisService, TlsSettings, Via};
 use crate::secret::{Secret, mask, masker};
 use crate::transport::Connections;
 
@@ -112,41 +109,109 @@ impl RedisError {
     }
 }
 
-/// Opens a named multiplexed connection with explicit connect and reply timeouts.
+/// How to log in: ACL user and password, database, TLS. `server` is the name the
+/// certificate is checked against when `tls.server_name` does not say (the service's address
+/// as the inventory writes it, not a tunnel's loopback end).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Login<'a> {
+    pub username: Option<&'a str>,
+    pub password: Option<&'a Secret>,
+    pub db: i64,
+    pub tls: Option<&'a TlsSettings>,
+    pub server: &'a str,
+}
+
+impl<'a> Login<'a> {
+    /// The `default` user with `password`, database 0, no TLS.
+    pub fn password(password: Option<&'a Secret>) -> Self {
+        Login {
+            password,
+            ..Login::default()
+        }
+    }
+
+    /// What an inventory service says.
+    pub fn of(svc: &'a RedisService) -> Self {
+        Login {
+            username: svc.username.as_deref(),
+            password: svc.password.as_ref().map(|p| &p.value),
+            db: svc.db,
+            tls: svc.tls.as_ref(),
+            server: &svc.address,
+        }
+    }
+}
+
+/// Opens a named multiplexed connection with explicit connect and reply timeouts: TCP (and
+/// TLS) dialled here, then handed to the crate, which logs in (`AUTH [user] password`,
+/// `SELECT db`).
 async fn open(
     target: &str,
     addr: SocketAddr,
-    password: Option<&Secret>,
+    login: &Login<'_>,
     timeout: Duration,
 ) -> Result<MultiplexedConnection, RedisError> {
-    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-    if let Some(pw) = password {
+    let mut settings = RedisConnectionInfo::default()
+        .set_skip_set_lib_name()
+        .set_db(login.db);
+    if let Some(pw) = login.password {
         settings = settings.set_password(pw.expose());
     }
-    let info = ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
-        .into_connection_info()
-        .map(|i| i.set_redis_settings(settings))
-        .map_err(|e| RedisError::from_redis(target, "connecting", timeout, &e))?;
-    let client = Client::open(info)
-        .map_err(|e| RedisError::from_redis(target, "connecting", timeout, &e))?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let connect = client.get_multiplexed_async_connection_with_config(&config);
-    // Belt and braces: the crate's timeouts cover the dial and each reply, this the whole login.
-    let mut conn = match tokio::time::timeout(timeout * 2, connect).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            return Err(
-                match RedisError::from_redis(target, "connecting", timeout, &e) {
-                    RedisError::Server { message, .. } => RedisError::Connect {
+    if let Some(user) = login.username {
+        settings = settings.set_username(user);
+    }
+    let config = AsyncConnectionConfig::new().set_response_timeout(Some(timeout));
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| RedisError::Connect {
+                target: target.to_owned(),
+                reason: mask(&e.to_string()).into_owned(),
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let made = match login.tls {
+            Some(tls) => {
+                let server = if login.server.is_empty() {
+                    addr.ip().to_string()
+                } else {
+                    login.server.to_owned()
+                };
+                let stream = crate::transport::tls::connect(tcp, tls, &server)
+                    .await
+                    .map_err(|e| RedisError::Connect {
                         target: target.to_owned(),
-                        reason: message,
-                    },
-                    other => other,
+                        reason: mask(&e.to_string()).into_owned(),
+                    })?;
+                MultiplexedConnection::new_with_config(&settings, stream, config)
+                    .await
+                    .map(|(conn, driver)| {
+                        tokio::spawn(driver);
+                        conn
+                    })
+            }
+            None => MultiplexedConnection::new_with_config(&settings, tcp, config)
+                .await
+                .map(|(conn, driver)| {
+                    tokio::spawn(driver);
+                    conn
+                }),
+        };
+        made.map_err(
+            |e| match RedisError::from_redis(target, "logging in", timeout, &e) {
+                RedisError::Server { message, .. } => RedisError::Connect {
+                    target: target.to_owned(),
+                    reason: message,
                 },
-            );
-        }
+                RedisError::Connect { target, reason } => RedisError::Connect {
+                    target,
+                    reason: crate::transport::tls::with_alert_hint(reason, login.tls),
+                },
+                other => other,
+            },
+        )
+    };
+    let mut conn = match tokio::time::timeout(timeout * 2, connect).await {
+        Ok(r) => r?,
         Err(_) => {
             return Err(RedisError::Timeout {
                 target: target.to_owned(),
@@ -162,6 +227,28 @@ async fn open(
         .await
         .map_err(|e| RedisError::from_redis(target, "CLIENT SETNAME", timeout, &e))?;
     Ok(conn)
+}
+
+/// `db1 redis 127.0.0.1:6380 (via ssh, tls, user ops, db 2)`.
+fn service_target(kind: &str, host: &Host, svc: &RedisService) -> String {
+    let mut target = format!("{} {kind} {}:{}", host.name, svc.address, svc.port);
+    let mut notes = Vec::new();
+    if svc.via == Via::Ssh {
+        notes.push("via ssh".to_owned());
+    }
+    if svc.tls.is_some() {
+        notes.push("tls".to_owned());
+    }
+    if let Some(u) = &svc.username {
+        notes.push(format!("user {u}"));
+    }
+    if svc.db != 0 {
+        notes.push(format!("db {}", svc.db));
+    }
+    if !notes.is_empty() {
+        let _ = write!(target, " ({})", notes.join(", "));
+    }
+    target
 }
 
 /// A connection to one Redis server.
@@ -317,13 +404,35 @@ impl RedisClient {
         password: Option<&Secret>,
         timeout: Duration,
     ) -> Result<RedisClient, RedisError> {
+        Self::connect_with(addr, &Login::password(password), timeout).await
+    }
+
+    /// Connects to `addr` with an ACL user, a database index and TLS as `login` says.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        login: &Login<'_>,
+        timeout: Duration,
+    ) -> Result<RedisClient, RedisError> {
         let target = format!("redis {addr}");
-        let conn = open(&target, addr, password, timeout).await?;
+        let conn = open(&target, addr, login, timeout).await?;
         Ok(RedisClient {
             conn,
             target,
             timeout,
         })
+    }
+
+    /// The same server and login on another database (`SELECT` is per connection, so this is
+    /// a second connection): for a runbook step that names its database.
+    pub async fn connect_service_db(
+        conns: &Connections,
+        host: &Host,
+        svc: &RedisService,
+        db: i64,
+        timeout: Duration,
+    ) -> Result<RedisClient, RedisError> {
+        let svc = RedisService { db, ..svc.clone() };
+        Self::connect_service(conns, host, &svc, timeout).await
     }
 
     /// Connects to a service from the inventory, directly or through the host's SSH connection.
@@ -333,10 +442,7 @@ impl RedisClient {
         svc: &RedisService,
         timeout: Duration,
     ) -> Result<RedisClient, RedisError> {
-        let mut target = format!("{} redis {}:{}", host.name, svc.address, svc.port);
-        if svc.via == Via::Ssh {
-            target.push_str(" (via ssh)");
-        }
+        let target = service_target("redis", host, svc);
         let addr = service_addr(
             conns,
             host,
@@ -347,8 +453,7 @@ impl RedisClient {
             timeout,
         )
         .await?;
-        let password = svc.password.as_ref().map(|p| &p.value);
-        let conn = open(&target, addr, password, timeout).await?;
+        let conn = open(&target, addr, &Login::of(svc), timeout).await?;
         Ok(RedisClient {
             conn,
             target,
@@ -747,7 +852,39 @@ impl SentinelClient {
         timeout: Duration,
     ) -> Result<SentinelClient, RedisError> {
         let target = format!("sentinel {addr}");
-        let conn = open(&target, addr, password, timeout).await?;
+        let conn = open(&target, addr, &Login::password(password), timeout).await?;
+        Ok(SentinelClient {
+            conn,
+            target,
+            timeout,
+        })
+    }
+
+    /// Connects to a Sentinel from the inventory (directly or through the host's SSH
+    /// connection), with its ACL user and TLS.
+    pub async fn connect_service(
+        conns: &Connections,
+        host: &Host,
+        svc: &RedisService,
+        timeout: Duration,
+    ) -> Result<SentinelClient, RedisError> {
+        let target = service_target("sentinel", host, svc);
+        let addr = service_addr(
+            conns,
+            host,
+            &target,
+            &svc.address,
+            svc.port,
+            svc.via,
+            timeout,
+        )
+        .await?;
+        // A Sentinel has no databases.
+        let login = Login {
+            db: 0,
+            ..Login::of(svc)
+        };
+        let conn = open(&target, addr, &login, timeout).await?;
         Ok(SentinelClient {
             conn,
             target,

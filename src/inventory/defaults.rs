@@ -49,6 +49,7 @@ pub fn local_default() -> Inventory {
                     via: Via::Direct,
                     password: None,
                     database: None,
+                    tls: None,
                 });
             }
             6379 => {
@@ -60,6 +61,9 @@ pub fn local_default() -> Inventory {
                     via: Via::Direct,
                     master_name: None,
                     password: None,
+                    username: None,
+                    db: 0,
+                    tls: None,
                 });
             }
             26379 => {
@@ -71,6 +75,9 @@ pub fn local_default() -> Inventory {
                     via: Via::Direct,
                     master_name: Some("mymaster".to_owned()),
                     password: None,
+                    username: None,
+                    db: 0,
+                    tls: None,
                 });
             }
             80 => {
@@ -78,6 +85,7 @@ pub fn local_default() -> Inventory {
                     url: "http://127.0.0.1/".to_owned(),
                     app_health: false,
                     via: Via::Direct,
+                    tls: None,
                 });
                 services.nginx = Some(NginxDef {
                     status_url: None,

@@ -11,7 +11,7 @@ use super::model::{self, HostDef, InventoryFile, SshDef};
 use super::ssh_config::{UserSshConfig, home_dir};
 use super::{
     ContainerTarget, DockerSpec, Host, HostKeyPolicy, Inventory, MysqlService, Password,
-    RedisService, Services, SshSpec, Tier, TransportSpec, Via,
+    RedisService, Services, SshSpec, Tier, TlsSettings, TransportSpec, Via,
 };
 use crate::secret::Secret;
 
@@ -347,7 +347,7 @@ impl Resolver<'_> {
                     let ssh_span = ssh.span();
                     TransportSpec::Ssh(self.ssh_spec(name, ssh.get_ref(), ssh_span, file, 0)?)
                 } else if let Some(d) = &def.docker {
-                    TransportSpec::Docker(self.docker_spec(name, d)?)
+                    TransportSpec::Docker(self.docker_spec(name, d, file)?)
                 } else {
                     TransportSpec::Local
                 }
@@ -363,8 +363,12 @@ impl Resolver<'_> {
         };
 
         let mut roles = def.roles.clone();
+        let mut http = def.http.clone();
+        for h in &mut http {
+            h.tls = self.tls(name, "http", &span, h.tls.as_ref());
+        }
         let mut services = Services {
-            http: def.http.clone(),
+            http,
             nginx: def.nginx.clone(),
             php_fpm: def.php_fpm.clone(),
             mounts: def.mounts.clone(),
@@ -395,6 +399,17 @@ impl Resolver<'_> {
                     "use via = \"direct\" or give the host `ssh = {...}`",
                 );
             }
+            let tls = self.tls(name, "mysql", &m_span, m.tls.as_ref());
+            if tls
+                .as_ref()
+                .is_some_and(|t| t.verify == super::TlsVerify::Ca)
+            {
+                self.err(
+                    Some(m_span.clone()),
+                    format!("host {name:?}: {}", crate::clients::mysql::MYSQL_VERIFY_CA),
+                    "set server_name to the name in the server's certificate",
+                );
+            }
             let password = self.password(
                 name,
                 "mysql",
@@ -419,6 +434,7 @@ impl Resolver<'_> {
                 via: m.via,
                 password,
                 database: m.database.clone(),
+                tls,
             });
         }
         for r in &def.redis {
@@ -438,6 +454,19 @@ impl Resolver<'_> {
                     "add master_name = \"mymaster\" (the name in `sentinel monitor`)",
                 );
             }
+            let tls = self.tls(name, "redis", &r_span, r.tls.as_ref());
+            let db = match &r.db {
+                Some(db) if *db.get_ref() < 0 => {
+                    self.err(
+                        Some(db.span()),
+                        format!("host {name:?}: redis db = {} is negative", db.get_ref()),
+                        "databases are numbered from 0 (`SELECT 0`, `SELECT 1`, ...)",
+                    );
+                    0
+                }
+                Some(db) => *db.get_ref(),
+                None => 0,
+            };
             let password = self.password(
                 name,
                 "redis",
@@ -467,6 +496,9 @@ impl Resolver<'_> {
                 via: r.via,
                 master_name: r.master_name.clone(),
                 password,
+                username: r.username.clone(),
+                db,
+                tls,
             });
         }
         let tier_ro = file
@@ -517,6 +549,44 @@ impl Resolver<'_> {
             services,
             thresholds: def.thresholds.clone(),
         })
+    }
+
+    /// TLS settings with their files anchored next to the inventory and checked readable.
+    fn tls(
+        &mut self,
+        host: &str,
+        service: &str,
+        span: &Range<usize>,
+        tls: Option<&TlsSettings>,
+    ) -> Option<TlsSettings> {
+        let mut t = tls?.clone();
+        for (what, file) in [
+            ("ca_file", &mut t.ca_file),
+            ("client_cert", &mut t.client_cert),
+            ("client_key", &mut t.client_key),
+        ] {
+            let Some(p) = file.as_ref() else { continue };
+            let anchored = self.path_of(&p.to_string_lossy());
+            if let Err(e) = std::fs::File::open(&anchored) {
+                self.err(
+                    Some(span.clone()),
+                    format!(
+                        "host {host:?}: {service} tls.{what} {} cannot be read: {e}",
+                        anchored.display()
+                    ),
+                    "fix the path; relative paths are relative to the inventory file",
+                );
+            }
+            *file = Some(anchored);
+        }
+        if t.client_cert.is_some() != t.client_key.is_some() {
+            self.err(
+                Some(span.clone()),
+                format!("host {host:?}: {service} tls has only one of client_cert and client_key"),
+                "give both (the certificate and its private key) or neither",
+            );
+        }
+        Some(t)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -631,9 +701,58 @@ impl Resolver<'_> {
         None
     }
 
-    fn docker_spec(&mut self, name: &str, d: &Spanned<model::DockerDef>) -> Option<DockerSpec> {
+    fn docker_spec(
+        &mut self,
+        name: &str,
+        d: &Spanned<model::DockerDef>,
+        file: &InventoryFile,
+    ) -> Option<DockerSpec> {
         let span = d.span();
         let d = d.get_ref();
+        if d.endpoint.is_some() && d.context.is_some() {
+            self.err(
+                Some(span.clone()),
+                format!("host {name:?}: docker has both endpoint and context"),
+                "keep one: the context names an endpoint of its own",
+            );
+            return None;
+        }
+        let tls = self.tls(name, "docker", &span, d.tls.as_ref());
+        // Where the engine is, decided now as it will be at run time; only what the inventory
+        // itself names (endpoint, context) can be wrong here, the environment is checked when
+        // the engine is used.
+        let resolved = crate::transport::docker::endpoint::resolve(
+            d.endpoint.as_deref(),
+            d.context.as_deref(),
+            tls.as_ref(),
+            &crate::transport::docker::endpoint::process_env,
+        );
+        let ssh = match resolved {
+            Ok(r) => match r.endpoint {
+                crate::transport::docker::Endpoint::Ssh {
+                    user, host, port, ..
+                } => {
+                    // Reached like an inventory host: [defaults.ssh], ~/.ssh/config.
+                    let def = SshDef {
+                        host: Some(host),
+                        user,
+                        port,
+                        ..SshDef::default()
+                    };
+                    Some(self.ssh_spec(name, &def, span.clone(), file, 0)?)
+                }
+                _ => None,
+            },
+            Err(e) if d.endpoint.is_some() || d.context.is_some() => {
+                self.err(
+                    Some(span.clone()),
+                    format!("host {name:?}: {e}"),
+                    "fix endpoint or context in the docker table",
+                );
+                return None;
+            }
+            Err(_) => None,
+        };
         let target = match (&d.container, &d.project, &d.service) {
             (Some(c), None, None) => ContainerTarget::Name(c.clone()),
             (None, Some(p), Some(s)) => ContainerTarget::Compose {
@@ -647,6 +766,9 @@ impl Resolver<'_> {
         };
         Some(DockerSpec {
             endpoint: d.endpoint.clone(),
+            context: d.context.clone(),
+            tls,
+            ssh,
             target,
         })
     }

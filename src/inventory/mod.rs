@@ -18,7 +18,7 @@ use serde::Serialize;
 
 pub use error::{InventoryError, Located};
 pub use load::{LoadOptions, PASSWORD_CMD_TIMEOUT, load, load_str, load_str_with, load_with};
-pub use model::{HostKeyPolicy, MysqlRole, RedisRole, Via};
+pub use model::{HostKeyPolicy, MysqlRole, RedisRole, TlsSettings, TlsVerify, Via};
 pub use selector::{Selector, SelectorError};
 
 use crate::secret::Secret;
@@ -164,8 +164,19 @@ impl SshSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DockerSpec {
-    /// `None`: `DOCKER_HOST` or the local socket.
+    /// `unix://`, `tcp://` or `ssh://user@host`; `None`: `DOCKER_HOST`, `DOCKER_CONTEXT`, the
+    /// current `docker context`, else the local socket (see `transport::docker::Endpoint`).
     pub endpoint: Option<String>,
+    /// A `docker context` by name (used when `endpoint` is `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// TLS for a `tcp://` endpoint given in the inventory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
+    /// How the SSH host of an `ssh://` engine is reached (keys, known_hosts, jump), resolved
+    /// like an inventory host's; `None`: from the URL with the usual defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshSpec>,
     pub target: ContainerTarget,
 }
 
@@ -222,6 +233,8 @@ pub struct MysqlService {
     pub via: Via,
     pub password: Option<Password>,
     pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -232,6 +245,13 @@ pub struct RedisService {
     pub via: Via,
     pub master_name: Option<String>,
     pub password: Option<Password>,
+    /// ACL user; `None`: the `default` user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Database index (`SELECT`), 0 by default.
+    pub db: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
 }
 
 impl Inventory {

@@ -153,6 +153,11 @@ pub struct DockerDef {
     pub container: Option<String>,
     pub project: Option<String>,
     pub service: Option<String>,
+    /// A `docker context` by name (its endpoint and TLS files), instead of `endpoint`.
+    pub context: Option<String>,
+    /// For a `tcp://` endpoint: TLS with these files (as `DOCKER_CERT_PATH` gives them).
+    #[serde(default, deserialize_with = "tls_setting")]
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -201,6 +206,9 @@ pub struct MysqlDef {
     pub password_cmd: Option<Spanned<String>>,
     /// Database the application uses (for runbooks that check writes).
     pub database: Option<String>,
+    /// TLS to the server: `tls = true` (system CAs) or `tls = { ca_file = "...", ... }`.
+    #[serde(default, deserialize_with = "tls_setting")]
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +225,13 @@ pub struct RedisDef {
     pub password_env: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
     pub password_cmd: Option<Spanned<String>>,
+    /// ACL user (`AUTH username password`); without it the password is the `default` user's.
+    pub username: Option<String>,
+    /// Database index selected after login (`SELECT n`); default 0.
+    pub db: Option<Spanned<i64>>,
+    /// TLS to the server (`tls-port`): `tls = true` or `tls = { ca_file = "...", ... }`.
+    #[serde(default, deserialize_with = "tls_setting")]
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -229,6 +244,13 @@ pub struct HttpDef {
     pub app_health: bool,
     #[serde(default)]
     pub via: Via,
+    /// For `https://` URLs: the CA to trust, a client certificate, how strictly to verify.
+    #[serde(
+        default,
+        deserialize_with = "tls_setting",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -255,6 +277,57 @@ pub struct QueueDef {
     pub name: String,
     /// Inventory host holding the Redis that stores the list; default: the first Redis master.
     pub redis_host: Option<String>,
+}
+
+/// How a TLS client checks the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsVerify {
+    /// The chain up to a trusted CA, and the name (the default).
+    #[default]
+    Full,
+    /// The chain only: any name the trusted CA signed is accepted.
+    Ca,
+    /// Nothing: encrypted, but anyone in between can read it. For tests only.
+    None,
+}
+
+/// TLS settings of a service connection (MySQL, Redis, HTTPS, a Docker engine).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of the CA certificates to trust instead of the system bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate (chain), for servers that ask for one; needs `client_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<std::path::PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub verify: TlsVerify,
+    /// The name the certificate must carry (and the SNI sent), when it differs from the
+    /// address dialled (a service reached by IP address or through `via = "ssh"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// `tls = true` (defaults), `tls = false` (none) or a `{ ... }` table of [`TlsSettings`].
+fn tls_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsSettings>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<TlsSettings>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("true, false or a table such as { ca_file = \"ca.pem\" }")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(v.then(TlsSettings::default))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            TlsSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 mod opt_duration {

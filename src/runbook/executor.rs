@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::DockerAction;
@@ -58,9 +57,7 @@ pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections
     let host = req.host.as_ref().and_then(|h| inv.host(&h.name));
     let read_only = !req.changes;
     let r: Result<ExecResult, Failure> = match (&req.command, host) {
-        (Rendered::Http { method, url, .. }, _) => {
-            http(method, url, req.timeout).await.map_err(Failure::from)
-        }
+        (Rendered::Http { method, url, .. }, h) => http(conns, h, method, url, req.timeout).await,
         (Rendered::Health { hosts }, _) => health(conns, inv, hosts).await.map_err(Failure::from),
         (_, None) => Err(Failure::not_run(format!(
             "step `{}` has no target host",
@@ -374,11 +371,7 @@ async fn ckquorum(
         .master_name
         .clone()
         .ok_or_else(|| format!("sentinel on {} has no master_name", h.name))?;
-    let addr = conns
-        .service_addr(h, &svc.address, svc.port, svc.via)
-        .await
-        .map_err(|e| e.masked())?;
-    let client = SentinelClient::connect(addr, svc.password.as_ref().map(|p| &p.value), timeout)
+    let client = SentinelClient::connect_service(conns, h, svc, timeout)
         .await
         .map_err(|e| e.to_string())?;
     Ok(
@@ -389,55 +382,46 @@ async fn ckquorum(
     )
 }
 
-/// A minimal HTTP/1.0 request; the status and body come back.
-async fn http(method: &str, url: &str, timeout: Duration) -> Result<ExecResult, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let addr = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
+/// Body bytes an HTTP step keeps (the rest is cut, with a mark).
+const HTTP_STEP_MAX_BODY: usize = 1024 * 1024;
+
+/// An HTTP(S) request through the one client ([`crate::transport::http`]); the status and
+/// body come back. With a target host, the host's HTTP service for the same origin decides
+/// the route (`via = "ssh"`) and TLS (`tls = { ... }`). A changing request (POST, PUT,
+/// DELETE) that was sent and then lost its answer may have taken effect.
+async fn http(
+    conns: &Arc<Connections>,
+    host: Option<&Host>,
+    method: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<ExecResult, Failure> {
+    let (via, tls) = host.map_or((crate::inventory::Via::Direct, None), |h| {
+        transport::http::route(h, url)
+    });
+    let req = transport::http::Request {
+        method,
+        via,
+        tls,
+        max_body: HTTP_STEP_MAX_BODY,
+        ..transport::http::Request::get(url, timeout)
     };
-    let work = async {
-        let mut s = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let req = format!(
-            "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: opsdeck\r\nConnection: close\r\n\r\n"
+    let resp = transport::http::request(conns, host, &req)
+        .await
+        .map_err(|e| Failure {
+            may_have_run: e.sent && !matches!(method, "GET" | "HEAD"),
+            reason: e.to_string(),
+        })?;
+    let mut output = format!("HTTP {}\n{}", resp.status, resp.body);
+    if resp.truncated {
+        output = format!(
+            "{output}\n[opsdeck: body cut at {} KiB]",
+            HTTP_STEP_MAX_BODY / 1024
         );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let mut buf = Vec::new();
-        s.take(1 << 20)
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let status = text
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| format!("{url}: not an HTTP response"))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_owned();
-        Ok::<_, String>(ExecResult {
-            status: Some(status),
-            output: format!("HTTP {status}\n{body}"),
-            ..ExecResult::default()
-        })
-    };
-    tokio::time::timeout(timeout, work).await.map_err(|_| {
-        format!(
-            "{url}: no answer within {}",
-            humantime::format_duration(timeout)
-        )
-    })?
+    }
+    Ok(ExecResult {
+        status: Some(resp.status),
+        output,
+        ..ExecResult::default()
+    })
 }

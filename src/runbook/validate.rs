@@ -583,10 +583,13 @@ impl Validator<'_> {
             let url = self
                 .template(&h.span(), &def.url, defined, Quoting::Url)
                 .ok_or(())?;
-            if !def.url.starts_with("http://") && !def.url.starts_with("{{") {
+            if !def.url.starts_with("http://")
+                && !def.url.starts_with("https://")
+                && !def.url.starts_with("{{")
+            {
                 self.err(
                     h.span(),
-                    format!("url {:?} must start with http://", def.url),
+                    format!("url {:?} must start with http:// or https://", def.url),
                     None,
                 );
             }

@@ -24,9 +24,15 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::ssh::SshHost;
 use super::{ExitStatus, OutputChunk, OutputSink, Transport, TransportError};
-use crate::inventory::{ContainerTarget, DockerSpec};
+use crate::inventory::{ContainerTarget, DockerSpec, SshSpec};
 use crate::secret;
+
+pub mod endpoint;
+mod remote;
+
+pub use endpoint::{DEFAULT_SOCKET, Endpoint, Resolved, Source};
 
 /// Bounds every engine request until its response headers (followed streams are not cut).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,60 +47,125 @@ const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 #[derive(Default, Clone)]
 pub struct DockerClients {
     clients: Arc<Mutex<HashMap<String, Docker>>>,
+    /// SSH connections to `ssh://` engines' hosts, one per SSH target.
+    ssh: Arc<Mutex<HashMap<String, Arc<SshHost>>>>,
 }
 
 impl DockerClients {
-    /// The client for `endpoint` (`None`: `DOCKER_HOST`, else the local socket), created on
-    /// first use. A failed creation (say, the socket does not exist yet) is not cached.
-    pub fn client(&self, endpoint: Option<&str>) -> Result<Docker, TransportError> {
-        let key = endpoint.unwrap_or_default().to_owned();
+    /// The client for `spec`'s engine (see [`endpoint::resolve`]), created on first use, and
+    /// where it points. A failed creation (say, the socket does not exist yet) is not cached.
+    pub fn client(&self, spec: &DockerSpec) -> Result<(Docker, Resolved), TransportError> {
+        let resolved = resolve_spec(spec)?;
+        let ssh_key = spec.ssh.as_ref().map(SshSpec::display).unwrap_or_default();
+        let key = format!("{resolved:?} {ssh_key}");
         let mut map = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(d) = map.get(&key) {
-            return Ok(d.clone());
+            return Ok((d.clone(), resolved));
         }
-        let docker = connect(endpoint)?;
+        let docker = self.connect(&resolved, spec)?;
         map.insert(key, docker.clone());
-        Ok(docker)
+        Ok((docker, resolved))
+    }
+
+    fn connect(&self, resolved: &Resolved, spec: &DockerSpec) -> Result<Docker, TransportError> {
+        let secs = REQUEST_TIMEOUT.as_secs();
+        let fail = |reason: String| TransportError::Docker {
+            target: resolved.label(),
+            reason,
+        };
+        let result = match &resolved.endpoint {
+            Endpoint::Unix(path) => Docker::connect_with_unix(
+                &format!("unix://{}", path.display()),
+                secs,
+                API_DEFAULT_VERSION,
+            ),
+            Endpoint::Tcp {
+                host,
+                port,
+                tls: None,
+            } => {
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                Docker::connect_with_http(
+                    &format!("tcp://{host}:{port}"),
+                    secs,
+                    API_DEFAULT_VERSION,
+                )
+            }
+            Endpoint::Tcp {
+                host,
+                port,
+                tls: Some(settings),
+            } => {
+                // Fail now on unreadable files rather than on every request.
+                super::tls::client_config(settings).map_err(|e| fail(e.to_string()))?;
+                Docker::connect_with_custom_transport(
+                    remote::tls_transport(host.clone(), *port, settings.clone()),
+                    Some("https://docker"),
+                    secs,
+                    API_DEFAULT_VERSION,
+                )
+            }
+            Endpoint::Ssh { socket, .. } => {
+                let ssh_spec = spec.ssh.clone().ok_or_else(|| {
+                    fail(
+                        "an ssh:// engine needs its SSH settings resolved from the inventory \
+                         (load the inventory, or give DockerSpec::ssh)"
+                            .to_owned(),
+                    )
+                })?;
+                let host = self
+                    .ssh
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(ssh_spec.display())
+                    .or_insert_with(|| Arc::new(SshHost::new(ssh_spec)))
+                    .clone();
+                Docker::connect_with_custom_transport(
+                    remote::ssh_transport(host, socket.clone()),
+                    Some("http://docker"),
+                    secs,
+                    API_DEFAULT_VERSION,
+                )
+            }
+        };
+        result
+            .map(|d| d.with_timeout(REQUEST_TIMEOUT))
+            .map_err(|e| fail(format!("{e}; is dockerd running?")))
     }
 }
 
-/// What the user would see as the engine address: the inventory's endpoint, else
-/// `DOCKER_HOST`, else the local socket.
-fn endpoint_label(endpoint: Option<&str>) -> String {
-    match endpoint {
-        Some(e) => e.to_owned(),
-        None => match std::env::var("DOCKER_HOST") {
-            Ok(h) if !h.is_empty() => format!("DOCKER_HOST={h}"),
-            _ => "unix:///var/run/docker.sock".to_owned(),
-        },
-    }
+/// Where `spec` points, or why that cannot be told.
+fn resolve_spec(spec: &DockerSpec) -> Result<Resolved, TransportError> {
+    endpoint::resolve(
+        spec.endpoint.as_deref(),
+        spec.context.as_deref(),
+        spec.tls.as_ref(),
+        &endpoint::process_env,
+    )
+    .map_err(|reason| TransportError::Docker {
+        target: spec
+            .endpoint
+            .clone()
+            .or_else(|| spec.context.clone())
+            .unwrap_or_else(|| "docker".to_owned()),
+        reason,
+    })
 }
 
-fn connect(endpoint: Option<&str>) -> Result<Docker, TransportError> {
-    let secs = REQUEST_TIMEOUT.as_secs();
-    let result = match endpoint {
-        None => Docker::connect_with_defaults(),
-        Some(e) if e.starts_with("unix://") || e.starts_with('/') => {
-            Docker::connect_with_unix(e, secs, API_DEFAULT_VERSION)
-        }
-        Some(e) if e.starts_with("tcp://") || e.starts_with("http://") => {
-            Docker::connect_with_http(e, secs, API_DEFAULT_VERSION)
-        }
-        Some(e) => {
-            return Err(TransportError::Docker {
-                target: e.to_owned(),
-                reason: "unsupported endpoint: use unix:///path/to/docker.sock, \
-                         tcp://HOST:PORT or http://HOST:PORT"
-                    .to_owned(),
-            });
-        }
-    };
-    result
-        .map(|d| d.with_timeout(REQUEST_TIMEOUT))
-        .map_err(|e| TransportError::Docker {
-            target: endpoint_label(endpoint),
-            reason: format!("{e}; is dockerd running?"),
-        })
+/// What the user would see as the engine address (see [`Resolved::label`]).
+fn endpoint_label(spec: &DockerSpec) -> String {
+    match resolve_spec(spec) {
+        Ok(r) => r.label(),
+        Err(_) => spec
+            .endpoint
+            .clone()
+            .or_else(|| spec.context.clone())
+            .unwrap_or_else(|| DEFAULT_SOCKET.to_owned()),
+    }
 }
 
 /// A container's state as `docker inspect` reports it.
@@ -123,14 +194,14 @@ pub struct ContainerStats {
 }
 
 pub struct DockerHost {
-    spec: DockerSpec,
+    spec: Box<DockerSpec>,
     clients: DockerClients,
 }
 
 impl DockerHost {
     pub fn new(spec: DockerSpec, clients: &DockerClients) -> Self {
         DockerHost {
-            spec,
+            spec: Box::new(spec),
             clients: clients.clone(),
         }
     }
@@ -140,7 +211,57 @@ impl DockerHost {
     }
 
     fn docker(&self) -> Result<Docker, TransportError> {
-        self.clients.client(self.spec.endpoint.as_deref())
+        self.clients.client(&self.spec).map(|(d, _)| d)
+    }
+
+    /// Where this host's engine is, for messages.
+    pub fn endpoint_label(&self) -> String {
+        endpoint_label(&self.spec)
+    }
+
+    /// What to check when the engine cannot be reached, given what failed (`detail`).
+    fn reach_hint(&self, detail: &str) -> String {
+        let resolved = resolve_spec(&self.spec);
+        let label = self.endpoint_label();
+        let Ok(resolved) = resolved else {
+            return format!("is dockerd running? ({label})");
+        };
+        match &resolved.endpoint {
+            // The SSH leg says itself what failed (connect, host key, login, the socket).
+            Endpoint::Ssh { .. } => format!("({label})"),
+            Endpoint::Tcp { tls: Some(_), .. } if detail.contains("TLS") => format!("({label})"),
+            Endpoint::Tcp { tls: None, .. } => format!(
+                "is dockerd listening there, and without TLS? For a TLS engine set \
+                 DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (or use a docker context) ({label})"
+            ),
+            _ => format!("is dockerd running? ({label})"),
+        }
+    }
+
+    /// A TLS message names the inventory's settings; for an engine found through the
+    /// environment or a context, name where its files are instead.
+    fn tls_words(&self, text: String) -> String {
+        let Ok(r) = resolve_spec(&self.spec) else {
+            return text;
+        };
+        let (ca, client) = match r.source {
+            Source::DockerHost => (
+                "the ca.pem in DOCKER_CERT_PATH",
+                "cert.pem and key.pem in DOCKER_CERT_PATH",
+            ),
+            Source::Context(_) => (
+                "the context's ca.pem (docker context inspect)",
+                "the context's cert.pem and key.pem",
+            ),
+            _ => return text,
+        };
+        text.replace("point tls.ca_file at", "make")
+            .replace("set tls.ca_file to", "make")
+            .replace("tls.client_cert and tls.client_key", client)
+            .replace(
+                "the CA that signed it",
+                &format!("{ca} the CA that signed it"),
+            )
     }
 
     fn err(&self, reason: impl Into<String>) -> TransportError {
@@ -158,25 +279,29 @@ impl DockerHost {
                 message,
             } => format!(
                 "{what}: {message}; check the container name with `docker ps -a` on {}",
-                endpoint_label(self.spec.endpoint.as_deref())
+                self.endpoint_label()
             ),
             BollardError::DockerResponseServerError {
                 status_code,
                 message,
             } => format!("{what}: engine answered {status_code}: {message}"),
             BollardError::SocketNotFoundError(path) => format!(
-                "{what}: engine socket {path} does not exist; is dockerd running? ({})",
-                endpoint_label(self.spec.endpoint.as_deref())
+                "{what}: engine socket {path} does not exist; {}",
+                self.reach_hint("")
             ),
             BollardError::RequestTimeoutError => format!(
-                "{what}: the engine did not answer within {}s; is dockerd running? ({})",
+                "{what}: the engine did not answer within {}s; {}",
                 REQUEST_TIMEOUT.as_secs(),
-                endpoint_label(self.spec.endpoint.as_deref())
+                self.reach_hint("")
             ),
-            BollardError::HyperLegacyError { .. } | BollardError::IOError { .. } => format!(
-                "{what}: cannot reach the engine: {e}; is dockerd running? ({})",
-                endpoint_label(self.spec.endpoint.as_deref())
-            ),
+            BollardError::HyperLegacyError { .. }
+            | BollardError::IOError { .. }
+            | BollardError::HyperResponseError { .. } => {
+                let detail = self.tls_words(error_chain(e));
+                let hint = self.reach_hint(&detail);
+                let sep = if hint.starts_with('(') { " " } else { "; " };
+                format!("{what}: cannot reach the engine: {detail}{sep}{hint}")
+            }
             other => format!("{what}: {other}"),
         };
         self.err(secret::mask(&reason).into_owned())
@@ -217,7 +342,7 @@ impl DockerHost {
                 "no container of compose project {project:?} service {service:?} on {}; \
                  check `docker ps -a --filter label={COMPOSE_PROJECT}={project} \
                  --filter label={COMPOSE_SERVICE}={service}` and the names in the inventory",
-                endpoint_label(self.spec.endpoint.as_deref())
+                self.endpoint_label()
             ))),
         }
     }
@@ -444,6 +569,22 @@ impl DockerHost {
             pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
+}
+
+/// An error and its causes ("client error (SendRequest): connection closed before message
+/// completed"), without repeating what the outer text already says.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn secs_i32(d: Duration) -> i32 {

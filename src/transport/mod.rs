@@ -5,10 +5,12 @@
 //! [`Connections`] for a host's transport and never dial anything themselves.
 
 pub mod docker;
+pub mod http;
 pub mod known_hosts;
 pub mod local;
 pub mod output;
 pub mod ssh;
+pub mod tls;
 
 pub use output::{DEFAULT_OUTPUT_LIMIT, OutputLimit};
 

@@ -212,6 +212,41 @@ impl SshHost {
         self.inner.open_direct_tcpip(host, port).await
     }
 
+    /// A stream to the Unix socket `path` on the SSH host (`direct-streamlocal@openssh.com`,
+    /// as `ssh -L local:/path` uses), over the shared connection: how opsdeck reaches a remote
+    /// `/var/run/docker.sock` without a second SSH client. A connection found dead before the
+    /// channel opened is replaced once.
+    pub async fn open_direct_streamlocal(
+        &self,
+        path: &str,
+    ) -> Result<TunnelStream, TransportError> {
+        let mut reconnected = false;
+        loop {
+            let conn = self.inner.connection().await?;
+            match conn.handle.channel_open_direct_streamlocal(path).await {
+                Ok(ch) => return Ok(ch.into_stream()),
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    return Err(TransportError::Other {
+                        target: self.inner.target(),
+                        reason: format!(
+                            "the host refused a channel to the socket {path} ({reason:?}); does \
+                             the socket exist there, may {} open it, and does sshd allow \
+                             AllowStreamLocalForwarding?",
+                            self.inner.spec.user
+                        ),
+                    });
+                }
+                Err(e) => {
+                    conn.mark_dead();
+                    if reconnected {
+                        return Err(self.inner.disconnected(&e));
+                    }
+                    reconnected = true;
+                }
+            }
+        }
+    }
+
     /// Binds a loopback listener that forwards each accepted connection to
     /// `address:port` as seen from the host (direct-tcpip). One listener per
     /// `(address, port)`, kept for the life of this `SshHost`.

@@ -6,3 +6,4 @@ pub mod etcd;
 pub mod mariadb;
 pub mod redis;
 pub mod sshd;
+pub mod tls;

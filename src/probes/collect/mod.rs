@@ -73,7 +73,16 @@ impl Runner {
         let r: Result<Sample, String> = match &spec.what {
             What::Host { mounts } => self.host(mounts).await,
             What::Http(def) => {
-                match http::get(&self.conns, host, &def.url, def.via, self.timeout).await {
+                match http::get(
+                    &self.conns,
+                    host,
+                    &def.url,
+                    def.via,
+                    def.tls.as_ref(),
+                    self.timeout,
+                )
+                .await
+                {
                     Ok(resp) => {
                         let app = if def.app_health {
                             // A health endpoint that does not answer its JSON is a failure.
@@ -101,15 +110,8 @@ impl Runner {
             }
             What::Nginx(def) => self.nginx(def).await,
             What::PhpFpm(def) => {
-                match http::get(
-                    &self.conns,
-                    host,
-                    &def.status_url,
-                    Via::Direct,
-                    self.timeout,
-                )
-                .await
-                {
+                let (via, tls) = transport::http::route(host, &def.status_url);
+                match http::get(&self.conns, host, &def.status_url, via, tls, self.timeout).await {
                     Ok(resp) if resp.status == 200 => parse::php_fpm_status(&resp.body)
                         .map(Sample::PhpFpm)
                         .map_err(|e| e.to_string()),
@@ -217,7 +219,8 @@ impl Runner {
         let host = &self.spec.host;
         let mut sample = match &def.status_url {
             Some(url) => {
-                let resp = http::get(&self.conns, host, url, Via::Direct, self.timeout).await?;
+                let (via, tls) = transport::http::route(host, url);
+                let resp = http::get(&self.conns, host, url, via, tls, self.timeout).await?;
                 if resp.status != 200 {
                     return Err(format!("{url} answered HTTP {}", resp.status));
                 }
@@ -398,14 +401,8 @@ impl Runner {
             .clone()
             .unwrap_or_else(|| "mymaster".to_owned());
         if self.sentinel.is_none() {
-            let addr = self
-                .conns
-                .service_addr(&self.spec.host, &svc.address, svc.port, svc.via)
-                .await
-                .map_err(|e| e.masked())?;
-            let pw = svc.password.as_ref().map(|p| &p.value);
             self.sentinel = Some(
-                SentinelClient::connect(addr, pw, self.timeout)
+                SentinelClient::connect_service(&self.conns, &self.spec.host, svc, self.timeout)
                     .await
                     .map_err(|e| e.to_string())?,
             );
