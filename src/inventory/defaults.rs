@@ -60,6 +60,7 @@ pub fn local_default() -> Inventory {
                     via: Via::Direct,
                     master_name: None,
                     password: None,
+                    restart: None,
                 });
             }
             26379 => {
@@ -71,6 +72,7 @@ pub fn local_default() -> Inventory {
                     via: Via::Direct,
                     master_name: Some("mymaster".to_owned()),
                     password: None,
+                    restart: None,
                 });
             }
             80 => {
@@ -82,6 +84,8 @@ pub fn local_default() -> Inventory {
                 services.nginx = Some(NginxDef {
                     status_url: None,
                     upstreams: Vec::new(),
+                    reload: None,
+                    upstream_file: None,
                 });
             }
             _ => {}

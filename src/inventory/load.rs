@@ -271,7 +271,16 @@ impl Resolver<'_> {
             php_fpm: def.php_fpm.clone(),
             mounts: def.mounts.clone(),
             queues: def.queues.clone(),
-            processes: def.processes.clone(),
+            processes: def
+                .processes
+                .iter()
+                .map(|p| p.name().to_owned())
+                .collect(),
+            process_restarts: def
+                .processes
+                .iter()
+                .filter_map(|p| p.restart().map(|r| (p.name().to_owned(), r.to_owned())))
+                .collect(),
             ..Services::default()
         };
         let default_addr = match &transport {
@@ -369,6 +378,7 @@ impl Resolver<'_> {
                 via: r.via,
                 master_name: r.master_name.clone(),
                 password,
+                restart: r.restart.clone(),
             });
         }
         let tier_ro = file

@@ -168,6 +168,8 @@ pub struct Services {
     pub mounts: Vec<String>,
     pub queues: Vec<model::QueueDef>,
     pub processes: Vec<String>,
+    /// Restart commands declared for processes: (process name, command).
+    pub process_restarts: Vec<(String, String)>,
 }
 
 impl Services {
@@ -214,6 +216,8 @@ pub struct RedisService {
     pub via: Via,
     pub master_name: Option<String>,
     pub password: Option<Password>,
+    /// How runbooks restart it, if declared.
+    pub restart: Option<String>,
 }
 
 impl Inventory {

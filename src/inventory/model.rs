@@ -76,9 +76,10 @@ pub struct HostDef {
     pub mounts: Vec<String>,
     #[serde(default)]
     pub queues: Vec<QueueDef>,
-    /// Process names that must be running (e.g. a queue worker).
+    /// Processes that must be running (e.g. a queue worker): a name, or
+    /// `{ name = "queue:work", restart = "supervisorctl restart 'laravel-worker:*'" }`.
     #[serde(default)]
-    pub processes: Vec<String>,
+    pub processes: Vec<ProcessDef>,
     pub thresholds: Option<toml::Table>,
     /// Privilege escalation for this host's runbook commands: `"sudo"` or `"none"`.
     pub r#become: Option<Spanned<String>>,
@@ -190,6 +191,36 @@ pub struct RedisDef {
     pub password_env: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
     pub password_cmd: Option<Spanned<String>>,
+    /// How runbooks restart this server on its host where no service manager does it
+    /// (`{{redis.restart}}`); default: the runbook detects systemd or `service`.
+    pub restart: Option<String>,
+}
+
+/// A process that must be running, by name (matched against command lines), and how
+/// runbooks restart it (`{{process.restart}}`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum ProcessDef {
+    Name(String),
+    Full {
+        name: String,
+        restart: Option<String>,
+    },
+}
+
+impl ProcessDef {
+    pub fn name(&self) -> &str {
+        match self {
+            ProcessDef::Name(n) | ProcessDef::Full { name: n, .. } => n,
+        }
+    }
+
+    pub fn restart(&self) -> Option<&str> {
+        match self {
+            ProcessDef::Name(_) => None,
+            ProcessDef::Full { restart, .. } => restart.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -212,6 +243,12 @@ pub struct NginxDef {
     /// Upstream servers this load balancer balances over (`host:port`).
     #[serde(default)]
     pub upstreams: Vec<String>,
+    /// How runbooks make nginx re-read its configuration (`{{nginx.reload}}`); default: the
+    /// runbook uses `nginx -s reload`.
+    pub reload: Option<String>,
+    /// The file holding the `server` lines of the balanced upstream, which a blue/green
+    /// switch rewrites (`{{nginx.upstream_file}}`).
+    pub upstream_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -219,6 +256,9 @@ pub struct NginxDef {
 pub struct PhpFpmDef {
     /// The pool's `pm.status_path`, reached over HTTP (e.g. `http://127.0.0.1/fpm-status`).
     pub status_url: String,
+    /// How runbooks restart php-fpm on this host where no service manager does it
+    /// (`{{php_fpm.restart}}`).
+    pub restart: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

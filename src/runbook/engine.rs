@@ -80,6 +80,66 @@ impl HostInfo {
                     .unwrap_or_default(),
             );
         }
+        // The host's own Redis server (not its Sentinel): how it is restarted, empty when
+        // the inventory does not say (the runbook then asks the service manager).
+        set(
+            "redis.restart",
+            h.services
+                .redis
+                .iter()
+                .find(|r| r.role != crate::inventory::RedisRole::Sentinel)
+                .and_then(|r| r.restart.clone())
+                .unwrap_or_default(),
+        );
+        // What the inventory declares about the host's other services, for runbooks that
+        // act where health points (empty when not declared).
+        // Defined on every host (empty where absent), so one step can run on hosts that
+        // have the service and hosts that do not.
+        let fpm = h.services.php_fpm.as_ref();
+        set(
+            "php_fpm.status_url",
+            fpm.map(|p| p.status_url.clone()).unwrap_or_default(),
+        );
+        set(
+            "php_fpm.restart",
+            fpm.and_then(|p| p.restart.clone()).unwrap_or_default(),
+        );
+        let nginx = h.services.nginx.as_ref();
+        set(
+            "nginx.reload",
+            nginx.and_then(|n| n.reload.clone()).unwrap_or_default(),
+        );
+        set(
+            "nginx.upstream_file",
+            nginx.and_then(|n| n.upstream_file.clone()).unwrap_or_default(),
+        );
+        let queue = h.services.queues.first();
+        set(
+            "queue.name",
+            queue.map(|q| q.name.clone()).unwrap_or_default(),
+        );
+        set(
+            "queue.redis_host",
+            queue.and_then(|q| q.redis_host.clone()).unwrap_or_default(),
+        );
+        set(
+            "process.restart",
+            h.services
+                .process_restarts
+                .first()
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default(),
+        );
+        for (k, v) in [
+            ("host.mounts", h.services.mounts.clone()),
+            (
+                "queues",
+                h.services.queues.iter().map(|q| q.name.clone()).collect(),
+            ),
+            ("processes", h.services.processes.clone()),
+        ] {
+            vars.insert(k.to_owned(), Value::List(v));
+        }
         HostInfo {
             name: h.name.clone(),
             tier: h.tier.clone(),
@@ -479,6 +539,9 @@ pub enum Rendered {
     },
     Redis {
         args: Vec<String>,
+        /// The database `SELECT`ed before the command (`None`: 0).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        db: Option<u32>,
     },
     Docker {
         action: DockerAction,
@@ -506,9 +569,10 @@ impl std::fmt::Display for Rendered {
         match self {
             Rendered::Shell { command } => write!(f, "$ {command}"),
             Rendered::Sql { display, .. } => write!(f, "sql> {display}"),
-            Rendered::Redis { args } => write!(
+            Rendered::Redis { args, db } => write!(
                 f,
-                "redis> {}",
+                "redis{}> {}",
+                db.map(|n| format!(" db {n}")).unwrap_or_default(),
                 args.iter()
                     .map(|a| super::template::quote(a, Quoting::Shell))
                     .collect::<Vec<_>>()
@@ -1901,7 +1965,8 @@ impl Engine {
                     display: q,
                 }
             }
-            Executor::Redis(args) => Rendered::Redis {
+            Executor::Redis { args, db } => Rendered::Redis {
+                db: *db,
                 args: args
                     .iter()
                     .map(|a| r(a, Quoting::Arg))
