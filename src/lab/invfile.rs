@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::service::{self, Action};
 use super::layout::{
     self, COMPOSE_PROJECT, HTTP_PORT, Lab, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result, Role,
     SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
@@ -23,8 +24,12 @@ pub fn render(lab: &Lab, docker: bool) -> String {
         "# Written by `opsdeck lab up` for the lab in {dir}. Regenerated on every `lab up`.\n\
          # Use it with: opsdeck -i {inv} ...   or   export OPSDECK_INVENTORY={inv}\n\
          name = \"opsdeck-lab\"\n\n\
+         # Root cannot log in: every host is reached as {user}, and runbook commands\n\
+         # escalate with sudo (the lab's sudo rule lets {user} run them).\n\
+         [defaults]\n\
+         become = \"sudo\"\n\n\
          [defaults.ssh]\n\
-         user = \"root\"\n\
+         user = \"{user}\"\n\
          port = {SSH_PORT}\n\
          identity_files = [\"ssh/id_ed25519\"]\n\
          known_hosts = \"ssh/known_hosts\"\n\
@@ -33,7 +38,9 @@ pub fn render(lab: &Lab, docker: bool) -> String {
          connect_timeout = \"5s\"\n",
         dir = lab.dir.display(),
         inv = lab.inventory().display(),
+        user = super::account::LAB_USER,
     );
+    let cmd = |action: Action, name: String| toml_str(&service::command(lab, action, &name));
     let tiers: &[(&str, &str)] = &[
         ("lb", "nginx load balancer"),
         ("app", "nginx + php-fpm application servers"),
@@ -83,10 +90,12 @@ pub fn render(lab: &Lab, docker: bool) -> String {
             Role::App => {
                 let _ = writeln!(
                     s,
-                    "nginx = {{ status_url = \"http://{a}/nginx_status\" }}\n\
-                     php_fpm = {{ status_url = \"http://{a}/fpm-status\" }}\n\
+                    "nginx = {{ status_url = \"http://{a}/nginx_status\", reload = {reload} }}\n\
+                     php_fpm = {{ status_url = \"http://{a}/fpm-status\", restart = {restart} }}\n\
                      http = [{{ url = \"http://{a}/health\", app_health = true }}, {{ url = \"http://{a}/\" }}]",
-                    a = h.addr
+                    a = h.addr,
+                    reload = cmd(Action::Reload, layout::nginx_name(h.name)),
+                    restart = cmd(Action::Restart, layout::fpm_name(h.name)),
                 );
             }
             Role::DbPrimary | Role::DbReplica => {
@@ -114,8 +123,9 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                     "replica"
                 };
                 redis.push(format!(
-                    "{{ role = \"{role}\", address = \"{}\", port = {REDIS_PORT}, master_name = \"{SENTINEL_MASTER}\", password_file = \"secrets/{REDIS_SECRET}\" }}",
-                    h.addr
+                    "{{ role = \"{role}\", address = \"{}\", port = {REDIS_PORT}, master_name = \"{SENTINEL_MASTER}\", password_file = \"secrets/{REDIS_SECRET}\", restart = {} }}",
+                    h.addr,
+                    cmd(Action::Restart, layout::redis_name(h.name)),
                 ));
             }
             _ => {}
@@ -132,7 +142,8 @@ pub fn render(lab: &Lab, docker: bool) -> String {
         if h.role == Role::Worker {
             let _ = writeln!(
                 s,
-                "processes = [\"queue:work\"]\nqueues = [{{ name = \"{QUEUE_KEY}\", redis_host = \"{}\" }}]",
+                "processes = [{{ name = \"queue:work\", restart = {} }}]\nqueues = [{{ name = \"{QUEUE_KEY}\", redis_host = \"{}\" }}]",
+                cmd(Action::Restart, layout::worker_name(h.name)),
                 layout::redis_master().name
             );
         }
@@ -147,6 +158,20 @@ pub fn render(lab: &Lab, docker: bool) -> String {
         );
     }
     s
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 pub fn write(lab: &Lab, docker: bool) -> Result<()> {

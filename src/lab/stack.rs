@@ -15,7 +15,7 @@ use super::layout::{
 };
 use super::process::{Daemon, find_program, pid_alive};
 use super::web::{self, Started};
-use super::{mariadb, packages, redis, sshd, wire};
+use super::{account, mariadb, packages, redis, sshd, wire};
 
 /// Sentinel timings: quick enough for drills, slow enough not to flap on a busy 2-core machine.
 const DOWN_AFTER_MS: u64 = 3000;
@@ -105,10 +105,19 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
     }
     let secrets = prepare(lab)?;
     let _ = writeln!(out, "lab in {}", lab.dir.display());
+    if account::ensure()? {
+        let _ = writeln!(
+            out,
+            "created the account {} (sudo rule {}); lab down removes both",
+            account::LAB_USER,
+            account::SUDOERS
+        );
+    }
 
     let client_pub = sshd::generate_client_key(&lab.client_key())
         .map_err(LabError::io("creating the lab's ssh client key"))?;
     layout::write_private(&lab.authorized_keys(), &format!("{client_pub}\n"))?;
+    open_for_the_account(lab)?;
     for h in &layout::HOSTS {
         web::mount_disk(lab, h.name)?;
     }
@@ -191,24 +200,55 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
         .chain(&report.already_running)
         .all(|n| n != SESSIONS_CONTAINER);
     invfile::write(lab, docker)?;
+    // Last: writing private files above narrows their directories back to 0700.
+    open_for_the_account(lab)?;
     wait_healthy(Duration::from_secs(30))?;
     report.elapsed = t0.elapsed();
     Ok(report)
 }
 
-fn start_sshd(lab: &Lab, h: &LabHost) -> Result<Started> {
+/// What the lab account needs to reach through the lab directory: sshd reads its
+/// `authorized_keys` as that user, and the disk probes `statvfs` each host's mount under
+/// `DIR/hosts/`. The directory and `ssh/` become traversable (0711: nothing listed, nothing
+/// writable); the key list is public (0644); secrets, configs and the private key stay 0600
+/// in 0700 directories.
+fn open_for_the_account(lab: &Lab) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let hosts = lab.dir.join("hosts");
+    fs::create_dir_all(&hosts).map_err(LabError::io(format!("creating {}", hosts.display())))?;
+    for (p, mode) in [
+        (lab.dir.clone(), 0o711),
+        (lab.ssh(), 0o711),
+        (hosts, 0o755),
+        (lab.authorized_keys(), 0o644),
+    ] {
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+            .map_err(LabError::io(format!("chmod {mode:o} {}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// The lab's sshd: only the lab account logs in (root never), with the lab's key.
+pub fn sshd_hardening() -> Vec<String> {
+    vec![
+        "PermitRootLogin no".to_owned(),
+        format!("AllowUsers {}", account::LAB_USER),
+    ]
+}
+
+pub fn start_sshd(lab: &Lab, h: &LabHost) -> Result<Started> {
     let name = layout::sshd_name(h.name);
     if web::running(lab, &name) {
         return Ok(Started::AlreadyRunning);
     }
-    let d = sshd::start(&sshd::SshdOptions {
+    let d = sshd::start_with(&sshd::SshdOptions {
         dir: lab.run(),
         name,
         addr: h.ip(),
         port: layout::SSH_PORT,
         authorized_keys: lab.authorized_keys(),
         max_sessions: Some(20),
-    })
+    }, &sshd_hardening())
     .map_err(LabError::io(format!("starting sshd for {}", h.name)))?;
     d.daemon.detach();
     Ok(Started::Started)
@@ -465,7 +505,7 @@ pub fn start_redis(
     Ok(Started::Started)
 }
 
-fn start_sentinel(lab: &Lab, h: &LabHost, password: &str) -> Result<Started> {
+pub fn start_sentinel(lab: &Lab, h: &LabHost, password: &str) -> Result<Started> {
     let name = layout::sentinel_name(h.name);
     if web::running(lab, &name) {
         return Ok(Started::AlreadyRunning);
@@ -875,6 +915,10 @@ pub fn down(lab: &Lab, out: &mut dyn Write) -> Result<()> {
         mounts.len(),
         lab.dir.display()
     );
+    // Its sessions ended with its sshd: the account and its sudo rule go too.
+    for line in account::remove()? {
+        let _ = writeln!(out, "lab down: {line}");
+    }
     Ok(())
 }
 
