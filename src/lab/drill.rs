@@ -35,8 +35,14 @@ pub const DRILLS: &[(&str, &str)] = &[
         "sentinel-failover",
         "force SENTINEL FAILOVER mymaster: cache2 becomes the master",
     ),
-    ("high-cpu", "burn two CPUs in processes tagged as app1's"),
-    ("slow-api", "add 400 ms to every request on app1 and app2"),
+    (
+        "high-cpu",
+        "queue two runaway report jobs: both queue workers on worker1 burn a CPU",
+    ),
+    (
+        "slow-api",
+        "degrade php-fpm on app1 and app2: 400 ms more per request until php-fpm restarts",
+    ),
     (
         "queue-backlog",
         "stop the queue worker on worker1 and push 1500 jobs",
@@ -89,7 +95,20 @@ fn require_lab(lab: &Lab) -> Result<()> {
     }
 }
 
-const BURN_TAG: &str = "opsdeck-lab-app1-burn";
+/// A job the lab's worker never finishes (see `assets/worker.php`).
+const RUNAWAY_JOB: &str = "{\"job\":\"GenerateMonthlyReport\",\"runaway\":true}";
+
+/// Queue worker processes running a runaway job: runnable (state R) at every look over half a
+/// second. A worker waiting for jobs sleeps in BRPOP; a busy loop is always runnable, however
+/// little of the CPU a busy machine leaves it.
+fn burning_workers() -> Vec<u32> {
+    let mut pids = wire::pids_matching("queue:work");
+    for _ in 0..5 {
+        pids.retain(|p| wire::process_state(*p) == Some('R'));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pids
+}
 const FILL_PREFIX: &str = "drill-fill-";
 const BACKLOG_JOBS: usize = 1500;
 /// Age of the rotated log the disk-full drill leaves (past the usual 7-day retention).
@@ -220,26 +239,45 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
             ))
         }
         "high-cpu" => {
-            let mut pids = Vec::new();
-            for i in 1..=2 {
-                let mut cmd = Command::new("sh");
-                cmd.arg("-c")
-                    .arg(format!(": {BURN_TAG}; while :; do :; done"))
-                    .current_dir(lab.disk("app1"));
-                pids.push(spawn_drill(lab, &format!("burn-app1-{i}"), &mut cmd)?.to_string());
+            let pw = redis_pw(lab)?;
+            let master = current_master()?;
+            wire::redis1(master, Some(&pw), &["RPUSH", QUEUE_KEY, RUNAWAY_JOB, RUNAWAY_JOB])
+                .map_err(LabError::io("queueing the runaway jobs"))?;
+            let flag = lab.drills().join("high-cpu");
+            fs::write(&flag, "runaway jobs queued\n")
+                .map_err(LabError::io(format!("writing {}", flag.display())))?;
+            // Taken within a second (BRPOP wakes at once); then both workers burn.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let burning = burning_workers();
+                if burning.len() >= 2 {
+                    return Ok(format!(
+                        "high-cpu: two runaway report jobs on {QUEUE_KEY}; queue workers {burning:?} on worker1 each burn a CPU"
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    return Err(LabError::Failed(format!(
+                        "the queue workers did not take the runaway jobs within 10 s (burning: {burning:?}); is the worker running? (opsdeck lab status)"
+                    )));
+                }
             }
-            Ok(format!(
-                "high-cpu: started CPU burners {} (sh, tagged {BURN_TAG})",
-                pids.join(", ")
-            ))
         }
         "slow-api" => {
+            // The php-fpm masters running now: their workers are the degraded ones.
+            let mut masters = Vec::new();
+            for h in layout::app_hosts() {
+                let n = layout::fpm_name(h.name);
+                let d = Daemon::from_pidfile(&n, &lab.pidfile(&n)).ok_or_else(|| {
+                    LabError::Failed(format!("{n} is not running: is the lab up?"))
+                })?;
+                masters.push(d.pid.to_string());
+            }
             let flag = lab.drills().join("slow-api");
-            fs::write(&flag, "400ms\n")
+            fs::write(&flag, format!("{}\n", masters.join(" ")))
                 .map_err(LabError::io(format!("writing {}", flag.display())))?;
             Ok(format!(
-                "slow-api: {} makes the app on app1 and app2 sleep 400 ms per request",
-                flag.display()
+                "slow-api: php-fpm masters {} on app1 and app2 answer every request 400 ms late until they restart",
+                masters.join(", ")
             ))
         }
         "queue-backlog" => {
@@ -366,13 +404,13 @@ pub fn check(lab: &Lab, name: &str) -> Result<Observation> {
             )
         }
         "high-cpu" => {
-            let burners = wire::pids_matching(BURN_TAG);
+            let burners = burning_workers();
             let busy = wire::cpu_busy_percent(Duration::from_millis(500))
                 .map_err(LabError::io("reading /proc/stat"))?;
             obs(
                 !burners.is_empty() && busy > 50.0,
                 format!(
-                    "{} burner processes {burners:?}; CPU {busy:.0}% busy",
+                    "{} queue workers burn a CPU {burners:?}; CPU {busy:.0}% busy",
                     burners.len()
                 ),
             )
@@ -432,10 +470,24 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
     if stop_drill(lab, "sleepers-db1") {
         done.push("killed the idle sleeper connections on db1".to_owned());
     }
-    for i in 1..=2 {
-        if stop_drill(lab, &format!("burn-app1-{i}")) {
-            done.push(format!("killed CPU burner {i}"));
+    let cpu_flag = lab.drills().join("high-cpu");
+    if cpu_flag.exists() {
+        // Runaway jobs not yet taken must not start burning again in the new workers.
+        if let Ok(master) = current_master() {
+            let _ = wire::redis1(
+                master,
+                Some(&redis_pw(lab)?),
+                &["LREM", QUEUE_KEY, "0", RUNAWAY_JOB],
+            );
         }
+        // The runaway jobs end only with their processes.
+        let n = layout::worker_name("worker1");
+        if let Some(mut d) = Daemon::from_pidfile(&n, &lab.pidfile(&n)) {
+            d.stop(Duration::from_secs(5));
+            done.push("stopped the queue workers running away".to_owned());
+        }
+        fs::remove_file(&cpu_flag)
+            .map_err(LabError::io(format!("removing {}", cpu_flag.display())))?;
     }
     let flag = lab.drills().join("slow-api");
     if flag.exists() {

@@ -147,7 +147,13 @@ pub fn start_worker(lab: &Lab, h: &LabHost) -> Result<Started> {
     let php = program("php", "php8.2-cli")?;
     let mut cmd = Command::new(php);
     cmd.arg(lab.app().join("worker.php"))
-        .args(["queue:work", "redis", "--queue=default", "--sleep=3"])
+        .args([
+            "queue:work",
+            "redis",
+            "--queue=default",
+            "--sleep=3",
+            "--processes=2",
+        ])
         .env("LAB_CONFIG", lab.app_config())
         .current_dir(lab.disk(h.name));
     let mut d = spawn(lab, &name, &mut cmd)?;

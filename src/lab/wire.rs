@@ -258,6 +258,13 @@ pub fn pids_matching(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// A process's state letter (`R` running or runnable, `S` sleeping, ...), from
+/// `/proc/PID/stat`.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// Busy share of all CPUs over `window`, from `/proc/stat`.
 pub fn cpu_busy_percent(window: Duration) -> io::Result<f64> {
     fn sample() -> io::Result<(u64, u64)> {

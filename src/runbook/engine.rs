@@ -2391,7 +2391,25 @@ impl Engine {
             let view = self.health_view(self.host_name().as_deref());
             return match cond.eval(&self.vars, &view) {
                 Ok(true) => Ok(()),
-                Ok(false) => Err(format!("`{src}` does not hold yet")),
+                // Say what was seen, not only what was wanted: `used_pct_after = 93`.
+                Ok(false) => {
+                    let seen: Vec<String> = cond
+                        .idents()
+                        .iter()
+                        .filter_map(|i| {
+                            let v = match i.strip_prefix("health.") {
+                                Some(check) => view.get(check).map(|s| s.as_str().to_owned()),
+                                None => self.vars.get(i).map(Value::as_text),
+                            }?;
+                            Some(format!("{i} = {v}"))
+                        })
+                        .collect();
+                    Err(if seen.is_empty() {
+                        format!("`{src}` does not hold yet")
+                    } else {
+                        format!("`{src}` does not hold yet: {}", seen.join(", "))
+                    })
+                }
                 Err(e) => Err(format!("`{src}`: {e}")),
             };
         }

@@ -13,9 +13,16 @@ if (!is_array($cfg)) {
 }
 mysqli_report(MYSQLI_REPORT_OFF);
 
-// The slow-api drill: a flag file adds latency to every request.
-if (is_file($cfg['flags_dir'] . '/slow-api')) {
-    usleep(400000);
+// The slow-api drill: php-fpm degraded as a leak in its workers would, until it restarts. The
+// flag names the php-fpm master processes whose workers answer 400 ms late (or `all`: the
+// application itself is slow, which no restart cures).
+$slow = @file_get_contents($cfg['flags_dir'] . '/slow-api');
+if ($slow !== false) {
+    $degraded = preg_split('/\s+/', trim($slow));
+    $master = function_exists('posix_getppid') ? (string) posix_getppid() : '';
+    if (in_array('all', $degraded, true) || in_array($master, $degraded, true)) {
+        usleep(400000);
+    }
 }
 
 function db_connect(array $cfg): array {
