@@ -269,6 +269,7 @@ impl Resolver<'_> {
             http: def.http.clone(),
             nginx: def.nginx.clone(),
             php_fpm: def.php_fpm.clone(),
+            app: def.app.clone(),
             mounts: def.mounts.clone(),
             queues: def.queues.clone(),
             processes: def

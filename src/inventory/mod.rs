@@ -165,6 +165,7 @@ pub struct Services {
     pub http: Vec<model::HttpDef>,
     pub nginx: Option<model::NginxDef>,
     pub php_fpm: Option<model::PhpFpmDef>,
+    pub app: Option<model::AppDef>,
     pub mounts: Vec<String>,
     pub queues: Vec<model::QueueDef>,
     pub processes: Vec<String>,

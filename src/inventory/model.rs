@@ -71,6 +71,8 @@ pub struct HostDef {
     pub http: Vec<HttpDef>,
     pub nginx: Option<NginxDef>,
     pub php_fpm: Option<PhpFpmDef>,
+    /// The application deployed on the host (for runbooks that change its configuration).
+    pub app: Option<AppDef>,
     /// Mount points whose disk and inode usage is watched.
     #[serde(default)]
     pub mounts: Vec<String>,
@@ -259,6 +261,15 @@ pub struct PhpFpmDef {
     /// How runbooks restart php-fpm on this host where no service manager does it
     /// (`{{php_fpm.restart}}`).
     pub restart: Option<String>,
+}
+
+/// The application on an app server.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppDef {
+    /// Its environment file (`DB_HOST=...`, as the seeds' Laravel `.env`): what a failover
+    /// repoints (`{{app.env}}`).
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -92,10 +92,12 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                     s,
                     "nginx = {{ status_url = \"http://{a}/nginx_status\", reload = {reload} }}\n\
                      php_fpm = {{ status_url = \"http://{a}/fpm-status\", restart = {restart} }}\n\
+                     app = {{ env = {env} }}\n\
                      http = [{{ url = \"http://{a}/health\", app_health = true }}, {{ url = \"http://{a}/\" }}]",
                     a = h.addr,
                     reload = cmd(Action::Reload, layout::nginx_name(h.name)),
                     restart = cmd(Action::Restart, layout::fpm_name(h.name)),
+                    env = toml_str(&lab.app_env(h.name).display().to_string()),
                 );
             }
             Role::DbPrimary | Role::DbReplica => {

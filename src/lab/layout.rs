@@ -412,6 +412,10 @@ impl Lab {
     pub fn app_config(&self) -> PathBuf {
         self.app().join("config.json")
     }
+    /// An app server's environment file (`DB_HOST=...`), on its own disk.
+    pub fn app_env(&self, host: &str) -> PathBuf {
+        self.disk(host).join("app.env")
+    }
     pub fn drills(&self) -> PathBuf {
         self.dir.join("drills")
     }

@@ -59,7 +59,23 @@ pub fn write_app(lab: &Lab, s: &AppSecrets<'_>) -> Result<()> {
         "queues": { "default": QUEUE_KEY },
         "flags_dir": lab.drills().display().to_string(),
     });
-    layout::write_private(&lab.app_config(), &format!("{config:#}\n"))
+    layout::write_private(&lab.app_config(), &format!("{config:#}\n"))?;
+    // Each app server's own environment file, as the seeds' `.env`: where it finds its
+    // database. Written once: a failover repoints it, and `lab up` must not undo that.
+    for h in layout::app_hosts() {
+        let env = lab.app_env(h.name);
+        if !env.exists() {
+            let text = format!(
+                "# The application's environment on {} (as seed 001's .env), read on every request.\n\
+                 DB_HOST={}\nDB_PORT={}\n",
+                h.name,
+                db.addr,
+                layout::MYSQL_PORT
+            );
+            fs::write(&env, text).map_err(LabError::io(format!("writing {}", env.display())))?;
+        }
+    }
+    Ok(())
 }
 
 fn host_vars(lab: &Lab, h: &LabHost, name: &str) -> Vec<(&'static str, String)> {
@@ -73,6 +89,7 @@ fn host_vars(lab: &Lab, h: &LabHost, name: &str) -> Vec<(&'static str, String)> 
         ("APP_DIR", lab.app().display().to_string()),
         ("CONFIG", lab.app_config().display().to_string()),
         ("FPM_SOCKET", lab.fpm_socket(h.name).display().to_string()),
+        ("ENV", lab.app_env(h.name).display().to_string()),
     ]
 }
 

@@ -113,6 +113,14 @@ impl HostInfo {
             "nginx.upstream_file",
             nginx.and_then(|n| n.upstream_file.clone()).unwrap_or_default(),
         );
+        set(
+            "app.env",
+            h.services
+                .app
+                .as_ref()
+                .and_then(|a| a.env.clone())
+                .unwrap_or_default(),
+        );
         let queue = h.services.queues.first();
         set(
             "queue.name",

@@ -45,6 +45,7 @@ pub const BUILTINS: &[&str] = &[
     "php_fpm.restart",
     "nginx.reload",
     "nginx.upstream_file",
+    "app.env",
     "queues",
     "queue.name",
     "queue.redis_host",

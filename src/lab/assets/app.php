@@ -13,6 +13,17 @@ if (!is_array($cfg)) {
 }
 mysqli_report(MYSQLI_REPORT_OFF);
 
+// The server's environment file (`DB_HOST=...`, as a Laravel `.env`) overrides where the
+// database is: a failover repoints it there.
+$envFile = $_SERVER['LAB_ENV'] ?? '';
+if ($envFile !== '' && is_readable($envFile)) {
+    foreach (file($envFile, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES) ?: [] as $line) {
+        if (preg_match('/^(DB_HOST|DB_PORT)=(.*)$/', trim($line), $m)) {
+            $cfg['db'][$m[1] === 'DB_HOST' ? 'host' : 'port'] = trim($m[2]);
+        }
+    }
+}
+
 // The slow-api drill: php-fpm degraded as a leak in its workers would, until it restarts. The
 // flag names the php-fpm master processes whose workers answer 400 ms late (or `all`: the
 // application itself is slow, which no restart cures).
