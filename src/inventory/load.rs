@@ -270,6 +270,7 @@ impl Resolver<'_> {
             nginx: def.nginx.clone(),
             php_fpm: def.php_fpm.clone(),
             app: def.app.clone(),
+            haproxy: def.haproxy.clone(),
             mounts: def.mounts.clone(),
             queues: def.queues.clone(),
             processes: def

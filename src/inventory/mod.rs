@@ -166,6 +166,7 @@ pub struct Services {
     pub nginx: Option<model::NginxDef>,
     pub php_fpm: Option<model::PhpFpmDef>,
     pub app: Option<model::AppDef>,
+    pub haproxy: Option<model::HaproxyDef>,
     pub mounts: Vec<String>,
     pub queues: Vec<model::QueueDef>,
     pub processes: Vec<String>,
@@ -180,6 +181,7 @@ impl Services {
             && self.http.is_empty()
             && self.nginx.is_none()
             && self.php_fpm.is_none()
+            && self.haproxy.is_none()
             && self.mounts.is_empty()
             && self.queues.is_empty()
             && self.processes.is_empty()

@@ -73,6 +73,8 @@ pub struct HostDef {
     pub php_fpm: Option<PhpFpmDef>,
     /// The application deployed on the host (for runbooks that change its configuration).
     pub app: Option<AppDef>,
+    /// HAProxy as a load balancer: its stats page (probed) and runtime API socket.
+    pub haproxy: Option<HaproxyDef>,
     /// Mount points whose disk and inode usage is watched.
     #[serde(default)]
     pub mounts: Vec<String>,
@@ -261,6 +263,17 @@ pub struct PhpFpmDef {
     /// How runbooks restart php-fpm on this host where no service manager does it
     /// (`{{php_fpm.restart}}`).
     pub restart: Option<String>,
+}
+
+/// HAProxy on a load balancer.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyDef {
+    /// The stats page in CSV (`stats uri /stats` → `http://HOST:PORT/stats;csv`).
+    pub stats_url: String,
+    /// The runtime API socket (`stats socket ... level admin`) runbooks drain and enable
+    /// servers through (`{{haproxy.socket}}`).
+    pub socket: Option<String>,
 }
 
 /// The application on an app server.

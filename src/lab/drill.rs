@@ -47,6 +47,10 @@ pub const DRILLS: &[(&str, &str)] = &[
         "queue-backlog",
         "stop the queue worker on worker1 and push 1500 jobs",
     ),
+    (
+        "haproxy-maint",
+        "leave app2 in maintenance on HAProxy (lb2), as a deploy that forgot to enable it would",
+    ),
 ];
 
 /// The outcome of `--check`.
@@ -299,6 +303,25 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
                 "queue-backlog: stopped the worker on worker1 and pushed {BACKLOG_JOBS} jobs to {QUEUE_KEY} on {master} (length now {len})"
             ))
         }
+        "haproxy-maint" => {
+            let h = layout::haproxy_lb();
+            let server = format!("{}/app2", layout::HAPROXY_BACKEND);
+            let out = wire::unix_command(
+                &lab.haproxy_socket(h.name),
+                &format!("set server {server} state maint"),
+            )
+            .map_err(LabError::io("HAProxy's runtime API"))?;
+            if !out.trim().is_empty() {
+                return Err(LabError::Failed(format!(
+                    "HAProxy refused to put {server} in maintenance: {}",
+                    out.trim()
+                )));
+            }
+            Ok(format!(
+                "haproxy-maint: {server} is in maintenance on HAProxy ({}): it gets no traffic",
+                h.name
+            ))
+        }
         _ => known(name).map(|()| String::new()),
     }
 }
@@ -458,6 +481,26 @@ pub fn check(lab: &Lab, name: &str) -> Result<Observation> {
                 ),
             )
         }
+        "haproxy-maint" => {
+            let servers = stack::haproxy_servers()?;
+            let out: Vec<String> = servers
+                .iter()
+                .filter(|(_, st)| st != "UP")
+                .map(|(n, st)| format!("{n} {st}"))
+                .collect();
+            obs(
+                !out.is_empty(),
+                format!(
+                    "HAProxy backend {}: {}",
+                    layout::HAPROXY_BACKEND,
+                    servers
+                        .iter()
+                        .map(|(n, st)| format!("{n} {st}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        }
         _ => obs(false, "unknown"),
     })
 }
@@ -518,7 +561,9 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
     done.extend(reset_redis(lab)?);
 
     // The queue: worker running, backlog drained.
-    if web::start_worker(lab, &layout::HOSTS[7])? == web::Started::Started {
+    if let Some(w) = layout::lab_host("worker1")
+        && web::start_worker(lab, w)? == web::Started::Started
+    {
         done.push("restarted the queue worker on worker1".to_owned());
     }
     let pw = redis_pw(lab)?;
@@ -539,6 +584,23 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
     }
     stack::wait_healthy(Duration::from_secs(30))?;
     done.push("verified: /health through the load balancer is 200 and all ok".to_owned());
+    // HAProxy: every app server back in rotation.
+    let hp = layout::haproxy_lb();
+    if !web::running(lab, &layout::haproxy_name(hp.name)) {
+        web::start_haproxy(lab, hp)?;
+        done.push(format!("restarted HAProxy on {}", hp.name));
+    }
+    for (server, status) in stack::haproxy_servers()? {
+        if status == "MAINT" || status == "DRAIN" {
+            wire::unix_command(
+                &lab.haproxy_socket(hp.name),
+                &format!("set server {}/{server} state ready", layout::HAPROXY_BACKEND),
+            )
+            .map_err(LabError::io("HAProxy's runtime API"))?;
+            done.push(format!("put {server} back into rotation on HAProxy"));
+        }
+    }
+    stack::wait_haproxy_backend(Duration::from_secs(30))?;
     Ok(done)
 }
 

@@ -42,7 +42,7 @@ pub fn render(lab: &Lab, docker: bool) -> String {
     );
     let cmd = |action: Action, name: String| toml_str(&service::command(lab, action, &name));
     let tiers: &[(&str, &str)] = &[
-        ("lb", "nginx load balancer"),
+        ("lb", "load balancers: nginx (lb) and HAProxy (lb2)"),
         ("app", "nginx + php-fpm application servers"),
         ("cache", "Redis master, replica and Sentinels"),
         ("db", "MariaDB primary and replica (GTID replication)"),
@@ -59,6 +59,8 @@ pub fn render(lab: &Lab, docker: bool) -> String {
     }
     for h in &layout::HOSTS {
         let roles: &[&str] = match h.role {
+            Role::Lb => &["nginx"],
+            Role::Haproxy => &["haproxy"],
             Role::DbPrimary => &["primary"],
             Role::DbReplica | Role::CacheReplica => &["replica"],
             Role::CacheMaster => &["master"],
@@ -112,6 +114,17 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                     a = h.addr,
                     u = layout::MONITOR_USER,
                     db = layout::DATABASE,
+                );
+            }
+            Role::Haproxy => {
+                let _ = writeln!(
+                    s,
+                    "description = \"HAProxy (seed 001 phase 3) in front of the app servers\"\n\
+                     haproxy = {{ stats_url = \"http://{a}:{port}/stats;csv\", socket = {sock} }}\n\
+                     http = [{{ url = \"http://{a}/health\", app_health = true }}]",
+                    a = h.addr,
+                    port = layout::HAPROXY_STATS_PORT,
+                    sock = toml_str(&lab.haproxy_socket(h.name).display().to_string()),
                 );
             }
             Role::CacheMaster | Role::CacheReplica | Role::Worker => {}

@@ -86,6 +86,8 @@ pub const SESSIONS_IMAGE: &str = "opsdeck-lab/redis:latest";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Lb,
+    /// HAProxy, the load balancer of seed 001's phase 3, beside the nginx one.
+    Haproxy,
     App,
     DbPrimary,
     DbReplica,
@@ -110,8 +112,9 @@ impl LabHost {
     }
 }
 
-pub const HOSTS: [LabHost; 8] = [
+pub const HOSTS: [LabHost; 9] = [
     host("lb", "lb", [127, 0, 10, 1], Role::Lb, false),
+    host("lb2", "lb", [127, 0, 10, 2], Role::Haproxy, false),
     host("app1", "app", [127, 0, 10, 11], Role::App, false),
     host("app2", "app", [127, 0, 10, 12], Role::App, false),
     host("db1", "db", [127, 0, 10, 21], Role::DbPrimary, false),
@@ -167,6 +170,12 @@ pub fn redis_replica() -> &'static LabHost {
 pub fn lb() -> &'static LabHost {
     host_by_role(Role::Lb)
 }
+pub fn haproxy_lb() -> &'static LabHost {
+    host_by_role(Role::Haproxy)
+}
+/// HAProxy's stats page (CSV with `;csv`) and the backend the app servers are in.
+pub const HAPROXY_STATS_PORT: u16 = 8404;
+pub const HAPROXY_BACKEND: &str = "http_back";
 pub fn app_hosts() -> impl Iterator<Item = &'static LabHost> {
     HOSTS.iter().filter(|h| h.role == Role::App)
 }
@@ -192,6 +201,7 @@ pub enum Kind {
     Redis,
     Sentinel,
     Worker,
+    Haproxy,
 }
 
 impl fmt::Display for Kind {
@@ -204,6 +214,7 @@ impl fmt::Display for Kind {
             Kind::Redis => "redis-server",
             Kind::Sentinel => "redis-sentinel",
             Kind::Worker => "queue:work",
+            Kind::Haproxy => "haproxy",
         })
     }
 }
@@ -270,6 +281,12 @@ pub fn components() -> Vec<Component> {
                 Some(format!("{}:{HTTP_PORT}", h.addr)),
             )),
             Role::Worker => out.push(c(worker_name(h.name), h, Kind::Worker, None)),
+            Role::Haproxy => out.push(c(
+                haproxy_name(h.name),
+                h,
+                Kind::Haproxy,
+                Some(format!("{}:{HTTP_PORT}", h.addr)),
+            )),
         }
     }
     for h in sentinel_hosts() {
@@ -297,6 +314,9 @@ pub fn redis_name(host: &str) -> String {
 }
 pub fn sentinel_name(host: &str) -> String {
     format!("sentinel-{host}")
+}
+pub fn haproxy_name(host: &str) -> String {
+    format!("haproxy-{host}")
 }
 pub fn worker_name(host: &str) -> String {
     format!("worker-{host}")
@@ -440,6 +460,10 @@ impl Lab {
     }
     pub fn pidfile(&self, name: &str) -> PathBuf {
         self.run().join(format!("{name}.pid"))
+    }
+    /// HAProxy's runtime API (`stats socket ... level admin`).
+    pub fn haproxy_socket(&self, host: &str) -> PathBuf {
+        self.run().join(format!("{}.sock", haproxy_name(host)))
     }
     pub fn fpm_socket(&self, host: &str) -> PathBuf {
         self.run().join(format!("{}.sock", fpm_name(host)))

@@ -137,6 +137,7 @@ fn start(lab: &Lab, c: &Component) -> Result<String> {
         Kind::Nginx => web::start_nginx(lab, h)?,
         Kind::PhpFpm => web::start_fpm(lab, h)?,
         Kind::Worker => web::start_worker(lab, h)?,
+        Kind::Haproxy => web::start_haproxy(lab, h)?,
         Kind::Mariadb => stack::start_mariadb(lab, h)?,
         Kind::Sentinel => stack::start_sentinel(lab, h, &lab.read_secret(REDIS_SECRET)?)?,
         Kind::Redis => {

@@ -156,6 +156,13 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
                 web::start_nginx(lab, lb)?,
             )])
         }));
+        let hp = layout::haproxy_lb();
+        handles.push(s.spawn(move || {
+            Ok(vec![(
+                layout::haproxy_name(hp.name),
+                web::start_haproxy(lab, hp)?,
+            )])
+        }));
         let docker = s.spawn(|| start_docker(lab, &secrets.redis));
         let mut results: Vec<Result<Vec<(String, Started)>>> = handles
             .into_iter()
@@ -203,6 +210,7 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
     // Last: writing private files above narrows their directories back to 0700.
     open_for_the_account(lab)?;
     wait_healthy(Duration::from_secs(30))?;
+    wait_haproxy_backend(Duration::from_secs(20))?;
     report.elapsed = t0.elapsed();
     Ok(report)
 }
@@ -689,6 +697,41 @@ pub fn wait_healthy(timeout: Duration) -> Result<()> {
             return Err(LabError::Failed(format!(
                 "the lab is up but http://{addr}/health is not healthy after {timeout:?}: {}",
                 crate::secret::mask(&last)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// HAProxy's backend servers as its stats show them: (server, status).
+pub fn haproxy_servers() -> Result<Vec<(String, String)>> {
+    let h = layout::haproxy_lb();
+    let addr = SocketAddr::new(h.ip(), layout::HAPROXY_STATS_PORT);
+    let r = wire::http_get(addr, "/stats;csv", Duration::from_secs(5))
+        .map_err(LabError::io(format!("GET http://{addr}/stats;csv")))?;
+    let s = crate::probes::haproxy::parse(&r.body).map_err(LabError::Failed)?;
+    Ok(s.backends
+        .iter()
+        .filter(|b| b.name == layout::HAPROXY_BACKEND)
+        .flat_map(|b| b.servers.iter().map(|s| (s.name.clone(), s.status.clone())))
+        .collect())
+}
+
+/// Waits until every server of HAProxy's backend is up (its checks pass twice in a row).
+pub fn wait_haproxy_backend(timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let servers = haproxy_servers();
+        if let Ok(s) = &servers
+            && !s.is_empty()
+            && s.iter().all(|(_, st)| st == "UP")
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::Failed(format!(
+                "HAProxy on {} does not have every app server up after {timeout:?}: {servers:?}",
+                layout::haproxy_lb().name
             )));
         }
         std::thread::sleep(Duration::from_millis(200));

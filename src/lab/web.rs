@@ -18,6 +18,7 @@ const SLEEPER_PHP: &str = include_str!("assets/sleeper.php");
 const NGINX_LB: &str = include_str!("assets/nginx-lb.conf");
 const NGINX_APP: &str = include_str!("assets/nginx-app.conf");
 const PHP_FPM: &str = include_str!("assets/php-fpm.conf");
+const HAPROXY: &str = include_str!("assets/haproxy.cfg");
 
 /// The application's credentials and where to find its servers (`DIR/app/config.json`, 0600).
 pub struct AppSecrets<'a> {
@@ -132,6 +133,38 @@ pub fn start_nginx(lab: &Lab, h: &LabHost) -> Result<Started> {
         .arg(&path)
         .arg("-e")
         .arg(lab.logs(h.name).join("nginx-error.log"));
+    let d = spawn(lab, &name, &mut cmd)?;
+    wait_listening(d, SocketAddr::new(h.ip(), HTTP_PORT))
+}
+
+/// Starts HAProxy for the HAProxy load balancer unless it already runs.
+pub fn start_haproxy(lab: &Lab, h: &LabHost) -> Result<Started> {
+    let name = layout::haproxy_name(h.name);
+    if running(lab, &name) {
+        return Ok(Started::AlreadyRunning);
+    }
+    // The seed's backend: every app server, checked on /health every second.
+    let servers = layout::app_hosts()
+        .map(|a| {
+            format!(
+                "    server {} {}:{HTTP_PORT} check inter 1s fall 2 rise 2",
+                a.name, a.addr
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut vars = host_vars(lab, h, &name);
+    vars.push(("SERVERS", servers));
+    vars.push(("SOCKET", lab.haproxy_socket(h.name).display().to_string()));
+    vars.push(("STATS_PORT", layout::HAPROXY_STATS_PORT.to_string()));
+    let path = lab.run().join(format!("{name}.cfg"));
+    fs::write(&path, render(HAPROXY, &vars))
+        .map_err(LabError::io(format!("writing {}", path.display())))?;
+    let _ = fs::remove_file(lab.haproxy_socket(h.name));
+    let haproxy = program("haproxy", "haproxy")?;
+    let mut cmd = Command::new(haproxy);
+    // -db: stay in the foreground, in the lab's process group, like every lab server.
+    cmd.arg("-db").arg("-f").arg(&path);
     let d = spawn(lab, &name, &mut cmd)?;
     wait_listening(d, SocketAddr::new(h.ip(), HTTP_PORT))
 }

@@ -121,6 +121,15 @@ impl HostInfo {
                 .and_then(|a| a.env.clone())
                 .unwrap_or_default(),
         );
+        let hp = h.services.haproxy.as_ref();
+        set(
+            "haproxy.socket",
+            hp.and_then(|x| x.socket.clone()).unwrap_or_default(),
+        );
+        set(
+            "haproxy.stats_url",
+            hp.map(|x| x.stats_url.clone()).unwrap_or_default(),
+        );
         let queue = h.services.queues.first();
         set(
             "queue.name",

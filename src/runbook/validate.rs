@@ -46,6 +46,8 @@ pub const BUILTINS: &[&str] = &[
     "nginx.reload",
     "nginx.upstream_file",
     "app.env",
+    "haproxy.socket",
+    "haproxy.stats_url",
     "queues",
     "queue.name",
     "queue.redis_host",
