@@ -48,6 +48,10 @@ pub const DRILLS: &[(&str, &str)] = &[
         "stop the queue worker on worker1 and push 1500 jobs",
     ),
     (
+        "bad-release",
+        "switch the load balancer to a broken green release: every request through lb fails (500)",
+    ),
+    (
         "haproxy-maint",
         "leave app2 in maintenance on HAProxy (lb2), as a deploy that forgot to enable it would",
     ),
@@ -303,6 +307,19 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
                 "queue-backlog: stopped the worker on worker1 and pushed {BACKLOG_JOBS} jobs to {QUEUE_KEY} on {master} (length now {len})"
             ))
         }
+        "bad-release" => {
+            let flag = lab.drills().join("bad-release");
+            fs::write(&flag, "green\n")
+                .map_err(LabError::io(format!("writing {}", flag.display())))?;
+            switch_lb(lab, "green")?;
+            Ok(format!(
+                "bad-release: the load balancer sends traffic to the green release on {}, which answers 500 to everything",
+                layout::app_hosts()
+                    .map(|a| format!("{}:{}", a.addr, layout::GREEN_PORT))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
         "haproxy-maint" => {
             let h = layout::haproxy_lb();
             let server = format!("{}/app2", layout::HAPROXY_BACKEND);
@@ -481,6 +498,20 @@ pub fn check(lab: &Lab, name: &str) -> Result<Observation> {
                 ),
             )
         }
+        "bad-release" => {
+            let addr = SocketAddr::new(layout::lb().ip(), HTTP_PORT);
+            let r = wire::http_get(addr, "/health", Duration::from_secs(10))
+                .map_err(LabError::io(format!("GET http://{addr}/health")))?;
+            obs(
+                r.status >= 500,
+                format!(
+                    "GET http://{addr}/health answers {} ({}); live colour: {}",
+                    r.status,
+                    r.body.lines().next().unwrap_or("").trim(),
+                    live_color(lab)
+                ),
+            )
+        }
         "haproxy-maint" => {
             let servers = stack::haproxy_servers()?;
             let out: Vec<String> = servers
@@ -503,6 +534,30 @@ pub fn check(lab: &Lab, name: &str) -> Result<Observation> {
         }
         _ => obs(false, "unknown"),
     })
+}
+
+/// Points the load balancer at a colour's servers (as the blue-green runbook does).
+fn switch_lb(lab: &Lab, color: &str) -> Result<()> {
+    let live = lab.lb_upstream();
+    fs::copy(lab.lb_upstream_of(color), &live)
+        .map_err(LabError::io(format!("writing {}", live.display())))?;
+    let n = layout::nginx_name(layout::lb().name);
+    let d = Daemon::from_pidfile(&n, &lab.pidfile(&n))
+        .ok_or_else(|| LabError::Failed(format!("{n} is not running")))?;
+    d.signal(nix::sys::signal::Signal::SIGHUP)
+        .map_err(|e| LabError::Failed(format!("reloading {n}: {e}")))?;
+    // The new workers take over within a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+/// The colour whose file the live upstream file equals.
+pub fn live_color(lab: &Lab) -> String {
+    let live = fs::read(lab.lb_upstream()).unwrap_or_default();
+    layout::COLORS
+        .iter()
+        .find(|(c, _)| fs::read(lab.lb_upstream_of(c)).is_ok_and(|b| b == live))
+        .map_or_else(|| "unknown".to_owned(), |(c, _)| (*c).to_owned())
 }
 
 /// Restores a healthy lab: restarts what was stopped, removes every injected fault, and
@@ -531,6 +586,16 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
         }
         fs::remove_file(&cpu_flag)
             .map_err(LabError::io(format!("removing {}", cpu_flag.display())))?;
+    }
+    let release = lab.drills().join("bad-release");
+    if release.exists() {
+        fs::remove_file(&release)
+            .map_err(LabError::io(format!("removing {}", release.display())))?;
+        done.push("removed the bad-release flag".to_owned());
+    }
+    if live_color(lab) != "blue" {
+        switch_lb(lab, "blue")?;
+        done.push("switched the load balancer back to blue".to_owned());
     }
     let flag = lab.drills().join("slow-api");
     if flag.exists() {

@@ -83,10 +83,12 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                     .collect();
                 let _ = writeln!(
                     s,
-                    "nginx = {{ status_url = \"http://{a}/nginx_status\", upstreams = [{u}] }}\n\
+                    "nginx = {{ status_url = \"http://{a}/nginx_status\", upstreams = [{u}], reload = {reload}, upstream_file = {file} }}\n\
                      http = [{{ url = \"http://{a}/health\", app_health = true }}]",
                     a = h.addr,
-                    u = ups.join(", ")
+                    u = ups.join(", "),
+                    reload = cmd(Action::Reload, layout::nginx_name(h.name)),
+                    file = toml_str(&lab.lb_upstream().display().to_string()),
                 );
             }
             Role::App => {

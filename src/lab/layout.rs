@@ -176,6 +176,10 @@ pub fn haproxy_lb() -> &'static LabHost {
 /// HAProxy's stats page (CSV with `;csv`) and the backend the app servers are in.
 pub const HAPROXY_STATS_PORT: u16 = 8404;
 pub const HAPROXY_BACKEND: &str = "http_back";
+/// The green deployment's port on every app server (blue is on [`HTTP_PORT`]).
+pub const GREEN_PORT: u16 = 8080;
+/// The deployment colours, blue first (live after `lab up`).
+pub const COLORS: [(&str, u16); 2] = [("blue", HTTP_PORT), ("green", GREEN_PORT)];
 pub fn app_hosts() -> impl Iterator<Item = &'static LabHost> {
     HOSTS.iter().filter(|h| h.role == Role::App)
 }
@@ -435,6 +439,13 @@ impl Lab {
     /// An app server's environment file (`DB_HOST=...`), on its own disk.
     pub fn app_env(&self, host: &str) -> PathBuf {
         self.disk(host).join("app.env")
+    }
+    /// The load balancer's live upstream servers (an nginx `include`), and each colour's.
+    pub fn lb_upstream(&self) -> PathBuf {
+        self.run().join("lb-upstream.conf")
+    }
+    pub fn lb_upstream_of(&self, color: &str) -> PathBuf {
+        self.run().join(format!("lb-upstream.{color}.conf"))
     }
     pub fn drills(&self) -> PathBuf {
         self.dir.join("drills")

@@ -108,20 +108,14 @@ pub fn start_nginx(lab: &Lab, h: &LabHost) -> Result<Started> {
         return Ok(Started::AlreadyRunning);
     }
     let conf = if h.role == layout::Role::Lb {
-        let upstreams = layout::app_hosts()
-            .map(|a| {
-                format!(
-                    "        server {}:{HTTP_PORT} max_fails=3 fail_timeout=10s;",
-                    a.addr
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        write_upstreams(lab)?;
         let mut vars = host_vars(lab, h, &name);
-        vars.push(("UPSTREAMS", upstreams.trim_end().to_owned()));
+        vars.push(("UPSTREAM_FILE", lab.lb_upstream().display().to_string()));
         render(NGINX_LB, &vars)
     } else {
-        render(NGINX_APP, &host_vars(lab, h, &name))
+        let mut vars = host_vars(lab, h, &name);
+        vars.push(("GREEN_PORT", layout::GREEN_PORT.to_string()));
+        render(NGINX_APP, &vars)
     };
     let path = lab.run().join(format!("{name}.conf"));
     fs::write(&path, conf).map_err(LabError::io(format!("writing {}", path.display())))?;
@@ -135,6 +129,24 @@ pub fn start_nginx(lab: &Lab, h: &LabHost) -> Result<Started> {
         .arg(lab.logs(h.name).join("nginx-error.log"));
     let d = spawn(lab, &name, &mut cmd)?;
     wait_listening(d, SocketAddr::new(h.ip(), HTTP_PORT))
+}
+
+/// Each colour's upstream servers, and the live file (blue unless a switch chose otherwise).
+fn write_upstreams(lab: &Lab) -> Result<()> {
+    for (color, port) in layout::COLORS {
+        let servers: String = layout::app_hosts()
+            .map(|a| format!("server {}:{port} max_fails=3 fail_timeout=10s;\n", a.addr))
+            .collect();
+        let p = lab.lb_upstream_of(color);
+        fs::write(&p, format!("# the {color} deployment\n{servers}"))
+            .map_err(LabError::io(format!("writing {}", p.display())))?;
+    }
+    let live = lab.lb_upstream();
+    if !live.exists() {
+        fs::copy(lab.lb_upstream_of("blue"), &live)
+            .map_err(LabError::io(format!("writing {}", live.display())))?;
+    }
+    Ok(())
 }
 
 /// Starts HAProxy for the HAProxy load balancer unless it already runs.

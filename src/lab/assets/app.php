@@ -79,7 +79,17 @@ function redis_connect(array $cfg): array {
 }
 
 $path = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH);
+// Which deployment answers (blue or green, seed 003). The bad-release drill breaks one.
+$color = $_SERVER['APP_COLOR'] ?? 'blue';
+$broken = @file_get_contents($cfg['flags_dir'] . '/bad-release');
+if ($broken !== false && in_array($color, preg_split('/\s+/', trim($broken)), true)) {
+    http_response_code(500);
+    header('Content-Type: text/plain');
+    echo "the $color release is broken: Uncaught Error: Call to undefined method Cart::totals()\n";
+    exit;
+}
 header('Content-Type: application/json');
+header('X-Lab-Color: ' . $color);
 header('X-Lab-Host: ' . ($_SERVER['LAB_HOST'] ?? 'unknown'));
 
 if ($path === '/health') {
@@ -110,6 +120,7 @@ if ($path === '/health') {
         'redis' => $redisStatus,
         'queue' => (object) $queue,
         'host' => $_SERVER['LAB_HOST'] ?? 'unknown',
+        'color' => $color,
     ]) . "\n";
     exit;
 }
