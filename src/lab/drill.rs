@@ -52,6 +52,10 @@ pub const DRILLS: &[(&str, &str)] = &[
         "switch the load balancer to a broken green release: every request through lb fails (500)",
     ),
     (
+        "cache-full",
+        "a cache warm-up fills Redis's page cache (db 2) up to maxmemory: writes are refused",
+    ),
+    (
         "haproxy-maint",
         "leave app2 in maintenance on HAProxy (lb2), as a deploy that forgot to enable it would",
     ),
@@ -320,6 +324,42 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
                     .join(", ")
             ))
         }
+        "cache-full" => {
+            let pw = redis_pw(lab)?;
+            let master = current_master()?;
+            // Half-megabyte pages until Redis refuses a write (noeviction at maxmemory).
+            let page = "x".repeat(512 * 1024);
+            let mut n = 0;
+            loop {
+                let key = format!("page:warmup:{n:05}");
+                let r = wire::redis(
+                    master,
+                    Some(&pw),
+                    &[
+                        vec!["SELECT", layout::PAGE_CACHE_DB],
+                        vec!["SET", &key, &page],
+                    ],
+                )
+                .map_err(LabError::io("filling the page cache"))?;
+                match r.last() {
+                    Some(Reply::Error(e)) if e.starts_with("OOM") => break,
+                    Some(Reply::Error(e)) => {
+                        return Err(LabError::Failed(format!("SET {key}: {e}")));
+                    }
+                    _ => n += 1,
+                }
+                if n > 1000 {
+                    return Err(LabError::Failed(
+                        "Redis never refused a write: is maxmemory set?".to_owned(),
+                    ));
+                }
+            }
+            Ok(format!(
+                "cache-full: {n} warm-up pages in db {} on {master}; Redis now refuses writes (maxmemory {})",
+                layout::PAGE_CACHE_DB,
+                layout::REDIS_MAXMEMORY
+            ))
+        }
         "haproxy-maint" => {
             let h = layout::haproxy_lb();
             let server = format!("{}/app2", layout::HAPROXY_BACKEND);
@@ -512,6 +552,22 @@ pub fn check(lab: &Lab, name: &str) -> Result<Observation> {
                 ),
             )
         }
+        "cache-full" => {
+            let pw = redis_pw(lab)?;
+            let master = current_master()?;
+            let field = |f: &str| -> Result<f64> {
+                wire::redis_info_field(master, Some(&pw), f)
+                    .map_err(LabError::io(format!("INFO memory on {master}")))?
+                    .parse::<f64>()
+                    .map_err(|_| LabError::Failed(format!("INFO {f} on {master} is not a number")))
+            };
+            let (used, max) = (field("used_memory")?, field("maxmemory")?);
+            let pct = if max > 0.0 { used * 100.0 / max } else { 0.0 };
+            obs(
+                pct >= 90.0,
+                format!("{master} uses {pct:.0} % of its maxmemory"),
+            )
+        }
         "haproxy-maint" => {
             let servers = stack::haproxy_servers()?;
             let out: Vec<String> = servers
@@ -624,6 +680,34 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
 
     // Redis: both servers up, the master back on cache1.
     done.extend(reset_redis(lab)?);
+
+    // The page cache: the warm-up pages go (the cache refills as pages are served).
+    if let Ok(master) = current_master() {
+        let pw = redis_pw(lab)?;
+        let keys = wire::redis(
+            master,
+            Some(&pw),
+            &[
+                vec!["SELECT", layout::PAGE_CACHE_DB],
+                vec!["KEYS", "page:warmup:*"],
+            ],
+        )
+        .map_err(LabError::io("listing the warm-up pages"))?;
+        if let Some(Reply::Array(items)) = keys.get(1)
+            && !items.is_empty()
+        {
+            let names: Vec<String> = items.iter().map(Reply::text).collect();
+            let mut del = vec!["DEL"];
+            del.extend(names.iter().map(String::as_str));
+            wire::redis(
+                master,
+                Some(&pw),
+                &[vec!["SELECT", layout::PAGE_CACHE_DB], del],
+            )
+            .map_err(LabError::io("deleting the warm-up pages"))?;
+            done.push(format!("deleted {} warm-up pages from the page cache", names.len()));
+        }
+    }
 
     // The queue: worker running, backlog drained.
     if let Some(w) = layout::lab_host("worker1")

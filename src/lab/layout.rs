@@ -74,6 +74,15 @@ pub const APP_USER: &str = "app";
 pub const MONITOR_USER: &str = "opsdeck";
 pub const REPL_USER: &str = "repl";
 pub const QUEUE_KEY: &str = "queues:default";
+/// Redis memory cap on the cache tier, small so the cache-full drill reaches it; the lab
+/// refuses writes past it (`noeviction`), as a Redis holding sessions must.
+pub const REDIS_MAXMEMORY: &str = "32mb";
+/// Seed 000's Redis databases: sessions, the default cache, the page cache.
+pub const SESSIONS_DB: &str = "0";
+pub const CACHE_DB: &str = "1";
+pub const PAGE_CACHE_DB: &str = "2";
+/// How many logged-in users' sessions the lab keeps in the sessions database.
+pub const SESSIONS: usize = 40;
 /// Size of each host's tmpfs.
 pub const DISK_MB: u32 = 24;
 /// The Docker-run Redis for sessions, when an engine is available.

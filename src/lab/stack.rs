@@ -499,6 +499,16 @@ pub fn start_redis(
     })
     .map_err(LabError::io(format!("starting Redis on {}", h.name)))?;
     d.detach();
+    let addr = SocketAddr::new(h.ip(), REDIS_PORT);
+    wire::redis(
+        addr,
+        Some(password),
+        &[
+            vec!["CONFIG", "SET", "maxmemory", layout::REDIS_MAXMEMORY],
+            vec!["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+        ],
+    )
+    .map_err(LabError::io(format!("capping Redis memory on {}", h.name)))?;
     if replica_of.is_some() {
         // Up means replicating: wait (bounded) for the first sync.
         let addr = SocketAddr::new(h.ip(), REDIS_PORT);
@@ -511,6 +521,35 @@ pub fn start_redis(
         }
     }
     Ok(Started::Started)
+}
+
+/// Seed 000's use of Redis on the master: the sessions of logged-in users (db 0, kept a week)
+/// and the application's default cache (db 1). The page cache (db 2) fills as pages are
+/// served. Existing keys are kept.
+pub fn seed_redis(password: &str) -> Result<()> {
+    let master = layout::redis_master_addr();
+    let mut cmds: Vec<Vec<String>> = vec![vec!["SELECT".into(), layout::SESSIONS_DB.into()]];
+    for n in 1..=layout::SESSIONS {
+        cmds.push(vec![
+            "SET".into(),
+            format!("marg_database_laravel_session:{n:04}"),
+            format!("{{\"user_id\":{n},\"cart\":[]}}"),
+            "EX".into(),
+            "604800".into(),
+            "NX".into(),
+        ]);
+    }
+    cmds.push(vec!["SELECT".into(), layout::CACHE_DB.into()]);
+    for (k, v) in [("marg_cache:config", "{\"locale\":\"en\"}"), ("marg_cache:routes", "[]")] {
+        cmds.push(vec!["SET".into(), k.into(), v.into(), "NX".into()]);
+    }
+    let cmds: Vec<Vec<&str>> = cmds
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    wire::redis(master, Some(password), &cmds)
+        .map_err(LabError::io("seeding sessions and cache in Redis"))?;
+    Ok(())
 }
 
 pub fn start_sentinel(lab: &Lab, h: &LabHost, password: &str) -> Result<Started> {
@@ -558,6 +597,7 @@ fn start_redis_tier(lab: &Lab, password: &str) -> Result<Vec<(String, Started)>>
         layout::redis_name(m.name),
         start_redis(lab, m, password, None)?,
     )];
+    seed_redis(password)?;
     out.push((
         layout::redis_name(r.name),
         start_redis(lab, r, password, Some(layout::redis_master_addr()))?,

@@ -141,13 +141,13 @@ pub fn sentinel_master(sentinel: SocketAddr, master_name: &str) -> io::Result<So
     )))
 }
 
-/// A field of `INFO replication` (e.g. `role`).
+/// A field of `INFO` (e.g. `role`, `used_memory`).
 pub fn redis_info_field(
     addr: SocketAddr,
     password: Option<&str>,
     field: &str,
 ) -> io::Result<String> {
-    let info = redis1(addr, password, &["INFO", "replication"])?.text();
+    let info = redis1(addr, password, &["INFO"])?.text();
     Ok(info
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))

@@ -138,13 +138,20 @@ if ($db !== null) {
 $hits = null;
 if ($redis !== null) {
     try {
+        // The page cache lives in database 2 (seed 000); a Redis that refuses writes
+        // (maxmemory reached) fails the page.
+        $redis->select(2);
+        if ($redis->setEx('page:' . $path, 60, json_encode(['users' => $users])) === false) {
+            $redisStatus = 'error: page cache: ' . ($redis->getLastError() ?? 'write refused');
+        }
+        $redis->select(0);
         $hits = $redis->incr('marg_cache_page_hits');
     } catch (Throwable $e) {
         $redisStatus = 'error: ' . $e->getMessage();
     }
     $redis->close();
 }
-$ok = $db !== null && $redis !== null;
+$ok = $db !== null && $redis !== null && $redisStatus === 'ok';
 http_response_code($ok ? 200 : 503);
 echo json_encode([
     'app' => 'marg',
