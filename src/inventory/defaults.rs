@@ -49,6 +49,7 @@ pub fn local_default() -> Inventory {
                     via: Via::Direct,
                     password: None,
                     database: None,
+                    defaults_file: None,
                 });
             }
             6379 => {

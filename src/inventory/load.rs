@@ -332,6 +332,7 @@ impl Resolver<'_> {
                 via: m.via,
                 password,
                 database: m.database.clone(),
+                defaults_file: m.defaults_file.clone(),
             });
         }
         for r in &def.redis {

@@ -209,6 +209,8 @@ pub struct MysqlService {
     pub via: Via,
     pub password: Option<Password>,
     pub database: Option<String>,
+    /// The client option file runbooks' shell steps use on the host, if declared.
+    pub defaults_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

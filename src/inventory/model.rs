@@ -179,6 +179,10 @@ pub struct MysqlDef {
     pub password_cmd: Option<Spanned<String>>,
     /// Database the application uses (for runbooks that check writes).
     pub database: Option<String>,
+    /// An option file for the command-line clients on the database host, used by runbook
+    /// shell steps (`mariadb-dump --defaults-file={{mysql.defaults_file}}`); Debian keeps one
+    /// in /etc/mysql/debian.cnf.
+    pub defaults_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

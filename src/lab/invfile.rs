@@ -112,10 +112,11 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "mysql = [{{ role = \"{role}\", address = \"{a}\", port = {MYSQL_PORT}, user = \"{u}\", password_file = \"secrets/{MYSQL_SECRET}\", database = \"{db}\" }}]",
+                    "mysql = [{{ role = \"{role}\", address = \"{a}\", port = {MYSQL_PORT}, user = \"{u}\", password_file = \"secrets/{MYSQL_SECRET}\", database = \"{db}\", defaults_file = {cnf} }}]",
                     a = h.addr,
                     u = layout::MONITOR_USER,
                     db = layout::DATABASE,
+                    cnf = toml_str(&lab.mysql_cnf("root", h).display().to_string()),
                 );
             }
             Role::Haproxy => {

@@ -414,7 +414,12 @@ fn primary_setup_sql(s: &Secrets) -> String {
            REPLICATION SLAVE ADMIN, SUPER, RELOAD, SELECT ON *.* TO '{mon}'@'%';\n\
          CREATE TABLE IF NOT EXISTS `{db}`.users (id INT AUTO_INCREMENT PRIMARY KEY, \
            email VARCHAR(190) NOT NULL UNIQUE, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);\n\
-         INSERT IGNORE INTO `{db}`.users (email) VALUES ('ada@marg.test'), ('grace@marg.test'), ('linus@marg.test');\n",
+         INSERT IGNORE INTO `{db}`.users (email) VALUES ('ada@marg.test'), ('grace@marg.test'), ('linus@marg.test');\n\
+         CREATE TABLE IF NOT EXISTS `{db}`.orders (id INT AUTO_INCREMENT PRIMARY KEY, user_id INT NOT NULL, \
+           total DECIMAL(10,2) NOT NULL, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, KEY (user_id));\n\
+         INSERT INTO `{db}`.orders (user_id, total) SELECT u.id, 10 * u.id + s.n FROM `{db}`.users u \
+           CROSS JOIN (SELECT 1 AS n UNION SELECT 2 UNION SELECT 3 UNION SELECT 4) s \
+           WHERE NOT EXISTS (SELECT 1 FROM `{db}`.orders);\n",
         app = layout::APP_USER,
         app_pw = quote_sql(&s.app),
         repl = layout::REPL_USER,

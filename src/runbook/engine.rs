@@ -67,6 +67,10 @@ impl HostInfo {
             set("mysql.address", m.address.clone());
             set("mysql.port", m.port.to_string());
             set("mysql.database", m.database.clone().unwrap_or_default());
+            set(
+                "mysql.defaults_file",
+                m.defaults_file.clone().unwrap_or_default(),
+            );
         }
         if let Some(r) = h.services.redis.first() {
             set("redis.address", r.address.clone());

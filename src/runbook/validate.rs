@@ -36,6 +36,7 @@ pub const BUILTINS: &[&str] = &[
     "mysql.address",
     "mysql.port",
     "mysql.database",
+    "mysql.defaults_file",
     "redis.address",
     "redis.port",
     "redis.master_name",

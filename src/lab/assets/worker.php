@@ -56,6 +56,12 @@ function work(array $cfg, int $n): void {
                     continue;
                 }
                 $payload = json_decode((string) $job[1], true);
+                if (is_array($payload) && !empty($payload['crash'])) {
+                    // A job that takes its worker down (a fatal error in an extension): the
+                    // supervisor starts it again, and it takes the next such job.
+                    fwrite(STDERR, date('c') . " worker $n: job {$payload['job']} crashed the worker\n");
+                    exit(255);
+                }
                 if (is_array($payload) && !empty($payload['runaway'])) {
                     fwrite(STDERR, date('c') . " worker $n: job {$payload['job']} started\n");
                     $x = 0;
