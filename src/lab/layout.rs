@@ -16,8 +16,9 @@
 //! its pid files name, and its inventory names password files. A directory another user
 //! could have prepared (the default lives in the world-writable `/var/tmp`) is therefore
 //! refused ([`Lab::check_trusted`]): it must be a real directory, owned by this user, writable
-//! by no one else. `lab up` creates it 0700 and writes its secrets, configs and inventory
-//! 0600.
+//! by no one else. `lab up` creates it 0711 (the lab's login account traverses it to its public
+//! key list and the hosts' disks, and can list nothing) and writes its secrets, configs and
+//! inventory 0600 in 0700 directories.
 
 use std::fmt::{self, Write as _};
 use std::fs;
