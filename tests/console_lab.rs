@@ -37,8 +37,7 @@ fn lab(dir: &Path, args: &[&str]) -> (i32, String) {
     let out = opsdeck(dir).args(args).output().expect("opsdeck");
     (
         out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
 

@@ -74,14 +74,8 @@ impl Lab {
     /// The same run when its remedy cannot work: every step runs, the end check finds the
     /// fault still there.
     fn not_resolved(&self, runbook: &str) -> String {
-        let (code, text) = self.run(&[
-            "run",
-            runbook,
-            "--approve",
-            "all",
-            "--verify-timeout",
-            "5s",
-        ]);
+        let (code, text) =
+            self.run(&["run", runbook, "--approve", "all", "--verify-timeout", "5s"]);
         assert_eq!(
             code,
             13,
@@ -356,7 +350,11 @@ fn drills_are_paired(lab: &Lab) {
         }
     }
     let unique: BTreeSet<String> = paired.iter().cloned().collect();
-    assert_eq!(unique.len(), paired.len(), "a drill paired twice: {paired:?}");
+    assert_eq!(
+        unique.len(),
+        paired.len(),
+        "a drill paired twice: {paired:?}"
+    );
     assert_eq!(unique, drills, "drills without a runbook");
 }
 
@@ -483,7 +481,11 @@ fn redis_connection_failure(lab: &Lab) {
     lab.drill("redis-down");
     assert!(lab.present("redis-down"));
     let text = lab.fixes("redis-connection-failure");
-    assert!(text.contains("lab service restart redis-cache1"), "{}", tail(&text));
+    assert!(
+        text.contains("lab service restart redis-cache1"),
+        "{}",
+        tail(&text)
+    );
     assert_eq!(lab.redis("127.0.10.31", &["PING"]), "PONG");
     lab.reset();
 
@@ -702,7 +704,11 @@ fn high_cpu(lab: &Lab) {
         })
         .collect();
     let text = lab.not_resolved("high-cpu");
-    assert!(text.contains("nothing of this host burns a CPU"), "{}", tail(&text));
+    assert!(
+        text.contains("nothing of this host burns a CPU"),
+        "{}",
+        tail(&text)
+    );
     drop(burners);
     lab.reset();
 }
@@ -711,7 +717,11 @@ fn api_latency(lab: &Lab) {
     lab.drill("slow-api");
     assert!(lab.present("slow-api"));
     let text = lab.fixes("api-latency-degradation");
-    assert!(text.contains("lab service restart fpm-app1"), "{}", tail(&text));
+    assert!(
+        text.contains("lab service restart fpm-app1"),
+        "{}",
+        tail(&text)
+    );
     assert!(!lab.present("slow-api"), "the API is still slow");
     lab.reset();
 
@@ -726,7 +736,11 @@ fn queue_backlog(lab: &Lab) {
     lab.drill("queue-backlog");
     assert!(lab.present("queue-backlog"));
     let text = lab.fixes("queue-backlog");
-    assert!(text.contains("queue_names = queues:default"), "{}", tail(&text));
+    assert!(
+        text.contains("queue_names = queues:default"),
+        "{}",
+        tail(&text)
+    );
     assert_eq!(lab.redis("127.0.10.31", &["LLEN", "queues:default"]), "0");
     assert!(!lab.present("queue-backlog"));
     lab.reset();
@@ -767,7 +781,10 @@ fn cache_flush(lab: &Lab) {
     assert!(text.contains("redis db 2> FLUSHDB"), "{}", tail(&text));
     assert_eq!(session_keys(lab), sessions, "sessions were lost");
     assert!(
-        lab.redis("127.0.10.31", &["-n", "2", "DBSIZE"]).parse::<u64>().expect("dbsize") < 5,
+        lab.redis("127.0.10.31", &["-n", "2", "DBSIZE"])
+            .parse::<u64>()
+            .expect("dbsize")
+            < 5,
         "the page cache was not flushed"
     );
     assert!(!lab.present("cache-full"));
@@ -778,7 +795,9 @@ fn live_color(lab: &Lab) -> &'static str {
     let live = std::fs::read(lab.p("run/lb-upstream.conf")).expect("live upstream");
     ["blue", "green"]
         .into_iter()
-        .find(|c| std::fs::read(lab.p(&format!("run/lb-upstream.{c}.conf"))).ok() == Some(live.clone()))
+        .find(|c| {
+            std::fs::read(lab.p(&format!("run/lb-upstream.{c}.conf"))).ok() == Some(live.clone())
+        })
         .unwrap_or("unknown")
 }
 
@@ -802,7 +821,11 @@ fn blue_green(lab: &Lab) {
         "{}",
         tail(&text)
     );
-    assert!(!text.contains("skipped: condition `status_after != 200`"), "{}", tail(&text));
+    assert!(
+        !text.contains("skipped: condition `status_after != 200`"),
+        "{}",
+        tail(&text)
+    );
     assert_eq!(live_color(lab), "green", "it did not switch back");
     lab.reset();
     assert_eq!(live_color(lab), "blue");
@@ -830,11 +853,11 @@ fn haproxy(lab: &Lab) {
     // What HAProxy said at each step: drained, then serving.
     assert!(text.contains("http_back,app2,DRAIN"), "{}", tail(&text));
     assert!(text.contains("http_back,app2,UP"), "{}", tail(&text));
-    wait_until("app2 up in HAProxy's stats", Duration::from_secs(10), || {
-        haproxy_servers()
-            .iter()
-            .all(|(_, st)| st == "UP")
-    });
+    wait_until(
+        "app2 up in HAProxy's stats",
+        Duration::from_secs(10),
+        || haproxy_servers().iter().all(|(_, st)| st == "UP"),
+    );
     lab.reset();
 }
 
@@ -910,7 +933,14 @@ fn db_failover(lab: &Lab) {
     let at_failover = writer.count();
     // The run acts on the database and application tiers, beyond where its trigger
     // (app.database) fires: until the driver widens a target derived from health, it is named.
-    let text = lab.ok(&["run", "db-failover", "--approve", "all", "--target", "db,app,lb"]);
+    let text = lab.ok(&[
+        "run",
+        "db-failover",
+        "--approve",
+        "all",
+        "--target",
+        "db,app,lb",
+    ]);
     assert!(
         text.contains("promote") && text.contains("repoint-app") && text.contains("back to ok"),
         "{}",
@@ -925,7 +955,10 @@ fn db_failover(lab: &Lab) {
         assert!(env.contains("DB_HOST=127.0.10.22"), "{app}: {env}");
     }
     let (code, body) = http("127.0.10.1", "/health");
-    assert_eq!(code, 200, "the application does not reach the new primary: {body}");
+    assert_eq!(
+        code, 200,
+        "the application does not reach the new primary: {body}"
+    );
     wait_until(
         "writes land on the promoted db2",
         Duration::from_secs(30),
@@ -975,6 +1008,9 @@ fn db_failover_not_resolved(lab: &Lab) {
     assert_eq!(code, 13, "{}", tail(&text));
     assert!(text.contains("app.database critical"), "{}", tail(&text));
 }
+
+/// A runbook's headless proof: its name and the test of it.
+type Case = (&'static str, fn(&Lab));
 
 /// The canaries (every password the lab generated) appear in no output, journal or export.
 fn canaries_absent(lab: &Lab) {
@@ -1030,7 +1066,7 @@ fn every_runbook_fixes_its_drill_headless_with_its_defaults() {
     drills_are_paired(&lab);
     lab_logs_in_unprivileged(&lab);
 
-    let cases: [(&str, fn(&Lab)); 12] = [
+    let cases: [Case; 12] = [
         ("db-connection-exhaustion", connection_exhaustion),
         ("redis-connection-failure", redis_connection_failure),
         ("disk-space-critical", disk_space_critical),

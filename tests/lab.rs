@@ -132,7 +132,10 @@ fn assert_unprivileged_login(dir: &Path) {
         .output()
         .unwrap();
     let passwd = String::from_utf8_lossy(&passwd.stdout);
-    assert!(passwd.contains("opsdeck lab (created by opsdeck lab up"), "{passwd}");
+    assert!(
+        passwd.contains("opsdeck lab (created by opsdeck lab up"),
+        "{passwd}"
+    );
     let check = StdCommand::new("visudo")
         .args(["-cf", "/etc/sudoers.d/opsdeck-lab"])
         .output()
@@ -143,7 +146,10 @@ fn assert_unprivileged_login(dir: &Path) {
             .arg("-i")
             .arg(dir.join("ssh/id_ed25519"))
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", dir.join("ssh/known_hosts").display()))
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                dir.join("ssh/known_hosts").display()
+            ))
             .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
             .arg(format!("{user}@127.0.10.11"))
             .arg(cmd)
@@ -293,8 +299,13 @@ fn assert_stack_healthy(dir: &Path) {
     // Seed 000's Redis: sessions in db 0, the default cache in db 1; a memory cap.
     assert!(redis_cli(dir, "127.0.10.31", 6379, &["INFO", "keyspace"]).contains("db0:keys="));
     assert!(
-        redis_cli(dir, "127.0.10.31", 6379, &["CONFIG", "GET", "maxmemory-policy"])
-            .contains("noeviction")
+        redis_cli(
+            dir,
+            "127.0.10.31",
+            6379,
+            &["CONFIG", "GET", "maxmemory-policy"]
+        )
+        .contains("noeviction")
     );
     // The inventory it wrote passes `check`.
     let inv = dir.join("inventory.toml");
@@ -401,7 +412,10 @@ fn fault_seen(dir: &Path, drill: &str) -> bool {
             write!(s, "GET /stats;csv HTTP/1.0\r\nHost: lb2\r\n\r\n").unwrap();
             let mut csv = String::new();
             s.read_to_string(&mut csv).unwrap();
-            csv.contains("http_back,app2,") && csv.lines().any(|l| l.starts_with("http_back,app2,") && l.contains(",MAINT,"))
+            csv.contains("http_back,app2,")
+                && csv
+                    .lines()
+                    .any(|l| l.starts_with("http_back,app2,") && l.contains(",MAINT,"))
         }
         other => panic!("no assertion for drill {other}"),
     }

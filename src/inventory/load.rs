@@ -273,11 +273,7 @@ impl Resolver<'_> {
             haproxy: def.haproxy.clone(),
             mounts: def.mounts.clone(),
             queues: def.queues.clone(),
-            processes: def
-                .processes
-                .iter()
-                .map(|p| p.name().to_owned())
-                .collect(),
+            processes: def.processes.iter().map(|p| p.name().to_owned()).collect(),
             process_restarts: def
                 .processes
                 .iter()

@@ -194,7 +194,11 @@ mod tests {
         let t = tempfile::tempdir().expect("tempdir");
         let p = t.path().join("rule");
         fs::write(&p, sudoers_rule()).expect("write");
-        let out = Command::new(visudo).arg("-cf").arg(&p).output().expect("visudo");
+        let out = Command::new(visudo)
+            .arg("-cf")
+            .arg(&p)
+            .output()
+            .expect("visudo");
         assert!(
             out.status.success(),
             "{}",

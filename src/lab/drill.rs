@@ -253,8 +253,12 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
         "high-cpu" => {
             let pw = redis_pw(lab)?;
             let master = current_master()?;
-            wire::redis1(master, Some(&pw), &["RPUSH", QUEUE_KEY, RUNAWAY_JOB, RUNAWAY_JOB])
-                .map_err(LabError::io("queueing the runaway jobs"))?;
+            wire::redis1(
+                master,
+                Some(&pw),
+                &["RPUSH", QUEUE_KEY, RUNAWAY_JOB, RUNAWAY_JOB],
+            )
+            .map_err(LabError::io("queueing the runaway jobs"))?;
             let flag = lab.drills().join("high-cpu");
             fs::write(&flag, "runaway jobs queued\n")
                 .map_err(LabError::io(format!("writing {}", flag.display())))?;
@@ -705,7 +709,10 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
                 &[vec!["SELECT", layout::PAGE_CACHE_DB], del],
             )
             .map_err(LabError::io("deleting the warm-up pages"))?;
-            done.push(format!("deleted {} warm-up pages from the page cache", names.len()));
+            done.push(format!(
+                "deleted {} warm-up pages from the page cache",
+                names.len()
+            ));
         }
     }
 
@@ -743,7 +750,10 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
         if status == "MAINT" || status == "DRAIN" {
             wire::unix_command(
                 &lab.haproxy_socket(hp.name),
-                &format!("set server {}/{server} state ready", layout::HAPROXY_BACKEND),
+                &format!(
+                    "set server {}/{server} state ready",
+                    layout::HAPROXY_BACKEND
+                ),
             )
             .map_err(LabError::io("HAProxy's runtime API"))?;
             done.push(format!("put {server} back into rotation on HAProxy"));

@@ -4,11 +4,11 @@
 
 use std::fmt::Write as _;
 
-use super::service::{self, Action};
 use super::layout::{
     self, COMPOSE_PROJECT, HTTP_PORT, Lab, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result, Role,
     SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
 };
+use super::service::{self, Action};
 
 /// Secret file names under `DIR/secrets/`.
 pub const MYSQL_SECRET: &str = "mysql";

@@ -57,8 +57,8 @@ impl Action {
 /// this very binary, with the lab directory, logging into the lab's own run directory (the
 /// command runs as root from the lab account's session).
 pub fn command(lab: &Lab, action: Action, name: &str) -> String {
-    let exe = std::env::current_exe()
-        .map_or_else(|_| "opsdeck".to_owned(), |p| p.display().to_string());
+    let exe =
+        std::env::current_exe().map_or_else(|_| "opsdeck".to_owned(), |p| p.display().to_string());
     let q = |s: &str| {
         shlex::try_quote(s).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned)
     };

@@ -249,14 +249,17 @@ pub fn start_sshd(lab: &Lab, h: &LabHost) -> Result<Started> {
     if web::running(lab, &name) {
         return Ok(Started::AlreadyRunning);
     }
-    let d = sshd::start_with(&sshd::SshdOptions {
-        dir: lab.run(),
-        name,
-        addr: h.ip(),
-        port: layout::SSH_PORT,
-        authorized_keys: lab.authorized_keys(),
-        max_sessions: Some(20),
-    }, &sshd_hardening())
+    let d = sshd::start_with(
+        &sshd::SshdOptions {
+            dir: lab.run(),
+            name,
+            addr: h.ip(),
+            port: layout::SSH_PORT,
+            authorized_keys: lab.authorized_keys(),
+            max_sessions: Some(20),
+        },
+        &sshd_hardening(),
+    )
     .map_err(LabError::io(format!("starting sshd for {}", h.name)))?;
     d.daemon.detach();
     Ok(Started::Started)
@@ -545,7 +548,10 @@ pub fn seed_redis(password: &str) -> Result<()> {
         ]);
     }
     cmds.push(vec!["SELECT".into(), layout::CACHE_DB.into()]);
-    for (k, v) in [("marg_cache:config", "{\"locale\":\"en\"}"), ("marg_cache:routes", "[]")] {
+    for (k, v) in [
+        ("marg_cache:config", "{\"locale\":\"en\"}"),
+        ("marg_cache:routes", "[]"),
+    ] {
         cmds.push(vec!["SET".into(), k.into(), v.into(), "NX".into()]);
     }
     let cmds: Vec<Vec<&str>> = cmds

@@ -1,6 +1,7 @@
 //! The lab's own servers: nginx (load balancer and app servers), php-fpm, the PHP application
 //! and queue worker, and each host's small tmpfs.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -134,9 +135,10 @@ pub fn start_nginx(lab: &Lab, h: &LabHost) -> Result<Started> {
 /// Each colour's upstream servers, and the live file (blue unless a switch chose otherwise).
 fn write_upstreams(lab: &Lab) -> Result<()> {
     for (color, port) in layout::COLORS {
-        let servers: String = layout::app_hosts()
-            .map(|a| format!("server {}:{port} max_fails=3 fail_timeout=10s;\n", a.addr))
-            .collect();
+        let servers = layout::app_hosts().fold(String::new(), |mut s, a| {
+            let _ = writeln!(s, "server {}:{port} max_fails=3 fail_timeout=10s;", a.addr);
+            s
+        });
         let p = lab.lb_upstream_of(color);
         fs::write(&p, format!("# the {color} deployment\n{servers}"))
             .map_err(LabError::io(format!("writing {}", p.display())))?;

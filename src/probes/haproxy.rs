@@ -116,8 +116,7 @@ pub async fn collect(
     def: &HaproxyDef,
     timeout: Duration,
 ) -> Result<HaproxySample, String> {
-    let resp =
-        super::collect::http::get(conns, host, &def.stats_url, Via::Direct, timeout).await?;
+    let resp = super::collect::http::get(conns, host, &def.stats_url, Via::Direct, timeout).await?;
     if resp.status != 200 {
         return Err(format!("{} answered HTTP {}", def.stats_url, resp.status));
     }
@@ -197,13 +196,22 @@ stats,BACKEND,0,0,0,0,26212,0,,,,,,0,0,0,0,UP,0,0,0,,0,60,,,1,4,0,,0,,1,0,,0,,\n
     fn reads_backends_and_servers_by_column_name() {
         let s = parse(CSV).expect("parses");
         assert_eq!(s.frontend_sessions, 3);
-        assert_eq!(s.backends.len(), 1, "the stats listen section is not a backend");
+        assert_eq!(
+            s.backends.len(),
+            1,
+            "the stats listen section is not a backend"
+        );
         let b = &s.backends[0];
         assert_eq!(b.name, "http_back");
         assert_eq!(
             b.servers
                 .iter()
-                .map(|s| (s.name.as_str(), s.status.as_str(), s.check.as_str(), s.sessions))
+                .map(|s| (
+                    s.name.as_str(),
+                    s.status.as_str(),
+                    s.check.as_str(),
+                    s.sessions
+                ))
                 .collect::<Vec<_>>(),
             [("app1", "UP", "L7OK", 1), ("app2", "MAINT", "L7OK", 0)]
         );

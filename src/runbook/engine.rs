@@ -115,7 +115,9 @@ impl HostInfo {
         );
         set(
             "nginx.upstream_file",
-            nginx.and_then(|n| n.upstream_file.clone()).unwrap_or_default(),
+            nginx
+                .and_then(|n| n.upstream_file.clone())
+                .unwrap_or_default(),
         );
         set(
             "app.env",

@@ -824,7 +824,10 @@ impl Validator<'_> {
                 Some(Executor::Redis { db, .. }) if *n.get_ref() <= 255 => *db = Some(*n.get_ref()),
                 Some(Executor::Redis { .. }) => self.err(
                     n.span(),
-                    format!("db = {}: Redis database indexes go from 0 to 255", n.get_ref()),
+                    format!(
+                        "db = {}: Redis database indexes go from 0 to 255",
+                        n.get_ref()
+                    ),
                     None,
                 ),
                 _ => self.err(

@@ -158,11 +158,9 @@ impl Runner {
             }
             What::Process(name) => self.process(name).await,
             What::Docker => self.docker().await,
-            What::Haproxy(def) => {
-                super::haproxy::collect(&self.conns, host, def, self.timeout)
-                    .await
-                    .map(Sample::Haproxy)
-            }
+            What::Haproxy(def) => super::haproxy::collect(&self.conns, host, def, self.timeout)
+                .await
+                .map(Sample::Haproxy),
             What::Unavailable(reason) => {
                 return Outcome::Unsupported {
                     reason: reason.clone(),
