@@ -243,6 +243,17 @@ pub enum LabAction {
         #[command(flatten)]
         dir: LabDir,
     },
+    /// The lab's service manager (its hosts have no systemd): start, stop, restart or reload
+    /// one lab server (`lab service restart redis-cache1`). Runbooks run it through the
+    /// inventory's `restart`/`reload` commands.
+    Service {
+        /// start, stop, restart or reload.
+        action: String,
+        /// A process of `lab status` (e.g. redis-cache1, fpm-app1, nginx-lb, worker-worker1).
+        name: String,
+        #[command(flatten)]
+        dir: LabDir,
+    },
 }
 
 /// Runbook flags shared by `run`, `runbooks` and `check`.

@@ -1,6 +1,11 @@
-//! The console end to end against the real lab: a drill is injected, the dashboard shows it,
-//! the suggested runbook is opened from the host, its steps are confirmed with key presses,
-//! and the fault is gone on the real servers.
+//! The console end to end against the real lab, as a newcomer uses it: for each drill, the
+//! fault is injected, the dashboard suggests the runbook, the newcomer selects the host it
+//! names, opens the runbook it suggests there, starts it, accepts every default offered and
+//! confirms every step with key presses — and the fault is gone on the real servers.
+//!
+//! `primary-down` is not here: its runbook (db-failover) changes the database tier while its
+//! trigger fires on the application tier, and the console's run is narrowed to the hosts of
+//! the suggestion (see tests/drill_runbooks.rs, which names the target).
 
 mod support;
 
@@ -12,7 +17,6 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use crossterm::event::KeyCode;
 use opsdeck::app::{App, View};
-use opsdeck::probes::check::State;
 use opsdeck::probes::history::History;
 use opsdeck::probes::plan::{self, Intervals};
 use opsdeck::probes::scheduler::{self, SchedulerConfig};
@@ -29,6 +33,14 @@ fn opsdeck(dir: &Path) -> Command {
     c
 }
 
+fn lab(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = opsdeck(dir).args(args).output().expect("opsdeck");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 struct Down(PathBuf);
 
 impl Drop for Down {
@@ -39,24 +51,200 @@ impl Drop for Down {
     }
 }
 
+/// Index of `runbook` in the console's list.
+fn runbook_index(app: &App, runbook: &str) -> Option<usize> {
+    app.runbooks.iter().position(|r| r.id == runbook)
+}
+
+fn suggested(app: &App, runbook: &str) -> bool {
+    runbook_index(app, runbook).is_some_and(|i| app.suggestions.iter().any(|s| s.runbook == i))
+}
+
+/// The high-cpu drill is judged by host.cpu, which reads the whole machine.
+fn machine_quiet() {
+    let read = || -> (u64, u64) {
+        let s = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let f: Vec<u64> = s
+            .lines()
+            .next()
+            .expect("cpu line")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (f.iter().sum(), f[3] + f.get(4).copied().unwrap_or(0))
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (t0, i0) = read();
+        std::thread::sleep(Duration::from_secs(2));
+        let (t1, i1) = read();
+        let busy = 100.0 * (1.0 - (i1 - i0) as f64 / (t1 - t0).max(1) as f64);
+        if busy < 60.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the machine stays busy ({busy:.0} % CPU) with other work: the high-cpu drill cannot be judged"
+        );
+    }
+}
+
+/// One drill, as a newcomer: banner → host → suggested runbook → defaults → confirm.
+async fn newcomer_fixes(c: &mut Console, dir: &Path, drill: &str, runbook: &str) {
+    let t0 = Instant::now();
+    if drill == "high-cpu" {
+        machine_quiet();
+    }
+    let (code, text) = lab(dir, &["drill", drill]);
+    assert_eq!(code, 0, "drill {drill}: {text}");
+
+    // The dashboard shows it, and health suggests the runbook.
+    c.pump(&format!("the dashboard to suggest {runbook}"), 90, |a| {
+        suggested(a, runbook)
+    })
+    .await;
+    let title = c.app.runbooks[runbook_index(&c.app, runbook).expect("runbook")]
+        .title
+        .clone();
+    assert!(
+        c.screen().contains(&title) || c.app.suggestions.len() > 1,
+        "the banner names the runbook ({title}):\n{}",
+        c.screen()
+    );
+
+    // The host: one the suggestion names, where it is the first suggestion if there is one.
+    let rb = runbook_index(&c.app, runbook).expect("runbook");
+    let hosts = c
+        .app
+        .suggestions
+        .iter()
+        .find(|s| s.runbook == rb)
+        .map(|s| s.hosts.clone())
+        .unwrap_or_default();
+    let host = hosts
+        .iter()
+        .find(|h| {
+            c.app
+                .host_suggestions(h)
+                .first()
+                .is_some_and(|s| s.runbook == rb)
+        })
+        .or_else(|| hosts.first())
+        .cloned()
+        .expect("a host");
+    let target = c
+        .app
+        .inventory
+        .hosts
+        .iter()
+        .position(|h| h.name == host)
+        .expect("host in the inventory");
+    c.key(KeyCode::Char('1'));
+    while c.app.dashboard.selected != target {
+        let before = c.app.dashboard.selected;
+        c.key(if before < target {
+            KeyCode::Char('l')
+        } else {
+            KeyCode::Char('h')
+        });
+        assert_ne!(c.app.dashboard.selected, before, "cursor moves");
+    }
+    c.key(KeyCode::Enter);
+    assert_eq!(c.app.view, View::Detail);
+    c.key(KeyCode::Enter);
+    assert_eq!(c.app.view, View::Runbooks);
+    // The suggested runbook is selected; when the host has two, it is in the list to move to.
+    for _ in 0..c.app.runbooks.len() {
+        if c.app.selected_runbook().map(|r| r.id.as_str()) == Some(runbook) {
+            break;
+        }
+        c.key(KeyCode::Char('j'));
+    }
+    assert_eq!(
+        c.app.selected_runbook().map(|r| r.id.as_str()),
+        Some(runbook),
+        "{}",
+        c.screen()
+    );
+    c.key(KeyCode::Enter);
+
+    // Accept every default offered, confirm every step, until the run ends.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        c.pump("a decision or the end", 240, |a| {
+            a.run
+                .as_ref()
+                .is_some_and(|r| r.finished.is_some() || r.ask.is_some())
+        })
+        .await;
+        let run = c.app.run.as_ref().expect("run");
+        if run.finished.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run did not end");
+        let ask = run.ask.clone().expect("ask");
+        match ask.kind {
+            DecisionKind::Confirm => c.key(KeyCode::Char('y')),
+            DecisionKind::TypedConfirm { expected } => {
+                c.key(KeyCode::Char('y'));
+                c.typed(&expected);
+                c.key(KeyCode::Enter);
+            }
+            // Inputs are asked when first needed: a newcomer accepts the offered default.
+            DecisionKind::Input { .. } => {
+                if run.typing.is_none() {
+                    c.key(KeyCode::Char('y'));
+                }
+                c.key(KeyCode::Enter);
+            }
+            other => {
+                let log: Vec<String> = run
+                    .log
+                    .iter()
+                    .map(|l| format!("[{}] {}", l.step, l.text))
+                    .collect();
+                panic!(
+                    "{runbook}: unexpected decision {other:?}:\n{}\n{}",
+                    c.screen(),
+                    log.join("\n")
+                )
+            }
+        }
+    }
+    let run = c.app.run.as_ref().expect("run");
+    assert_eq!(
+        run.finished.as_ref().map(|f| f.0),
+        Some(Outcome::Succeeded),
+        "{runbook}: {:?}\n{}",
+        run.finished,
+        c.screen()
+    );
+
+    // Gone on the real servers, as the drill's own check judges them.
+    let (code, text) = lab(dir, &["drill", drill, "--check"]);
+    assert_eq!(code, 1, "{drill}: fault still present: {text}");
+    let (code, text) = lab(dir, &["drill", "reset"]);
+    assert_eq!(code, 0, "drill reset: {text}");
+    c.pump(&format!("{runbook} to be no longer suggested"), 90, |a| {
+        !suggested(a, runbook)
+    })
+    .await;
+    // Back to the dashboard for the next one.
+    c.key(KeyCode::Char('1'));
+    eprintln!("{drill} → {runbook}: {:.0?}", t0.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drill_is_seen_diagnosed_and_resolved_from_the_console() {
+async fn every_drill_is_fixed_from_the_console_with_the_defaults() {
     let lock =
         File::create(std::env::temp_dir().join("opsdeck-lab-tests.lock")).expect("lock file");
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("lock");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("lab");
     let _down = Down(dir.clone());
-    let up = opsdeck(&dir)
-        .args(["lab", "up", "--dir"])
-        .arg(&dir)
-        .output()
-        .expect("lab up");
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    let (code, text) = lab(&dir, &["lab", "up", "--dir", dir.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{text}");
 
     // The console, as `opsdeck -i DIR/inventory.toml` builds it: probes over every host.
     let inv = Arc::new(
@@ -90,180 +278,26 @@ async fn a_drill_is_seen_diagnosed_and_resolved_from_the_console() {
         Arc::clone(&conns),
         Some((health, probes)),
     );
-
-    let db1_connections = |a: &App| {
-        a.checks
-            .iter()
-            .find(|k| k.host == "db1" && k.id == "mysql.connections")
-            .map(|k| k.state)
-    };
-    c.pump("db1's first healthy sample", 60, |a| {
-        db1_connections(a) == Some(State::Ok)
+    c.pump("the first samples", 60, |a| {
+        a.checks.iter().any(|k| k.id == "mysql.connections")
     })
     .await;
 
-    // The fault, injected on the real servers.
-    let drill = opsdeck(&dir)
-        .args(["drill", "connection-exhaustion"])
-        .output()
-        .expect("drill");
-    assert!(
-        drill.status.success(),
-        "{}",
-        String::from_utf8_lossy(&drill.stderr)
-    );
-
-    // The dashboard shows it, and health suggests the runbook.
-    c.pump("the dashboard to show the exhaustion", 60, |a| {
-        db1_connections(a).is_some_and(|s| s >= State::Critical)
-            && a.suggestions
-                .iter()
-                .any(|s| a.runbooks[s.runbook].id == "db-connection-exhaustion")
-    })
-    .await;
-    let s = c.screen();
-    let db1_line = s
-        .lines()
-        .find(|l| l.contains("db1"))
-        .expect("db1 on the dashboard");
-    assert!(db1_line.contains("connections"), "{s}");
-    assert!(
-        s.contains("Database connections exhausted"),
-        "the banner names the runbook:\n{s}"
-    );
-
-    // Select db1, open its detail, open the runbook that fits, start it.
-    let db1 = c
-        .app
-        .inventory
-        .hosts
-        .iter()
-        .position(|h| h.name == "db1")
-        .expect("db1");
-    while c.app.dashboard.selected != db1 {
-        let before = c.app.dashboard.selected;
-        c.key(if before < db1 {
-            KeyCode::Char('l')
-        } else {
-            KeyCode::Char('h')
-        });
-        assert_ne!(c.app.dashboard.selected, before, "cursor moves");
+    for (drill, runbook) in [
+        ("connection-exhaustion", "db-connection-exhaustion"),
+        ("redis-down", "redis-connection-failure"),
+        ("disk-full", "disk-space-critical"),
+        ("sentinel-failover", "redis-sentinel-failover"),
+        ("slow-api", "api-latency-degradation"),
+        ("queue-backlog", "queue-backlog"),
+        ("cache-full", "cache-flush"),
+        ("bad-release", "blue-green-switch"),
+        ("haproxy-maint", "haproxy-drain-enable"),
+        ("high-cpu", "high-cpu"),
+    ] {
+        newcomer_fixes(&mut c, &dir, drill, runbook).await;
     }
-    c.key(KeyCode::Enter);
-    assert_eq!(c.app.view, View::Detail);
-    c.key(KeyCode::Enter);
-    assert_eq!(c.app.view, View::Runbooks);
-    assert_eq!(
-        c.app.selected_runbook().map(|r| r.id.as_str()),
-        Some("db-connection-exhaustion")
-    );
-    c.key(KeyCode::Enter);
-    // Inputs: any idle application connection (the drill opened them a moment ago).
-    let mut answered = 0;
-    while let Some(opsdeck::app::run::Typing::Input { index, .. }) =
-        c.app.run.as_ref().and_then(|r| r.typing.clone())
-    {
-        let name = c
-            .app
-            .run
-            .as_ref()
-            .map(|r| r.runbook.inputs[index].name.clone())
-            .unwrap_or_default();
-        let value = match name.as_str() {
-            "min_idle_seconds" => Some("0"),
-            "user_like" => Some("app%"),
-            _ => None,
-        };
-        if let Some(v) = value {
-            for _ in 0..40 {
-                c.key(KeyCode::Backspace);
-            }
-            c.typed(v);
-        }
-        c.key(KeyCode::Enter);
-        answered += 1;
-        assert!(answered < 10, "input loop");
-    }
-
-    // Confirm every action as an operator would, until the run ends.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        c.pump("a decision or the end", 120, |a| {
-            a.run
-                .as_ref()
-                .is_some_and(|r| r.finished.is_some() || r.ask.is_some())
-        })
-        .await;
-        let run = c.app.run.as_ref().expect("run");
-        if run.finished.is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run did not end");
-        let ask = run.ask.clone().expect("ask");
-        match ask.kind {
-            DecisionKind::Confirm => {
-                let shown = c.screen();
-                assert!(
-                    shown.contains("Run this on db1?") || shown.contains("commands on db1?"),
-                    "{shown}"
-                );
-                c.key(KeyCode::Char('y'));
-            }
-            DecisionKind::TypedConfirm { expected } => {
-                c.key(KeyCode::Char('y'));
-                c.typed(&expected);
-                c.key(KeyCode::Enter);
-            }
-            DecisionKind::MarkDone => c.key(KeyCode::Char('d')),
-            // Inputs are asked when first needed: a newcomer accepts the offered default.
-            DecisionKind::Input { .. } => {
-                if run.typing.is_none() {
-                    c.key(KeyCode::Char('y'));
-                }
-                c.key(KeyCode::Enter);
-            }
-            other => {
-                let log: Vec<String> = run
-                    .log
-                    .iter()
-                    .map(|l| format!("[{}] {}", l.step, l.text))
-                    .collect();
-                panic!(
-                    "unexpected decision {other:?}:\n{}\n{}",
-                    c.screen(),
-                    log.join("\n")
-                )
-            }
-        }
-    }
-    let run = c.app.run.as_ref().expect("run");
-    assert_eq!(
-        run.finished.as_ref().map(|f| f.0),
-        Some(Outcome::Succeeded),
-        "{:?}\n{}",
-        run.finished,
-        c.screen()
-    );
-
-    // Gone on the real servers: the drill's own check (a new connection is accepted, judged
-    // by connecting) says the fault is absent.
-    let check = opsdeck(&dir)
-        .args(["drill", "connection-exhaustion", "--check"])
-        .output()
-        .expect("check");
-    assert_eq!(
-        check.status.code(),
-        Some(1),
-        "fault still present: {}",
-        String::from_utf8_lossy(&check.stdout)
-    );
-    // And the dashboard sees db1 recover.
-    c.pump("db1 to recover on the dashboard", 60, |a| {
-        db1_connections(a) == Some(State::Ok)
-    })
-    .await;
 
     cancel.cancel();
     sched.abort();
-    let _ = opsdeck(&dir).args(["drill", "reset"]).output();
 }

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::process::Command as StdCommand;
+use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -147,8 +148,9 @@ fn expectations(dir: &Path, drill: &str) -> Vec<Expect> {
                 )
             })
             .collect(),
+        // The lab's hosts share one machine: the runaway workers show on each host's CPU.
         "high-cpu" => vec![expect(
-            "app1",
+            "worker1",
             "host.cpu",
             None,
             warn_or_crit,
@@ -193,17 +195,51 @@ fn expectations(dir: &Path, drill: &str) -> Vec<Expect> {
                 &["queue:work"],
             ),
         ],
+        "bad-release" => vec![expect(
+            "lb",
+            "http.status",
+            Some("http://127.0.10.1/health"),
+            &["critical"],
+            &["HTTP 500"],
+        )],
+        "cache-full" => vec![expect(
+            "cache1",
+            "redis.memory",
+            None,
+            &["critical"],
+            &["of maxmemory 32.0 MiB", "critical above 98 %"],
+        )],
+        "haproxy-maint" => vec![expect(
+            "lb2",
+            "haproxy.backend.http_back",
+            None,
+            &["warning"],
+            &["1/2 servers in rotation", "app2 MAINT"],
+        )],
         other => panic!("no expectation for drill {other}"),
     }
 }
 
+/// A queue worker runs a runaway job: runnable at every look over half a second.
 fn burners_running() -> bool {
-    StdCommand::new("pgrep")
-        .args(["-f", "opsdeck-lab-app1-burn"])
+    let out = StdCommand::new("pgrep")
+        .args(["-f", "queue:work"])
         .output()
-        .expect("pgrep")
-        .status
-        .success()
+        .expect("pgrep");
+    let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for _ in 0..5 {
+        pids.retain(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('R'))
+            })
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    !pids.is_empty()
 }
 
 /// Takes the lab down at the end, also when an assertion failed.
@@ -243,7 +279,10 @@ fn every_drill_turns_its_check_and_reset_clears_it() {
             "sentinel-failover",
             "high-cpu",
             "slow-api",
-            "queue-backlog"
+            "queue-backlog",
+            "bad-release",
+            "cache-full",
+            "haproxy-maint",
         ],
         "{list}"
     );

@@ -124,6 +124,56 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 }
 
 /// Down leaves nothing: no process from the pid files, no mount, no directory.
+/// Root cannot log in; the lab's account can, with the lab's key, and escalates with sudo
+/// exactly as the engine does (`sudo -n -- sh -c`), without a password.
+fn assert_unprivileged_login(dir: &Path) {
+    let passwd = StdCommand::new("getent")
+        .args(["passwd", "opsdeck"])
+        .output()
+        .unwrap();
+    let passwd = String::from_utf8_lossy(&passwd.stdout);
+    assert!(
+        passwd.contains("opsdeck lab (created by opsdeck lab up"),
+        "{passwd}"
+    );
+    let check = StdCommand::new("visudo")
+        .args(["-cf", "/etc/sudoers.d/opsdeck-lab"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let ssh = |user: &str, cmd: &str| {
+        StdCommand::new("ssh")
+            .arg("-i")
+            .arg(dir.join("ssh/id_ed25519"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                dir.join("ssh/known_hosts").display()
+            ))
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg(format!("{user}@127.0.10.11"))
+            .arg(cmd)
+            .output()
+            .unwrap()
+    };
+    let root = ssh("root", "true");
+    assert!(!root.status.success(), "root logged in: {root:?}");
+    let me = ssh("opsdeck", "id -un; sudo -n -- sh -c 'id -un'");
+    assert!(me.status.success(), "{me:?}");
+    assert_eq!(String::from_utf8_lossy(&me.stdout), "opsdeck\nroot\n");
+}
+
+/// `lab down` removed what `lab up` created outside the lab directory: the account and its
+/// sudo rule.
+fn assert_account_gone() {
+    let passwd = StdCommand::new("getent")
+        .args(["passwd", "opsdeck"])
+        .output()
+        .unwrap();
+    assert!(!passwd.status.success(), "the lab account is still there");
+    assert!(!Path::new("/etc/sudoers.d/opsdeck-lab").exists());
+}
+
 fn down_and_assert_clean(dir: &Path) {
     let pids = pids_in(dir);
     assert!(
@@ -139,12 +189,14 @@ fn down_and_assert_clean(dir: &Path) {
         mounts_under(dir)
     );
     assert!(!dir.exists(), "{} still exists", dir.display());
+    assert_account_gone();
 }
 
 fn assert_stack_healthy(dir: &Path) {
     // sshd on every host.
     for a in [
         "127.0.10.1",
+        "127.0.10.2",
         "127.0.10.11",
         "127.0.10.12",
         "127.0.10.21",
@@ -226,6 +278,35 @@ fn assert_stack_healthy(dir: &Path) {
     assert_eq!(v["database"], "ok", "{body}");
     assert_eq!(v["redis"], "ok", "{body}");
     assert!(v["queue"]["default"].is_u64(), "{body}");
+    // Blue is live; green answers on its own port of every app server.
+    assert_eq!(v["color"], "blue", "{body}");
+    let mut s = TcpStream::connect(("127.0.10.11", 8080)).unwrap();
+    write!(s, "GET /health HTTP/1.0\r\nHost: app1\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.contains("\"color\":\"green\""), "{raw}");
+    // HAProxy (lb2) balances over both app servers, both up; /health through it too.
+    let (code, body) = http("127.0.10.2", "/health");
+    assert_eq!(code, 200, "{body}");
+    let mut s = TcpStream::connect(("127.0.10.2", 8404)).unwrap();
+    write!(s, "GET /stats;csv HTTP/1.0\r\nHost: lb2\r\n\r\n").unwrap();
+    let mut csv = String::new();
+    s.read_to_string(&mut csv).unwrap();
+    for app in ["app1", "app2"] {
+        assert!(csv.contains(&format!("http_back,{app},")), "{csv}");
+    }
+    assert!(!csv.contains(",DOWN,") && !csv.contains(",MAINT,"), "{csv}");
+    // Seed 000's Redis: sessions in db 0, the default cache in db 1; a memory cap.
+    assert!(redis_cli(dir, "127.0.10.31", 6379, &["INFO", "keyspace"]).contains("db0:keys="));
+    assert!(
+        redis_cli(
+            dir,
+            "127.0.10.31",
+            6379,
+            &["CONFIG", "GET", "maxmemory-policy"]
+        )
+        .contains("noeviction")
+    );
     // The inventory it wrote passes `check`.
     let inv = dir.join("inventory.toml");
     let out = opsdeck(dir)
@@ -243,7 +324,7 @@ fn assert_stack_healthy(dir: &Path) {
     let status = ok(dir, &["lab", "status"]);
     assert!(!status.contains(" stopped  "), "{status}");
     assert!(
-        status.contains("22 processes running, 0 stopped"),
+        status.contains("24 processes running, 0 stopped"),
         "{status}"
     );
 }
@@ -277,11 +358,27 @@ fn fault_seen(dir: &Path, drill: &str) -> bool {
             &["SENTINEL", "get-master-addr-by-name", "mymaster"],
         )
         .contains("127.0.10.31"),
-        "high-cpu" => StdCommand::new("pgrep")
-            .args(["-f", "opsdeck-lab-app1-burn"])
-            .status()
-            .unwrap()
-            .success(),
+        // A queue worker runs a runaway job: runnable at every look over half a second.
+        "high-cpu" => {
+            let out = StdCommand::new("pgrep")
+                .args(["-f", "queue:work"])
+                .output()
+                .unwrap();
+            let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            for _ in 0..5 {
+                pids.retain(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                        s.rsplit_once(')')
+                            .is_some_and(|(_, r)| r.trim_start().starts_with('R'))
+                    })
+                });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            !pids.is_empty()
+        }
         "slow-api" => {
             let t = std::time::Instant::now();
             http("127.0.10.1", "/health");
@@ -299,6 +396,27 @@ fn fault_seen(dir: &Path, drill: &str) -> bool {
                     .unwrap()
                     .success()
         }
+        "bad-release" => http("127.0.10.1", "/health").0 == 500,
+        "cache-full" => {
+            let info = redis_cli(dir, "127.0.10.31", 6379, &["INFO", "memory"]);
+            let field = |f: &str| -> f64 {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{f}:")))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0.0)
+            };
+            field("used_memory") >= 0.9 * field("maxmemory")
+        }
+        "haproxy-maint" => {
+            let mut s = TcpStream::connect(("127.0.10.2", 8404)).unwrap();
+            write!(s, "GET /stats;csv HTTP/1.0\r\nHost: lb2\r\n\r\n").unwrap();
+            let mut csv = String::new();
+            s.read_to_string(&mut csv).unwrap();
+            csv.contains("http_back,app2,")
+                && csv
+                    .lines()
+                    .any(|l| l.starts_with("http_back,app2,") && l.contains(",MAINT,"))
+        }
         other => panic!("no assertion for drill {other}"),
     }
 }
@@ -315,18 +433,19 @@ impl Drop for DownOnDrop<'_> {
 }
 
 /// The lab directory and what it holds that names or opens something (secrets, inventory,
-/// pid files, keys) are private: 0700 directories, 0600 files.
+/// pid files, keys) are private: 0700 directories, 0600 files. The lab account may only
+/// traverse the directory and `ssh/` (0711) to its public key list (0644) and the hosts' disks.
 fn assert_private(dir: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    for d in [
-        dir.to_path_buf(),
-        dir.join("secrets"),
-        dir.join("run"),
-        dir.join("ssh"),
-    ] {
+    for d in [dir.join("secrets"), dir.join("run")] {
         assert_eq!(mode(&d), 0o700, "{}", d.display());
     }
+    for d in [dir.to_path_buf(), dir.join("ssh")] {
+        assert_eq!(mode(&d), 0o711, "{}", d.display());
+    }
+    assert_eq!(mode(&dir.join("ssh/authorized_keys")), 0o644);
+    assert_eq!(mode(&dir.join("ssh/id_ed25519")), 0o600);
     let mut files = vec![dir.join("inventory.toml"), dir.join("ssh/known_hosts")];
     for e in std::fs::read_dir(dir.join("secrets")).unwrap() {
         files.push(e.unwrap().path());
@@ -353,6 +472,7 @@ fn lab_up_drills_and_down_twice() {
     // First round: up, idempotent up, every service, every drill, down.
     ok(&dir, &["lab", "up"]);
     assert_private(&dir);
+    assert_unprivileged_login(&dir);
     let pids_before = pids_in(&dir);
     let again = ok(&dir, &["lab", "up"]);
     assert!(again.contains("0 started"), "{again}");
@@ -368,7 +488,7 @@ fn lab_up_drills_and_down_twice() {
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
-    assert_eq!(drills.len(), 8, "{list}");
+    assert_eq!(drills.len(), 11, "{list}");
     for d in &drills {
         let (code, text) = run(&dir, &["drill", d, "--check"]);
         assert_eq!(code, 1, "{d} present before injection: {text}");

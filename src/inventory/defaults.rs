@@ -50,6 +50,7 @@ pub fn local_default() -> Inventory {
                     password: None,
                     database: None,
                     tls: None,
+                    defaults_file: None,
                 });
             }
             6379 => {
@@ -64,6 +65,7 @@ pub fn local_default() -> Inventory {
                     username: None,
                     db: 0,
                     tls: None,
+                    restart: None,
                 });
             }
             26379 => {
@@ -78,6 +80,7 @@ pub fn local_default() -> Inventory {
                     username: None,
                     db: 0,
                     tls: None,
+                    restart: None,
                 });
             }
             80 => {
@@ -90,6 +93,8 @@ pub fn local_default() -> Inventory {
                 services.nginx = Some(NginxDef {
                     status_url: None,
                     upstreams: Vec::new(),
+                    reload: None,
+                    upstream_file: None,
                 });
             }
             _ => {}

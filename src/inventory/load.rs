@@ -371,9 +371,16 @@ impl Resolver<'_> {
             http,
             nginx: def.nginx.clone(),
             php_fpm: def.php_fpm.clone(),
+            app: def.app.clone(),
+            haproxy: def.haproxy.clone(),
             mounts: def.mounts.clone(),
             queues: def.queues.clone(),
-            processes: def.processes.clone(),
+            processes: def.processes.iter().map(|p| p.name().to_owned()).collect(),
+            process_restarts: def
+                .processes
+                .iter()
+                .filter_map(|p| p.restart().map(|r| (p.name().to_owned(), r.to_owned())))
+                .collect(),
             ..Services::default()
         };
         let default_addr = match &transport {
@@ -435,6 +442,7 @@ impl Resolver<'_> {
                 password,
                 database: m.database.clone(),
                 tls,
+                defaults_file: m.defaults_file.clone(),
             });
         }
         for r in &def.redis {
@@ -499,6 +507,7 @@ impl Resolver<'_> {
                 username: r.username.clone(),
                 db,
                 tls,
+                restart: r.restart.clone(),
             });
         }
         let tier_ro = file

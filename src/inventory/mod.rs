@@ -194,9 +194,13 @@ pub struct Services {
     pub http: Vec<model::HttpDef>,
     pub nginx: Option<model::NginxDef>,
     pub php_fpm: Option<model::PhpFpmDef>,
+    pub app: Option<model::AppDef>,
+    pub haproxy: Option<model::HaproxyDef>,
     pub mounts: Vec<String>,
     pub queues: Vec<model::QueueDef>,
     pub processes: Vec<String>,
+    /// Restart commands declared for processes: (process name, command).
+    pub process_restarts: Vec<(String, String)>,
 }
 
 impl Services {
@@ -206,6 +210,7 @@ impl Services {
             && self.http.is_empty()
             && self.nginx.is_none()
             && self.php_fpm.is_none()
+            && self.haproxy.is_none()
             && self.mounts.is_empty()
             && self.queues.is_empty()
             && self.processes.is_empty()
@@ -235,6 +240,8 @@ pub struct MysqlService {
     pub database: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
+    /// The client option file runbooks' shell steps use on the host, if declared.
+    pub defaults_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -252,6 +259,8 @@ pub struct RedisService {
     pub db: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
+    /// How runbooks restart it, if declared.
+    pub restart: Option<String>,
 }
 
 impl Inventory {

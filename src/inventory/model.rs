@@ -98,14 +98,19 @@ pub struct HostDef {
     pub http: Vec<HttpDef>,
     pub nginx: Option<NginxDef>,
     pub php_fpm: Option<PhpFpmDef>,
+    /// The application deployed on the host (for runbooks that change its configuration).
+    pub app: Option<AppDef>,
+    /// HAProxy as a load balancer: its stats page (probed) and runtime API socket.
+    pub haproxy: Option<HaproxyDef>,
     /// Mount points whose disk and inode usage is watched.
     #[serde(default)]
     pub mounts: Vec<String>,
     #[serde(default)]
     pub queues: Vec<QueueDef>,
-    /// Process names that must be running (e.g. a queue worker).
+    /// Processes that must be running (e.g. a queue worker): a name, or
+    /// `{ name = "queue:work", restart = "supervisorctl restart 'laravel-worker:*'" }`.
     #[serde(default)]
-    pub processes: Vec<String>,
+    pub processes: Vec<ProcessDef>,
     pub thresholds: Option<toml::Table>,
     /// Privilege escalation for this host's runbook commands: `"sudo"` or `"none"`.
     pub r#become: Option<Spanned<String>>,
@@ -209,6 +214,10 @@ pub struct MysqlDef {
     /// TLS to the server: `tls = true` (system CAs) or `tls = { ca_file = "...", ... }`.
     #[serde(default, deserialize_with = "tls_setting")]
     pub tls: Option<TlsSettings>,
+    /// An option file for the command-line clients on the database host, used by runbook
+    /// shell steps (`mariadb-dump --defaults-file={{mysql.defaults_file}}`); Debian keeps one
+    /// in /etc/mysql/debian.cnf.
+    pub defaults_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,6 +241,36 @@ pub struct RedisDef {
     /// TLS to the server (`tls-port`): `tls = true` or `tls = { ca_file = "...", ... }`.
     #[serde(default, deserialize_with = "tls_setting")]
     pub tls: Option<TlsSettings>,
+    /// How runbooks restart this server on its host where no service manager does it
+    /// (`{{redis.restart}}`); default: the runbook detects systemd or `service`.
+    pub restart: Option<String>,
+}
+
+/// A process that must be running, by name (matched against command lines), and how
+/// runbooks restart it (`{{process.restart}}`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum ProcessDef {
+    Name(String),
+    Full {
+        name: String,
+        restart: Option<String>,
+    },
+}
+
+impl ProcessDef {
+    pub fn name(&self) -> &str {
+        match self {
+            ProcessDef::Name(n) | ProcessDef::Full { name: n, .. } => n,
+        }
+    }
+
+    pub fn restart(&self) -> Option<&str> {
+        match self {
+            ProcessDef::Name(_) => None,
+            ProcessDef::Full { restart, .. } => restart.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -261,6 +300,12 @@ pub struct NginxDef {
     /// Upstream servers this load balancer balances over (`host:port`).
     #[serde(default)]
     pub upstreams: Vec<String>,
+    /// How runbooks make nginx re-read its configuration (`{{nginx.reload}}`); default: the
+    /// runbook uses `nginx -s reload`.
+    pub reload: Option<String>,
+    /// The file holding the `server` lines of the balanced upstream, which a blue/green
+    /// switch rewrites (`{{nginx.upstream_file}}`).
+    pub upstream_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -268,6 +313,29 @@ pub struct NginxDef {
 pub struct PhpFpmDef {
     /// The pool's `pm.status_path`, reached over HTTP (e.g. `http://127.0.0.1/fpm-status`).
     pub status_url: String,
+    /// How runbooks restart php-fpm on this host where no service manager does it
+    /// (`{{php_fpm.restart}}`).
+    pub restart: Option<String>,
+}
+
+/// HAProxy on a load balancer.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyDef {
+    /// The stats page in CSV (`stats uri /stats` → `http://HOST:PORT/stats;csv`).
+    pub stats_url: String,
+    /// The runtime API socket (`stats socket ... level admin`) runbooks drain and enable
+    /// servers through (`{{haproxy.socket}}`).
+    pub socket: Option<String>,
+}
+
+/// The application on an app server.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppDef {
+    /// Its environment file (`DB_HOST=...`, as the seeds' Laravel `.env`): what a failover
+    /// repoints (`{{app.env}}`).
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -5,8 +5,8 @@ use std::io::Write as _;
 use crate::cli::{LabAction, LabDir};
 use crate::headless::exit;
 
-use super::layout::{Lab, Result};
-use super::{drill, packages, stack};
+use super::layout::{Lab, LabError, Result};
+use super::{drill, packages, service, stack};
 
 fn lab_of(d: &LabDir) -> Lab {
     Lab::new(d.dir.as_deref())
@@ -35,6 +35,11 @@ pub fn lab(action: &LabAction) -> Result<i32> {
             }
         }
         LabAction::Down { dir } => stack::down(&lab_of(dir), &mut out)?,
+        LabAction::Service { action, name, dir } => {
+            let lab = trusted_lab(dir)?;
+            let action: service::Action = action.parse().map_err(LabError::Failed)?;
+            println!("{}", service::run(&lab, action, name)?);
+        }
     }
     let _ = out.flush();
     Ok(exit::OK)

@@ -35,11 +35,29 @@ pub const DRILLS: &[(&str, &str)] = &[
         "sentinel-failover",
         "force SENTINEL FAILOVER mymaster: cache2 becomes the master",
     ),
-    ("high-cpu", "burn two CPUs in processes tagged as app1's"),
-    ("slow-api", "add 400 ms to every request on app1 and app2"),
+    (
+        "high-cpu",
+        "queue two runaway report jobs: both queue workers on worker1 burn a CPU",
+    ),
+    (
+        "slow-api",
+        "degrade php-fpm on app1 and app2: 400 ms more per request until php-fpm restarts",
+    ),
     (
         "queue-backlog",
         "stop the queue worker on worker1 and push 1500 jobs",
+    ),
+    (
+        "bad-release",
+        "switch the load balancer to a broken green release: every request through lb fails (500)",
+    ),
+    (
+        "cache-full",
+        "a cache warm-up fills Redis's page cache (db 2) up to maxmemory: writes are refused",
+    ),
+    (
+        "haproxy-maint",
+        "leave app2 in maintenance on HAProxy (lb2), as a deploy that forgot to enable it would",
     ),
 ];
 
@@ -89,7 +107,20 @@ fn require_lab(lab: &Lab) -> Result<()> {
     }
 }
 
-const BURN_TAG: &str = "opsdeck-lab-app1-burn";
+/// A job the lab's worker never finishes (see `assets/worker.php`).
+const RUNAWAY_JOB: &str = "{\"job\":\"GenerateMonthlyReport\",\"runaway\":true}";
+
+/// Queue worker processes running a runaway job: runnable (state R) at every look over half a
+/// second. A worker waiting for jobs sleeps in BRPOP; a busy loop is always runnable, however
+/// little of the CPU a busy machine leaves it.
+fn burning_workers() -> Vec<u32> {
+    let mut pids = wire::pids_matching("queue:work");
+    for _ in 0..5 {
+        pids.retain(|p| wire::process_state(*p) == Some('R'));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pids
+}
 const FILL_PREFIX: &str = "drill-fill-";
 const BACKLOG_JOBS: usize = 1500;
 /// Age of the rotated log the disk-full drill leaves (past the usual 7-day retention).
@@ -220,26 +251,49 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
             ))
         }
         "high-cpu" => {
-            let mut pids = Vec::new();
-            for i in 1..=2 {
-                let mut cmd = Command::new("sh");
-                cmd.arg("-c")
-                    .arg(format!(": {BURN_TAG}; while :; do :; done"))
-                    .current_dir(lab.disk("app1"));
-                pids.push(spawn_drill(lab, &format!("burn-app1-{i}"), &mut cmd)?.to_string());
+            let pw = redis_pw(lab)?;
+            let master = current_master()?;
+            wire::redis1(
+                master,
+                Some(&pw),
+                &["RPUSH", QUEUE_KEY, RUNAWAY_JOB, RUNAWAY_JOB],
+            )
+            .map_err(LabError::io("queueing the runaway jobs"))?;
+            let flag = lab.drills().join("high-cpu");
+            fs::write(&flag, "runaway jobs queued\n")
+                .map_err(LabError::io(format!("writing {}", flag.display())))?;
+            // Taken within a second (BRPOP wakes at once); then both workers burn.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let burning = burning_workers();
+                if burning.len() >= 2 {
+                    return Ok(format!(
+                        "high-cpu: two runaway report jobs on {QUEUE_KEY}; queue workers {burning:?} on worker1 each burn a CPU"
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    return Err(LabError::Failed(format!(
+                        "the queue workers did not take the runaway jobs within 10 s (burning: {burning:?}); is the worker running? (opsdeck lab status)"
+                    )));
+                }
             }
-            Ok(format!(
-                "high-cpu: started CPU burners {} (sh, tagged {BURN_TAG})",
-                pids.join(", ")
-            ))
         }
         "slow-api" => {
+            // The php-fpm masters running now: their workers are the degraded ones.
+            let mut masters = Vec::new();
+            for h in layout::app_hosts() {
+                let n = layout::fpm_name(h.name);
+                let d = Daemon::from_pidfile(&n, &lab.pidfile(&n)).ok_or_else(|| {
+                    LabError::Failed(format!("{n} is not running: is the lab up?"))
+                })?;
+                masters.push(d.pid.to_string());
+            }
             let flag = lab.drills().join("slow-api");
-            fs::write(&flag, "400ms\n")
+            fs::write(&flag, format!("{}\n", masters.join(" ")))
                 .map_err(LabError::io(format!("writing {}", flag.display())))?;
             Ok(format!(
-                "slow-api: {} makes the app on app1 and app2 sleep 400 ms per request",
-                flag.display()
+                "slow-api: php-fpm masters {} on app1 and app2 answer every request 400 ms late until they restart",
+                masters.join(", ")
             ))
         }
         "queue-backlog" => {
@@ -259,6 +313,74 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
                 .text();
             Ok(format!(
                 "queue-backlog: stopped the worker on worker1 and pushed {BACKLOG_JOBS} jobs to {QUEUE_KEY} on {master} (length now {len})"
+            ))
+        }
+        "bad-release" => {
+            let flag = lab.drills().join("bad-release");
+            fs::write(&flag, "green\n")
+                .map_err(LabError::io(format!("writing {}", flag.display())))?;
+            switch_lb(lab, "green")?;
+            Ok(format!(
+                "bad-release: the load balancer sends traffic to the green release on {}, which answers 500 to everything",
+                layout::app_hosts()
+                    .map(|a| format!("{}:{}", a.addr, layout::GREEN_PORT))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+        "cache-full" => {
+            let pw = redis_pw(lab)?;
+            let master = current_master()?;
+            // Half-megabyte pages until Redis refuses a write (noeviction at maxmemory).
+            let page = "x".repeat(512 * 1024);
+            let mut n = 0;
+            loop {
+                let key = format!("page:warmup:{n:05}");
+                let r = wire::redis(
+                    master,
+                    Some(&pw),
+                    &[
+                        vec!["SELECT", layout::PAGE_CACHE_DB],
+                        vec!["SET", &key, &page],
+                    ],
+                )
+                .map_err(LabError::io("filling the page cache"))?;
+                match r.last() {
+                    Some(Reply::Error(e)) if e.starts_with("OOM") => break,
+                    Some(Reply::Error(e)) => {
+                        return Err(LabError::Failed(format!("SET {key}: {e}")));
+                    }
+                    _ => n += 1,
+                }
+                if n > 1000 {
+                    return Err(LabError::Failed(
+                        "Redis never refused a write: is maxmemory set?".to_owned(),
+                    ));
+                }
+            }
+            Ok(format!(
+                "cache-full: {n} warm-up pages in db {} on {master}; Redis now refuses writes (maxmemory {})",
+                layout::PAGE_CACHE_DB,
+                layout::REDIS_MAXMEMORY
+            ))
+        }
+        "haproxy-maint" => {
+            let h = layout::haproxy_lb();
+            let server = format!("{}/app2", layout::HAPROXY_BACKEND);
+            let out = wire::unix_command(
+                &lab.haproxy_socket(h.name),
+                &format!("set server {server} state maint"),
+            )
+            .map_err(LabError::io("HAProxy's runtime API"))?;
+            if !out.trim().is_empty() {
+                return Err(LabError::Failed(format!(
+                    "HAProxy refused to put {server} in maintenance: {}",
+                    out.trim()
+                )));
+            }
+            Ok(format!(
+                "haproxy-maint: {server} is in maintenance on HAProxy ({}): it gets no traffic",
+                h.name
             ))
         }
         _ => known(name).map(|()| String::new()),
@@ -366,13 +488,13 @@ pub fn check(lab: &Lab, name: &str) -> Result<Observation> {
             )
         }
         "high-cpu" => {
-            let burners = wire::pids_matching(BURN_TAG);
+            let burners = burning_workers();
             let busy = wire::cpu_busy_percent(Duration::from_millis(500))
                 .map_err(LabError::io("reading /proc/stat"))?;
             obs(
                 !burners.is_empty() && busy > 50.0,
                 format!(
-                    "{} burner processes {burners:?}; CPU {busy:.0}% busy",
+                    "{} queue workers burn a CPU {burners:?}; CPU {busy:.0}% busy",
                     burners.len()
                 ),
             )
@@ -420,8 +542,82 @@ pub fn check(lab: &Lab, name: &str) -> Result<Observation> {
                 ),
             )
         }
+        "bad-release" => {
+            let addr = SocketAddr::new(layout::lb().ip(), HTTP_PORT);
+            let r = wire::http_get(addr, "/health", Duration::from_secs(10))
+                .map_err(LabError::io(format!("GET http://{addr}/health")))?;
+            obs(
+                r.status >= 500,
+                format!(
+                    "GET http://{addr}/health answers {} ({}); live colour: {}",
+                    r.status,
+                    r.body.lines().next().unwrap_or("").trim(),
+                    live_color(lab)
+                ),
+            )
+        }
+        "cache-full" => {
+            let pw = redis_pw(lab)?;
+            let master = current_master()?;
+            let field = |f: &str| -> Result<f64> {
+                wire::redis_info_field(master, Some(&pw), f)
+                    .map_err(LabError::io(format!("INFO memory on {master}")))?
+                    .parse::<f64>()
+                    .map_err(|_| LabError::Failed(format!("INFO {f} on {master} is not a number")))
+            };
+            let (used, max) = (field("used_memory")?, field("maxmemory")?);
+            let pct = if max > 0.0 { used * 100.0 / max } else { 0.0 };
+            obs(
+                pct >= 90.0,
+                format!("{master} uses {pct:.0} % of its maxmemory"),
+            )
+        }
+        "haproxy-maint" => {
+            let servers = stack::haproxy_servers()?;
+            let out: Vec<String> = servers
+                .iter()
+                .filter(|(_, st)| st != "UP")
+                .map(|(n, st)| format!("{n} {st}"))
+                .collect();
+            obs(
+                !out.is_empty(),
+                format!(
+                    "HAProxy backend {}: {}",
+                    layout::HAPROXY_BACKEND,
+                    servers
+                        .iter()
+                        .map(|(n, st)| format!("{n} {st}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        }
         _ => obs(false, "unknown"),
     })
+}
+
+/// Points the load balancer at a colour's servers (as the blue-green runbook does).
+fn switch_lb(lab: &Lab, color: &str) -> Result<()> {
+    let live = lab.lb_upstream();
+    fs::copy(lab.lb_upstream_of(color), &live)
+        .map_err(LabError::io(format!("writing {}", live.display())))?;
+    let n = layout::nginx_name(layout::lb().name);
+    let d = Daemon::from_pidfile(&n, &lab.pidfile(&n))
+        .ok_or_else(|| LabError::Failed(format!("{n} is not running")))?;
+    d.signal(nix::sys::signal::Signal::SIGHUP)
+        .map_err(|e| LabError::Failed(format!("reloading {n}: {e}")))?;
+    // The new workers take over within a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+/// The colour whose file the live upstream file equals.
+pub fn live_color(lab: &Lab) -> String {
+    let live = fs::read(lab.lb_upstream()).unwrap_or_default();
+    layout::COLORS
+        .iter()
+        .find(|(c, _)| fs::read(lab.lb_upstream_of(c)).is_ok_and(|b| b == live))
+        .map_or_else(|| "unknown".to_owned(), |(c, _)| (*c).to_owned())
 }
 
 /// Restores a healthy lab: restarts what was stopped, removes every injected fault, and
@@ -432,10 +628,34 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
     if stop_drill(lab, "sleepers-db1") {
         done.push("killed the idle sleeper connections on db1".to_owned());
     }
-    for i in 1..=2 {
-        if stop_drill(lab, &format!("burn-app1-{i}")) {
-            done.push(format!("killed CPU burner {i}"));
+    let cpu_flag = lab.drills().join("high-cpu");
+    if cpu_flag.exists() {
+        // Runaway jobs not yet taken must not start burning again in the new workers.
+        if let Ok(master) = current_master() {
+            let _ = wire::redis1(
+                master,
+                Some(&redis_pw(lab)?),
+                &["LREM", QUEUE_KEY, "0", RUNAWAY_JOB],
+            );
         }
+        // The runaway jobs end only with their processes.
+        let n = layout::worker_name("worker1");
+        if let Some(mut d) = Daemon::from_pidfile(&n, &lab.pidfile(&n)) {
+            d.stop(Duration::from_secs(5));
+            done.push("stopped the queue workers running away".to_owned());
+        }
+        fs::remove_file(&cpu_flag)
+            .map_err(LabError::io(format!("removing {}", cpu_flag.display())))?;
+    }
+    let release = lab.drills().join("bad-release");
+    if release.exists() {
+        fs::remove_file(&release)
+            .map_err(LabError::io(format!("removing {}", release.display())))?;
+        done.push("removed the bad-release flag".to_owned());
+    }
+    if live_color(lab) != "blue" {
+        switch_lb(lab, "blue")?;
+        done.push("switched the load balancer back to blue".to_owned());
     }
     let flag = lab.drills().join("slow-api");
     if flag.exists() {
@@ -465,8 +685,41 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
     // Redis: both servers up, the master back on cache1.
     done.extend(reset_redis(lab)?);
 
+    // The page cache: the warm-up pages go (the cache refills as pages are served).
+    if let Ok(master) = current_master() {
+        let pw = redis_pw(lab)?;
+        let keys = wire::redis(
+            master,
+            Some(&pw),
+            &[
+                vec!["SELECT", layout::PAGE_CACHE_DB],
+                vec!["KEYS", "page:warmup:*"],
+            ],
+        )
+        .map_err(LabError::io("listing the warm-up pages"))?;
+        if let Some(Reply::Array(items)) = keys.get(1)
+            && !items.is_empty()
+        {
+            let names: Vec<String> = items.iter().map(Reply::text).collect();
+            let mut del = vec!["DEL"];
+            del.extend(names.iter().map(String::as_str));
+            wire::redis(
+                master,
+                Some(&pw),
+                &[vec!["SELECT", layout::PAGE_CACHE_DB], del],
+            )
+            .map_err(LabError::io("deleting the warm-up pages"))?;
+            done.push(format!(
+                "deleted {} warm-up pages from the page cache",
+                names.len()
+            ));
+        }
+    }
+
     // The queue: worker running, backlog drained.
-    if web::start_worker(lab, &layout::HOSTS[7])? == web::Started::Started {
+    if let Some(w) = layout::lab_host("worker1")
+        && web::start_worker(lab, w)? == web::Started::Started
+    {
         done.push("restarted the queue worker on worker1".to_owned());
     }
     let pw = redis_pw(lab)?;
@@ -487,6 +740,26 @@ pub fn reset(lab: &Lab) -> Result<Vec<String>> {
     }
     stack::wait_healthy(Duration::from_secs(30))?;
     done.push("verified: /health through the load balancer is 200 and all ok".to_owned());
+    // HAProxy: every app server back in rotation.
+    let hp = layout::haproxy_lb();
+    if !web::running(lab, &layout::haproxy_name(hp.name)) {
+        web::start_haproxy(lab, hp)?;
+        done.push(format!("restarted HAProxy on {}", hp.name));
+    }
+    for (server, status) in stack::haproxy_servers()? {
+        if status == "MAINT" || status == "DRAIN" {
+            wire::unix_command(
+                &lab.haproxy_socket(hp.name),
+                &format!(
+                    "set server {}/{server} state ready",
+                    layout::HAPROXY_BACKEND
+                ),
+            )
+            .map_err(LabError::io("HAProxy's runtime API"))?;
+            done.push(format!("put {server} back into rotation on HAProxy"));
+        }
+    }
+    stack::wait_haproxy_backend(Duration::from_secs(30))?;
     Ok(done)
 }
 

@@ -8,6 +8,7 @@ use super::layout::{
     self, COMPOSE_PROJECT, HTTP_PORT, Lab, MYSQL_PORT, QUEUE_KEY, REDIS_PORT, Result, Role,
     SENTINEL_MASTER, SENTINEL_PORT, SESSIONS_ADDR, SSH_PORT,
 };
+use super::service::{self, Action};
 
 /// Secret file names under `DIR/secrets/`.
 pub const MYSQL_SECRET: &str = "mysql";
@@ -23,8 +24,12 @@ pub fn render(lab: &Lab, docker: bool) -> String {
         "# Written by `opsdeck lab up` for the lab in {dir}. Regenerated on every `lab up`.\n\
          # Use it with: opsdeck -i {inv} ...   or   export OPSDECK_INVENTORY={inv}\n\
          name = \"opsdeck-lab\"\n\n\
+         # Root cannot log in: every host is reached as {user}, and runbook commands\n\
+         # escalate with sudo (the lab's sudo rule lets {user} run them).\n\
+         [defaults]\n\
+         become = \"sudo\"\n\n\
          [defaults.ssh]\n\
-         user = \"root\"\n\
+         user = \"{user}\"\n\
          port = {SSH_PORT}\n\
          identity_files = [\"ssh/id_ed25519\"]\n\
          known_hosts = \"ssh/known_hosts\"\n\
@@ -33,9 +38,11 @@ pub fn render(lab: &Lab, docker: bool) -> String {
          connect_timeout = \"5s\"\n",
         dir = lab.dir.display(),
         inv = lab.inventory().display(),
+        user = super::account::LAB_USER,
     );
+    let cmd = |action: Action, name: String| toml_str(&service::command(lab, action, &name));
     let tiers: &[(&str, &str)] = &[
-        ("lb", "nginx load balancer"),
+        ("lb", "load balancers: nginx (lb) and HAProxy (lb2)"),
         ("app", "nginx + php-fpm application servers"),
         ("cache", "Redis master, replica and Sentinels"),
         ("db", "MariaDB primary and replica (GTID replication)"),
@@ -52,6 +59,8 @@ pub fn render(lab: &Lab, docker: bool) -> String {
     }
     for h in &layout::HOSTS {
         let roles: &[&str] = match h.role {
+            Role::Lb => &["nginx"],
+            Role::Haproxy => &["haproxy"],
             Role::DbPrimary => &["primary"],
             Role::DbReplica | Role::CacheReplica => &["replica"],
             Role::CacheMaster => &["master"],
@@ -74,19 +83,25 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                     .collect();
                 let _ = writeln!(
                     s,
-                    "nginx = {{ status_url = \"http://{a}/nginx_status\", upstreams = [{u}] }}\n\
+                    "nginx = {{ status_url = \"http://{a}/nginx_status\", upstreams = [{u}], reload = {reload}, upstream_file = {file} }}\n\
                      http = [{{ url = \"http://{a}/health\", app_health = true }}]",
                     a = h.addr,
-                    u = ups.join(", ")
+                    u = ups.join(", "),
+                    reload = cmd(Action::Reload, layout::nginx_name(h.name)),
+                    file = toml_str(&lab.lb_upstream().display().to_string()),
                 );
             }
             Role::App => {
                 let _ = writeln!(
                     s,
-                    "nginx = {{ status_url = \"http://{a}/nginx_status\" }}\n\
-                     php_fpm = {{ status_url = \"http://{a}/fpm-status\" }}\n\
+                    "nginx = {{ status_url = \"http://{a}/nginx_status\", reload = {reload} }}\n\
+                     php_fpm = {{ status_url = \"http://{a}/fpm-status\", restart = {restart} }}\n\
+                     app = {{ env = {env} }}\n\
                      http = [{{ url = \"http://{a}/health\", app_health = true }}, {{ url = \"http://{a}/\" }}]",
-                    a = h.addr
+                    a = h.addr,
+                    reload = cmd(Action::Reload, layout::nginx_name(h.name)),
+                    restart = cmd(Action::Restart, layout::fpm_name(h.name)),
+                    env = toml_str(&lab.app_env(h.name).display().to_string()),
                 );
             }
             Role::DbPrimary | Role::DbReplica => {
@@ -97,10 +112,22 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "mysql = [{{ role = \"{role}\", address = \"{a}\", port = {MYSQL_PORT}, user = \"{u}\", password_file = \"secrets/{MYSQL_SECRET}\", database = \"{db}\" }}]",
+                    "mysql = [{{ role = \"{role}\", address = \"{a}\", port = {MYSQL_PORT}, user = \"{u}\", password_file = \"secrets/{MYSQL_SECRET}\", database = \"{db}\", defaults_file = {cnf} }}]",
                     a = h.addr,
                     u = layout::MONITOR_USER,
                     db = layout::DATABASE,
+                    cnf = toml_str(&lab.mysql_cnf("root", h).display().to_string()),
+                );
+            }
+            Role::Haproxy => {
+                let _ = writeln!(
+                    s,
+                    "description = \"HAProxy (seed 001 phase 3) in front of the app servers\"\n\
+                     haproxy = {{ stats_url = \"http://{a}:{port}/stats;csv\", socket = {sock} }}\n\
+                     http = [{{ url = \"http://{a}/health\", app_health = true }}]",
+                    a = h.addr,
+                    port = layout::HAPROXY_STATS_PORT,
+                    sock = toml_str(&lab.haproxy_socket(h.name).display().to_string()),
                 );
             }
             Role::CacheMaster | Role::CacheReplica | Role::Worker => {}
@@ -114,8 +141,9 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                     "replica"
                 };
                 redis.push(format!(
-                    "{{ role = \"{role}\", address = \"{}\", port = {REDIS_PORT}, master_name = \"{SENTINEL_MASTER}\", password_file = \"secrets/{REDIS_SECRET}\" }}",
-                    h.addr
+                    "{{ role = \"{role}\", address = \"{}\", port = {REDIS_PORT}, master_name = \"{SENTINEL_MASTER}\", password_file = \"secrets/{REDIS_SECRET}\", restart = {} }}",
+                    h.addr,
+                    cmd(Action::Restart, layout::redis_name(h.name)),
                 ));
             }
             _ => {}
@@ -132,7 +160,8 @@ pub fn render(lab: &Lab, docker: bool) -> String {
         if h.role == Role::Worker {
             let _ = writeln!(
                 s,
-                "processes = [\"queue:work\"]\nqueues = [{{ name = \"{QUEUE_KEY}\", redis_host = \"{}\" }}]",
+                "processes = [{{ name = \"queue:work\", restart = {} }}]\nqueues = [{{ name = \"{QUEUE_KEY}\", redis_host = \"{}\" }}]",
+                cmd(Action::Restart, layout::worker_name(h.name)),
                 layout::redis_master().name
             );
         }
@@ -147,6 +176,20 @@ pub fn render(lab: &Lab, docker: bool) -> String {
         );
     }
     s
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 pub fn write(lab: &Lab, docker: bool) -> Result<()> {

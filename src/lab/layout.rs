@@ -16,8 +16,9 @@
 //! its pid files name, and its inventory names password files. A directory another user
 //! could have prepared (the default lives in the world-writable `/var/tmp`) is therefore
 //! refused ([`Lab::check_trusted`]): it must be a real directory, owned by this user, writable
-//! by no one else. `lab up` creates it 0700 and writes its secrets, configs and inventory
-//! 0600.
+//! by no one else. `lab up` creates it 0711 (the lab's login account traverses it to its public
+//! key list and the hosts' disks, and can list nothing) and writes its secrets, configs and
+//! inventory 0600 in 0700 directories.
 
 use std::fmt::{self, Write as _};
 use std::fs;
@@ -74,6 +75,15 @@ pub const APP_USER: &str = "app";
 pub const MONITOR_USER: &str = "opsdeck";
 pub const REPL_USER: &str = "repl";
 pub const QUEUE_KEY: &str = "queues:default";
+/// Redis memory cap on the cache tier, small so the cache-full drill reaches it; the lab
+/// refuses writes past it (`noeviction`), as a Redis holding sessions must.
+pub const REDIS_MAXMEMORY: &str = "32mb";
+/// Seed 000's Redis databases: sessions, the default cache, the page cache.
+pub const SESSIONS_DB: &str = "0";
+pub const CACHE_DB: &str = "1";
+pub const PAGE_CACHE_DB: &str = "2";
+/// How many logged-in users' sessions the lab keeps in the sessions database.
+pub const SESSIONS: usize = 40;
 /// Size of each host's tmpfs.
 pub const DISK_MB: u32 = 24;
 /// The Docker-run Redis for sessions, when an engine is available.
@@ -86,6 +96,8 @@ pub const SESSIONS_IMAGE: &str = "opsdeck-lab/redis:latest";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Lb,
+    /// HAProxy, the load balancer of seed 001's phase 3, beside the nginx one.
+    Haproxy,
     App,
     DbPrimary,
     DbReplica,
@@ -110,8 +122,9 @@ impl LabHost {
     }
 }
 
-pub const HOSTS: [LabHost; 8] = [
+pub const HOSTS: [LabHost; 9] = [
     host("lb", "lb", [127, 0, 10, 1], Role::Lb, false),
+    host("lb2", "lb", [127, 0, 10, 2], Role::Haproxy, false),
     host("app1", "app", [127, 0, 10, 11], Role::App, false),
     host("app2", "app", [127, 0, 10, 12], Role::App, false),
     host("db1", "db", [127, 0, 10, 21], Role::DbPrimary, false),
@@ -167,6 +180,16 @@ pub fn redis_replica() -> &'static LabHost {
 pub fn lb() -> &'static LabHost {
     host_by_role(Role::Lb)
 }
+pub fn haproxy_lb() -> &'static LabHost {
+    host_by_role(Role::Haproxy)
+}
+/// HAProxy's stats page (CSV with `;csv`) and the backend the app servers are in.
+pub const HAPROXY_STATS_PORT: u16 = 8404;
+pub const HAPROXY_BACKEND: &str = "http_back";
+/// The green deployment's port on every app server (blue is on [`HTTP_PORT`]).
+pub const GREEN_PORT: u16 = 8080;
+/// The deployment colours, blue first (live after `lab up`).
+pub const COLORS: [(&str, u16); 2] = [("blue", HTTP_PORT), ("green", GREEN_PORT)];
 pub fn app_hosts() -> impl Iterator<Item = &'static LabHost> {
     HOSTS.iter().filter(|h| h.role == Role::App)
 }
@@ -192,6 +215,7 @@ pub enum Kind {
     Redis,
     Sentinel,
     Worker,
+    Haproxy,
 }
 
 impl fmt::Display for Kind {
@@ -204,6 +228,7 @@ impl fmt::Display for Kind {
             Kind::Redis => "redis-server",
             Kind::Sentinel => "redis-sentinel",
             Kind::Worker => "queue:work",
+            Kind::Haproxy => "haproxy",
         })
     }
 }
@@ -270,6 +295,12 @@ pub fn components() -> Vec<Component> {
                 Some(format!("{}:{HTTP_PORT}", h.addr)),
             )),
             Role::Worker => out.push(c(worker_name(h.name), h, Kind::Worker, None)),
+            Role::Haproxy => out.push(c(
+                haproxy_name(h.name),
+                h,
+                Kind::Haproxy,
+                Some(format!("{}:{HTTP_PORT}", h.addr)),
+            )),
         }
     }
     for h in sentinel_hosts() {
@@ -297,6 +328,9 @@ pub fn redis_name(host: &str) -> String {
 }
 pub fn sentinel_name(host: &str) -> String {
     format!("sentinel-{host}")
+}
+pub fn haproxy_name(host: &str) -> String {
+    format!("haproxy-{host}")
 }
 pub fn worker_name(host: &str) -> String {
     format!("worker-{host}")
@@ -412,6 +446,17 @@ impl Lab {
     pub fn app_config(&self) -> PathBuf {
         self.app().join("config.json")
     }
+    /// An app server's environment file (`DB_HOST=...`), on its own disk.
+    pub fn app_env(&self, host: &str) -> PathBuf {
+        self.disk(host).join("app.env")
+    }
+    /// The load balancer's live upstream servers (an nginx `include`), and each colour's.
+    pub fn lb_upstream(&self) -> PathBuf {
+        self.run().join("lb-upstream.conf")
+    }
+    pub fn lb_upstream_of(&self, color: &str) -> PathBuf {
+        self.run().join(format!("lb-upstream.{color}.conf"))
+    }
     pub fn drills(&self) -> PathBuf {
         self.dir.join("drills")
     }
@@ -436,6 +481,10 @@ impl Lab {
     }
     pub fn pidfile(&self, name: &str) -> PathBuf {
         self.run().join(format!("{name}.pid"))
+    }
+    /// HAProxy's runtime API (`stats socket ... level admin`).
+    pub fn haproxy_socket(&self, host: &str) -> PathBuf {
+        self.run().join(format!("{}.sock", haproxy_name(host)))
     }
     pub fn fpm_socket(&self, host: &str) -> PathBuf {
         self.run().join(format!("{}.sock", fpm_name(host)))

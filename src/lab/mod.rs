@@ -3,6 +3,7 @@
 //!
 //! The server launchers here are also what the integration tests use to start real servers.
 
+pub mod account;
 pub mod cli;
 pub mod docker;
 pub mod drill;
@@ -13,6 +14,7 @@ pub mod mariadb;
 pub mod packages;
 pub mod process;
 pub mod redis;
+pub mod service;
 pub mod sshd;
 pub mod stack;
 pub mod web;

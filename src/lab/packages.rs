@@ -72,8 +72,17 @@ pub const REQUIRED: &[Need] = &[
     program("mount", "mount"),
     program("pgrep", "procps"),
     program("ps", "procps"),
-    // The shipped runbooks' shell steps on the lab's hosts (api-latency-degradation).
+    // The shipped runbooks' shell steps on the lab's hosts (api-latency-degradation,
+    // blue-green-switch; backup-verify's dump; haproxy-drain-enable's runtime API).
     program("curl", "curl"),
+    program("mariadb-dump", "mariadb-client"),
+    program("socat", "socat"),
+    // HAProxy, the load balancer of seed 001's phase 3 (lb2).
+    program("haproxy", "haproxy"),
+    // The lab account the hosts are reached as, and the sudo its runbooks escalate with.
+    program("useradd", "passwd"),
+    program("sudo", "sudo"),
+    program("visudo", "sudo"),
 ];
 
 /// Optional: the docker tier is left out without them.
@@ -276,6 +285,9 @@ mod tests {
             "php8.2-mysql",
             "php-redis",
             "procps",
+            "haproxy",
+            "socat",
+            "sudo",
             "docker.io",
             "busybox-static",
         ] {

@@ -73,6 +73,12 @@ impl Sshd {
 /// connections. The host key is created on first start and kept, so a restart with the same
 /// options presents the same key.
 pub fn start(opts: &SshdOptions) -> io::Result<Sshd> {
+    start_with(opts, &[])
+}
+
+/// [`start`], with `extra` configuration lines ahead of the defaults (sshd takes the first
+/// value it reads for a keyword, so these win): the lab's `PermitRootLogin no`, `AllowUsers`.
+pub fn start_with(opts: &SshdOptions, extra: &[String]) -> io::Result<Sshd> {
     fs::create_dir_all(&opts.dir)?;
     let dir = absolute(&opts.dir)?;
     let host_key = dir.join(format!("{}_host_ed25519_key", opts.name));
@@ -88,6 +94,9 @@ pub fn start(opts: &SshdOptions) -> io::Result<Sshd> {
         IpAddr::V6(a) => format!("[{a}]:{}", opts.port),
     };
     // Writing to a String cannot fail.
+    for line in extra {
+        let _ = writeln!(config, "{line}");
+    }
     let _ = writeln!(config, "ListenAddress {listen}");
     let _ = writeln!(config, "HostKey {}", host_key.display());
     let _ = writeln!(config, "PidFile none");

@@ -15,7 +15,7 @@ use super::layout::{
 };
 use super::process::{Daemon, find_program, pid_alive};
 use super::web::{self, Started};
-use super::{mariadb, packages, redis, sshd, wire};
+use super::{account, mariadb, packages, redis, sshd, wire};
 
 /// Sentinel timings: quick enough for drills, slow enough not to flap on a busy 2-core machine.
 const DOWN_AFTER_MS: u64 = 3000;
@@ -105,10 +105,19 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
     }
     let secrets = prepare(lab)?;
     let _ = writeln!(out, "lab in {}", lab.dir.display());
+    if account::ensure()? {
+        let _ = writeln!(
+            out,
+            "created the account {} (sudo rule {}); lab down removes both",
+            account::LAB_USER,
+            account::SUDOERS
+        );
+    }
 
     let client_pub = sshd::generate_client_key(&lab.client_key())
         .map_err(LabError::io("creating the lab's ssh client key"))?;
     layout::write_private(&lab.authorized_keys(), &format!("{client_pub}\n"))?;
+    open_for_the_account(lab)?;
     for h in &layout::HOSTS {
         web::mount_disk(lab, h.name)?;
     }
@@ -145,6 +154,13 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
             Ok(vec![(
                 layout::nginx_name(lb.name),
                 web::start_nginx(lab, lb)?,
+            )])
+        }));
+        let hp = layout::haproxy_lb();
+        handles.push(s.spawn(move || {
+            Ok(vec![(
+                layout::haproxy_name(hp.name),
+                web::start_haproxy(lab, hp)?,
             )])
         }));
         let docker = s.spawn(|| start_docker(lab, &secrets.redis));
@@ -191,24 +207,59 @@ pub fn up(lab: &Lab, out: &mut dyn Write) -> Result<UpReport> {
         .chain(&report.already_running)
         .all(|n| n != SESSIONS_CONTAINER);
     invfile::write(lab, docker)?;
+    // Last: writing private files above narrows their directories back to 0700.
+    open_for_the_account(lab)?;
     wait_healthy(Duration::from_secs(30))?;
+    wait_haproxy_backend(Duration::from_secs(20))?;
     report.elapsed = t0.elapsed();
     Ok(report)
 }
 
-fn start_sshd(lab: &Lab, h: &LabHost) -> Result<Started> {
+/// What the lab account needs to reach through the lab directory: sshd reads its
+/// `authorized_keys` as that user, and the disk probes `statvfs` each host's mount under
+/// `DIR/hosts/`. The directory and `ssh/` become traversable (0711: nothing listed, nothing
+/// writable); the key list is public (0644); secrets, configs and the private key stay 0600
+/// in 0700 directories.
+fn open_for_the_account(lab: &Lab) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let hosts = lab.dir.join("hosts");
+    fs::create_dir_all(&hosts).map_err(LabError::io(format!("creating {}", hosts.display())))?;
+    for (p, mode) in [
+        (lab.dir.clone(), 0o711),
+        (lab.ssh(), 0o711),
+        (hosts, 0o755),
+        (lab.authorized_keys(), 0o644),
+    ] {
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+            .map_err(LabError::io(format!("chmod {mode:o} {}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// The lab's sshd: only the lab account logs in (root never), with the lab's key.
+pub fn sshd_hardening() -> Vec<String> {
+    vec![
+        "PermitRootLogin no".to_owned(),
+        format!("AllowUsers {}", account::LAB_USER),
+    ]
+}
+
+pub fn start_sshd(lab: &Lab, h: &LabHost) -> Result<Started> {
     let name = layout::sshd_name(h.name);
     if web::running(lab, &name) {
         return Ok(Started::AlreadyRunning);
     }
-    let d = sshd::start(&sshd::SshdOptions {
-        dir: lab.run(),
-        name,
-        addr: h.ip(),
-        port: layout::SSH_PORT,
-        authorized_keys: lab.authorized_keys(),
-        max_sessions: Some(20),
-    })
+    let d = sshd::start_with(
+        &sshd::SshdOptions {
+            dir: lab.run(),
+            name,
+            addr: h.ip(),
+            port: layout::SSH_PORT,
+            authorized_keys: lab.authorized_keys(),
+            max_sessions: Some(20),
+        },
+        &sshd_hardening(),
+    )
     .map_err(LabError::io(format!("starting sshd for {}", h.name)))?;
     d.daemon.detach();
     Ok(Started::Started)
@@ -366,7 +417,12 @@ fn primary_setup_sql(s: &Secrets) -> String {
            REPLICATION SLAVE ADMIN, SUPER, RELOAD, SELECT ON *.* TO '{mon}'@'%';\n\
          CREATE TABLE IF NOT EXISTS `{db}`.users (id INT AUTO_INCREMENT PRIMARY KEY, \
            email VARCHAR(190) NOT NULL UNIQUE, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);\n\
-         INSERT IGNORE INTO `{db}`.users (email) VALUES ('ada@marg.test'), ('grace@marg.test'), ('linus@marg.test');\n",
+         INSERT IGNORE INTO `{db}`.users (email) VALUES ('ada@marg.test'), ('grace@marg.test'), ('linus@marg.test');\n\
+         CREATE TABLE IF NOT EXISTS `{db}`.orders (id INT AUTO_INCREMENT PRIMARY KEY, user_id INT NOT NULL, \
+           total DECIMAL(10,2) NOT NULL, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, KEY (user_id));\n\
+         INSERT INTO `{db}`.orders (user_id, total) SELECT u.id, 10 * u.id + s.n FROM `{db}`.users u \
+           CROSS JOIN (SELECT 1 AS n UNION SELECT 2 UNION SELECT 3 UNION SELECT 4) s \
+           WHERE NOT EXISTS (SELECT 1 FROM `{db}`.orders);\n",
         app = layout::APP_USER,
         app_pw = quote_sql(&s.app),
         repl = layout::REPL_USER,
@@ -451,6 +507,16 @@ pub fn start_redis(
     })
     .map_err(LabError::io(format!("starting Redis on {}", h.name)))?;
     d.detach();
+    let addr = SocketAddr::new(h.ip(), REDIS_PORT);
+    wire::redis(
+        addr,
+        Some(password),
+        &[
+            vec!["CONFIG", "SET", "maxmemory", layout::REDIS_MAXMEMORY],
+            vec!["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+        ],
+    )
+    .map_err(LabError::io(format!("capping Redis memory on {}", h.name)))?;
     if replica_of.is_some() {
         // Up means replicating: wait (bounded) for the first sync.
         let addr = SocketAddr::new(h.ip(), REDIS_PORT);
@@ -465,7 +531,39 @@ pub fn start_redis(
     Ok(Started::Started)
 }
 
-fn start_sentinel(lab: &Lab, h: &LabHost, password: &str) -> Result<Started> {
+/// Seed 000's use of Redis on the master: the sessions of logged-in users (db 0, kept a week)
+/// and the application's default cache (db 1). The page cache (db 2) fills as pages are
+/// served. Existing keys are kept.
+pub fn seed_redis(password: &str) -> Result<()> {
+    let master = layout::redis_master_addr();
+    let mut cmds: Vec<Vec<String>> = vec![vec!["SELECT".into(), layout::SESSIONS_DB.into()]];
+    for n in 1..=layout::SESSIONS {
+        cmds.push(vec![
+            "SET".into(),
+            format!("marg_database_laravel_session:{n:04}"),
+            format!("{{\"user_id\":{n},\"cart\":[]}}"),
+            "EX".into(),
+            "604800".into(),
+            "NX".into(),
+        ]);
+    }
+    cmds.push(vec!["SELECT".into(), layout::CACHE_DB.into()]);
+    for (k, v) in [
+        ("marg_cache:config", "{\"locale\":\"en\"}"),
+        ("marg_cache:routes", "[]"),
+    ] {
+        cmds.push(vec!["SET".into(), k.into(), v.into(), "NX".into()]);
+    }
+    let cmds: Vec<Vec<&str>> = cmds
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    wire::redis(master, Some(password), &cmds)
+        .map_err(LabError::io("seeding sessions and cache in Redis"))?;
+    Ok(())
+}
+
+pub fn start_sentinel(lab: &Lab, h: &LabHost, password: &str) -> Result<Started> {
     let name = layout::sentinel_name(h.name);
     if web::running(lab, &name) {
         return Ok(Started::AlreadyRunning);
@@ -510,6 +608,7 @@ fn start_redis_tier(lab: &Lab, password: &str) -> Result<Vec<(String, Started)>>
         layout::redis_name(m.name),
         start_redis(lab, m, password, None)?,
     )];
+    seed_redis(password)?;
     out.push((
         layout::redis_name(r.name),
         start_redis(lab, r, password, Some(layout::redis_master_addr()))?,
@@ -649,6 +748,41 @@ pub fn wait_healthy(timeout: Duration) -> Result<()> {
             return Err(LabError::Failed(format!(
                 "the lab is up but http://{addr}/health is not healthy after {timeout:?}: {}",
                 crate::secret::mask(&last)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// HAProxy's backend servers as its stats show them: (server, status).
+pub fn haproxy_servers() -> Result<Vec<(String, String)>> {
+    let h = layout::haproxy_lb();
+    let addr = SocketAddr::new(h.ip(), layout::HAPROXY_STATS_PORT);
+    let r = wire::http_get(addr, "/stats;csv", Duration::from_secs(5))
+        .map_err(LabError::io(format!("GET http://{addr}/stats;csv")))?;
+    let s = crate::probes::haproxy::parse(&r.body).map_err(LabError::Failed)?;
+    Ok(s.backends
+        .iter()
+        .filter(|b| b.name == layout::HAPROXY_BACKEND)
+        .flat_map(|b| b.servers.iter().map(|s| (s.name.clone(), s.status.clone())))
+        .collect())
+}
+
+/// Waits until every server of HAProxy's backend is up (its checks pass twice in a row).
+pub fn wait_haproxy_backend(timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let servers = haproxy_servers();
+        if let Ok(s) = &servers
+            && !s.is_empty()
+            && s.iter().all(|(_, st)| st == "UP")
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::Failed(format!(
+                "HAProxy on {} does not have every app server up after {timeout:?}: {servers:?}",
+                layout::haproxy_lb().name
             )));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -875,6 +1009,10 @@ pub fn down(lab: &Lab, out: &mut dyn Write) -> Result<()> {
         mounts.len(),
         lab.dir.display()
     );
+    // Its sessions ended with its sshd: the account and its sudo rule go too.
+    for line in account::remove()? {
+        let _ = writeln!(out, "lab down: {line}");
+    }
     Ok(())
 }
 

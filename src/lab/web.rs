@@ -1,6 +1,7 @@
 //! The lab's own servers: nginx (load balancer and app servers), php-fpm, the PHP application
 //! and queue worker, and each host's small tmpfs.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,7 @@ const SLEEPER_PHP: &str = include_str!("assets/sleeper.php");
 const NGINX_LB: &str = include_str!("assets/nginx-lb.conf");
 const NGINX_APP: &str = include_str!("assets/nginx-app.conf");
 const PHP_FPM: &str = include_str!("assets/php-fpm.conf");
+const HAPROXY: &str = include_str!("assets/haproxy.cfg");
 
 /// The application's credentials and where to find its servers (`DIR/app/config.json`, 0600).
 pub struct AppSecrets<'a> {
@@ -59,7 +61,23 @@ pub fn write_app(lab: &Lab, s: &AppSecrets<'_>) -> Result<()> {
         "queues": { "default": QUEUE_KEY },
         "flags_dir": lab.drills().display().to_string(),
     });
-    layout::write_private(&lab.app_config(), &format!("{config:#}\n"))
+    layout::write_private(&lab.app_config(), &format!("{config:#}\n"))?;
+    // Each app server's own environment file, as the seeds' `.env`: where it finds its
+    // database. Written once: a failover repoints it, and `lab up` must not undo that.
+    for h in layout::app_hosts() {
+        let env = lab.app_env(h.name);
+        if !env.exists() {
+            let text = format!(
+                "# The application's environment on {} (as seed 001's .env), read on every request.\n\
+                 DB_HOST={}\nDB_PORT={}\n",
+                h.name,
+                db.addr,
+                layout::MYSQL_PORT
+            );
+            fs::write(&env, text).map_err(LabError::io(format!("writing {}", env.display())))?;
+        }
+    }
+    Ok(())
 }
 
 fn host_vars(lab: &Lab, h: &LabHost, name: &str) -> Vec<(&'static str, String)> {
@@ -73,6 +91,7 @@ fn host_vars(lab: &Lab, h: &LabHost, name: &str) -> Vec<(&'static str, String)> 
         ("APP_DIR", lab.app().display().to_string()),
         ("CONFIG", lab.app_config().display().to_string()),
         ("FPM_SOCKET", lab.fpm_socket(h.name).display().to_string()),
+        ("ENV", lab.app_env(h.name).display().to_string()),
     ]
 }
 
@@ -90,20 +109,14 @@ pub fn start_nginx(lab: &Lab, h: &LabHost) -> Result<Started> {
         return Ok(Started::AlreadyRunning);
     }
     let conf = if h.role == layout::Role::Lb {
-        let upstreams = layout::app_hosts()
-            .map(|a| {
-                format!(
-                    "        server {}:{HTTP_PORT} max_fails=3 fail_timeout=10s;",
-                    a.addr
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        write_upstreams(lab)?;
         let mut vars = host_vars(lab, h, &name);
-        vars.push(("UPSTREAMS", upstreams.trim_end().to_owned()));
+        vars.push(("UPSTREAM_FILE", lab.lb_upstream().display().to_string()));
         render(NGINX_LB, &vars)
     } else {
-        render(NGINX_APP, &host_vars(lab, h, &name))
+        let mut vars = host_vars(lab, h, &name);
+        vars.push(("GREEN_PORT", layout::GREEN_PORT.to_string()));
+        render(NGINX_APP, &vars)
     };
     let path = lab.run().join(format!("{name}.conf"));
     fs::write(&path, conf).map_err(LabError::io(format!("writing {}", path.display())))?;
@@ -115,6 +128,57 @@ pub fn start_nginx(lab: &Lab, h: &LabHost) -> Result<Started> {
         .arg(&path)
         .arg("-e")
         .arg(lab.logs(h.name).join("nginx-error.log"));
+    let d = spawn(lab, &name, &mut cmd)?;
+    wait_listening(d, SocketAddr::new(h.ip(), HTTP_PORT))
+}
+
+/// Each colour's upstream servers, and the live file (blue unless a switch chose otherwise).
+fn write_upstreams(lab: &Lab) -> Result<()> {
+    for (color, port) in layout::COLORS {
+        let servers = layout::app_hosts().fold(String::new(), |mut s, a| {
+            let _ = writeln!(s, "server {}:{port} max_fails=3 fail_timeout=10s;", a.addr);
+            s
+        });
+        let p = lab.lb_upstream_of(color);
+        fs::write(&p, format!("# the {color} deployment\n{servers}"))
+            .map_err(LabError::io(format!("writing {}", p.display())))?;
+    }
+    let live = lab.lb_upstream();
+    if !live.exists() {
+        fs::copy(lab.lb_upstream_of("blue"), &live)
+            .map_err(LabError::io(format!("writing {}", live.display())))?;
+    }
+    Ok(())
+}
+
+/// Starts HAProxy for the HAProxy load balancer unless it already runs.
+pub fn start_haproxy(lab: &Lab, h: &LabHost) -> Result<Started> {
+    let name = layout::haproxy_name(h.name);
+    if running(lab, &name) {
+        return Ok(Started::AlreadyRunning);
+    }
+    // The seed's backend: every app server, checked on /health every second.
+    let servers = layout::app_hosts()
+        .map(|a| {
+            format!(
+                "    server {} {}:{HTTP_PORT} check inter 1s fall 2 rise 2",
+                a.name, a.addr
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut vars = host_vars(lab, h, &name);
+    vars.push(("SERVERS", servers));
+    vars.push(("SOCKET", lab.haproxy_socket(h.name).display().to_string()));
+    vars.push(("STATS_PORT", layout::HAPROXY_STATS_PORT.to_string()));
+    let path = lab.run().join(format!("{name}.cfg"));
+    fs::write(&path, render(HAPROXY, &vars))
+        .map_err(LabError::io(format!("writing {}", path.display())))?;
+    let _ = fs::remove_file(lab.haproxy_socket(h.name));
+    let haproxy = program("haproxy", "haproxy")?;
+    let mut cmd = Command::new(haproxy);
+    // -db: stay in the foreground, in the lab's process group, like every lab server.
+    cmd.arg("-db").arg("-f").arg(&path);
     let d = spawn(lab, &name, &mut cmd)?;
     wait_listening(d, SocketAddr::new(h.ip(), HTTP_PORT))
 }
@@ -147,7 +211,13 @@ pub fn start_worker(lab: &Lab, h: &LabHost) -> Result<Started> {
     let php = program("php", "php8.2-cli")?;
     let mut cmd = Command::new(php);
     cmd.arg(lab.app().join("worker.php"))
-        .args(["queue:work", "redis", "--queue=default", "--sleep=3"])
+        .args([
+            "queue:work",
+            "redis",
+            "--queue=default",
+            "--sleep=3",
+            "--processes=2",
+        ])
         .env("LAB_CONFIG", lab.app_config())
         .current_dir(lab.disk(h.name));
     let mut d = spawn(lab, &name, &mut cmd)?;

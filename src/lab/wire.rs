@@ -141,13 +141,13 @@ pub fn sentinel_master(sentinel: SocketAddr, master_name: &str) -> io::Result<So
     )))
 }
 
-/// A field of `INFO replication` (e.g. `role`).
+/// A field of `INFO` (e.g. `role`, `used_memory`).
 pub fn redis_info_field(
     addr: SocketAddr,
     password: Option<&str>,
     field: &str,
 ) -> io::Result<String> {
-    let info = redis1(addr, password, &["INFO", "replication"])?.text();
+    let info = redis1(addr, password, &["INFO"])?.text();
     Ok(info
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
@@ -182,11 +182,47 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<H
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| io::Error::other(format!("no HTTP status from {addr}{path}")))?;
+    // Some servers (HAProxy's stats page) answer chunked even to HTTP/1.0.
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
     Ok(HttpReply {
         status,
-        body: body.to_owned(),
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
         elapsed,
     })
+}
+
+/// A chunked body's data (`SIZE\r\nDATA\r\n` ... `0\r\n\r\n`); what does not parse ends it.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            out.push_str(rest.get(..n.min(rest.len())).unwrap_or(""));
+            break;
+        }
+        out.push_str(rest.get(..n).unwrap_or(""));
+        body = rest.get(n..).unwrap_or("").trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// One command on a line-oriented unix socket (HAProxy's runtime API); the answer.
+pub fn unix_command(path: &Path, command: &str) -> io::Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    writeln!(s, "{command}")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 pub fn tcp_open(addr: SocketAddr) -> bool {
@@ -256,6 +292,13 @@ pub fn pids_matching(needle: &str) -> Vec<u32> {
             }) && super::process::pid_alive(*pid)
         })
         .collect()
+}
+
+/// A process's state letter (`R` running or runnable, `S` sleeping, ...), from
+/// `/proc/PID/stat`.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Busy share of all CPUs over `window`, from `/proc/stat`.

@@ -245,6 +245,7 @@ pub fn availability_id(key: &TargetKey) -> String {
         ProbeKind::Queue => format!("queue.{}", key.instance),
         ProbeKind::Process => format!("process.{}", key.instance),
         ProbeKind::Docker => "docker.state".to_owned(),
+        ProbeKind::Haproxy => "haproxy.up".to_owned(),
     }
 }
 
@@ -343,6 +344,11 @@ pub fn evaluate_sample(
         }
         Sample::Queue(s) => queue(&mut out, s, t),
         Sample::Process(s) => process(&mut out, s),
+        Sample::Haproxy(s) => {
+            for (id, state, reason, value) in super::haproxy::evaluate(s) {
+                out.push(id, state, reason, value);
+            }
+        }
         Sample::Docker(s) => {
             let prev = prev.and_then(|p| match p.sample {
                 Sample::Docker(ps) => Some(ps),

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod collect;
+pub mod haproxy;
 pub mod history;
 pub mod model;
 pub mod parse;

@@ -23,6 +23,7 @@ pub enum ProbeKind {
     Queue,
     Process,
     Docker,
+    Haproxy,
 }
 
 impl ProbeKind {
@@ -38,6 +39,7 @@ impl ProbeKind {
             ProbeKind::Queue => "queue",
             ProbeKind::Process => "process",
             ProbeKind::Docker => "docker",
+            ProbeKind::Haproxy => "haproxy",
         }
     }
 }
@@ -130,6 +132,7 @@ pub enum Sample {
     Queue(QueueSample),
     Process(ProcessSample),
     Docker(DockerSample),
+    Haproxy(super::haproxy::HaproxySample),
 }
 
 /// Cumulative CPU time counters from the `cpu` line of `/proc/stat`, in clock ticks.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::check::TargetMeta;
 use super::model::{ProbeKind, TargetKey};
-use crate::inventory::model::{HttpDef, NginxDef, PhpFpmDef};
+use crate::inventory::model::{HaproxyDef, HttpDef, NginxDef, PhpFpmDef};
 use crate::inventory::{Host, Inventory, MysqlService, RedisRole, RedisService, TransportSpec};
 
 /// Default probe interval.
@@ -64,6 +64,7 @@ pub enum What {
     },
     Process(String),
     Docker,
+    Haproxy(HaproxyDef),
     /// Cannot be probed as configured; shown as unknown with this reason.
     Unavailable(String),
 }
@@ -161,6 +162,14 @@ pub fn plan(inv: &Inventory, hosts: &[&Host], intervals: &Intervals) -> Vec<Prob
                 n.status_url.clone().unwrap_or_default(),
                 None,
                 What::Nginx(n.clone()),
+            );
+        }
+        if let Some(hp) = &s.haproxy {
+            add(
+                ProbeKind::Haproxy,
+                hp.stats_url.clone(),
+                None,
+                What::Haproxy(hp.clone()),
             );
         }
         if let Some(f) = &s.php_fpm {

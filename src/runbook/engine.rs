@@ -67,6 +67,10 @@ impl HostInfo {
             set("mysql.address", m.address.clone());
             set("mysql.port", m.port.to_string());
             set("mysql.database", m.database.clone().unwrap_or_default());
+            set(
+                "mysql.defaults_file",
+                m.defaults_file.clone().unwrap_or_default(),
+            );
         }
         if let Some(r) = h.services.redis.first() {
             set("redis.address", r.address.clone());
@@ -79,6 +83,85 @@ impl HostInfo {
                     .find_map(|r| r.master_name.clone())
                     .unwrap_or_default(),
             );
+        }
+        // The host's own Redis server (not its Sentinel): how it is restarted, empty when
+        // the inventory does not say (the runbook then asks the service manager).
+        set(
+            "redis.restart",
+            h.services
+                .redis
+                .iter()
+                .find(|r| r.role != crate::inventory::RedisRole::Sentinel)
+                .and_then(|r| r.restart.clone())
+                .unwrap_or_default(),
+        );
+        // What the inventory declares about the host's other services, for runbooks that
+        // act where health points (empty when not declared).
+        // Defined on every host (empty where absent), so one step can run on hosts that
+        // have the service and hosts that do not.
+        let fpm = h.services.php_fpm.as_ref();
+        set(
+            "php_fpm.status_url",
+            fpm.map(|p| p.status_url.clone()).unwrap_or_default(),
+        );
+        set(
+            "php_fpm.restart",
+            fpm.and_then(|p| p.restart.clone()).unwrap_or_default(),
+        );
+        let nginx = h.services.nginx.as_ref();
+        set(
+            "nginx.reload",
+            nginx.and_then(|n| n.reload.clone()).unwrap_or_default(),
+        );
+        set(
+            "nginx.upstream_file",
+            nginx
+                .and_then(|n| n.upstream_file.clone())
+                .unwrap_or_default(),
+        );
+        set(
+            "app.env",
+            h.services
+                .app
+                .as_ref()
+                .and_then(|a| a.env.clone())
+                .unwrap_or_default(),
+        );
+        let hp = h.services.haproxy.as_ref();
+        set(
+            "haproxy.socket",
+            hp.and_then(|x| x.socket.clone()).unwrap_or_default(),
+        );
+        set(
+            "haproxy.stats_url",
+            hp.map(|x| x.stats_url.clone()).unwrap_or_default(),
+        );
+        let queue = h.services.queues.first();
+        set(
+            "queue.name",
+            queue.map(|q| q.name.clone()).unwrap_or_default(),
+        );
+        set(
+            "queue.redis_host",
+            queue.and_then(|q| q.redis_host.clone()).unwrap_or_default(),
+        );
+        set(
+            "process.restart",
+            h.services
+                .process_restarts
+                .first()
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default(),
+        );
+        for (k, v) in [
+            ("host.mounts", h.services.mounts.clone()),
+            (
+                "queues",
+                h.services.queues.iter().map(|q| q.name.clone()).collect(),
+            ),
+            ("processes", h.services.processes.clone()),
+        ] {
+            vars.insert(k.to_owned(), Value::List(v));
         }
         HostInfo {
             name: h.name.clone(),
@@ -540,6 +623,9 @@ pub enum Rendered {
     },
     Redis {
         args: Vec<String>,
+        /// The database `SELECT`ed before the command (`None`: 0).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        db: Option<u32>,
     },
     Docker {
         action: DockerAction,
@@ -567,9 +653,10 @@ impl std::fmt::Display for Rendered {
         match self {
             Rendered::Shell { command } => write!(f, "$ {command}"),
             Rendered::Sql { display, .. } => write!(f, "sql> {display}"),
-            Rendered::Redis { args } => write!(
+            Rendered::Redis { args, db } => write!(
                 f,
-                "redis> {}",
+                "redis{}> {}",
+                db.map(|n| format!(" db {n}")).unwrap_or_default(),
                 args.iter()
                     .map(|a| super::template::quote(a, Quoting::Shell))
                     .collect::<Vec<_>>()
@@ -2031,7 +2118,8 @@ impl Engine {
                     display: q,
                 }
             }
-            Executor::Redis(args) => Rendered::Redis {
+            Executor::Redis { args, db } => Rendered::Redis {
+                db: *db,
                 args: args
                     .iter()
                     .map(|a| r(a, Quoting::Arg))
@@ -2456,7 +2544,25 @@ impl Engine {
             let view = self.health_view(self.host_name().as_deref());
             return match cond.eval(&self.vars, &view) {
                 Ok(true) => Ok(()),
-                Ok(false) => Err(format!("`{src}` does not hold yet")),
+                // Say what was seen, not only what was wanted: `used_pct_after = 93`.
+                Ok(false) => {
+                    let seen: Vec<String> = cond
+                        .idents()
+                        .iter()
+                        .filter_map(|i| {
+                            let v = match i.strip_prefix("health.") {
+                                Some(check) => view.get(check).map(|s| s.as_str().to_owned()),
+                                None => self.vars.get(i).map(Value::as_text),
+                            }?;
+                            Some(format!("{i} = {v}"))
+                        })
+                        .collect();
+                    Err(if seen.is_empty() {
+                        format!("`{src}` does not hold yet")
+                    } else {
+                        format!("`{src}` does not hold yet: {}", seen.join(", "))
+                    })
+                }
                 Err(e) => Err(format!("`{src}`: {e}")),
             };
         }

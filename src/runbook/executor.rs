@@ -73,7 +73,7 @@ pub async fn execute(req: &ExecRequest, inv: &Inventory, conns: &Arc<Connections
         (Rendered::Sql { query, params, .. }, Some(h)) => {
             sql(conns, h, query, params, read_only, req.timeout).await
         }
-        (Rendered::Redis { args }, Some(h)) => redis(conns, h, args, req.timeout)
+        (Rendered::Redis { args, db }, Some(h)) => redis(conns, h, args, *db, req.timeout)
             .await
             .map_err(Failure::from),
         (
@@ -245,6 +245,7 @@ async fn redis(
     conns: &Arc<Connections>,
     h: &Host,
     args: &[String],
+    db: Option<u32>,
     timeout: Duration,
 ) -> Result<ExecResult, String> {
     let sentinel = args
@@ -265,6 +266,13 @@ async fn redis(
     let client = RedisClient::connect_service(conns, h, svc, timeout)
         .await
         .map_err(|e| e.to_string())?;
+    // One connection: the command runs in the database just selected.
+    if let Some(n) = db {
+        client
+            .command(&["SELECT".to_owned(), n.to_string()])
+            .await
+            .map_err(|e| format!("SELECT {n}: {e}"))?;
+    }
     let out = client.command(args).await.map_err(|e| e.to_string())?;
     Ok(ExecResult::ok(&out))
 }

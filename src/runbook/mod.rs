@@ -45,6 +45,8 @@ pub struct Runbook {
     pub steps: Vec<Step>,
     /// Names locked while a run is open, beside the hosts it changes.
     pub locks: Vec<String>,
+    /// The lab drill this runbook treats (`drill = "connection-exhaustion"`), if any.
+    pub drill: Option<String>,
     /// The file it came from.
     pub source: Option<PathBuf>,
     /// sha256 of the file's bytes (hex), recorded in every journal.
@@ -300,7 +302,11 @@ pub struct Target {
 pub enum Executor {
     Shell(Template),
     Sql(Template),
-    Redis(Vec<Template>),
+    /// A Redis command, in database `db` (`None`: the connection's default, 0).
+    Redis {
+        args: Vec<Template>,
+        db: Option<u32>,
+    },
     Docker {
         action: DockerAction,
         command: Option<Template>,
@@ -318,7 +324,7 @@ impl Executor {
         match self {
             Executor::Shell(_) => "shell",
             Executor::Sql(_) => "sql",
-            Executor::Redis(_) => "redis",
+            Executor::Redis { .. } => "redis",
             Executor::Docker { .. } => "docker",
             Executor::Http { .. } => "http",
         }
@@ -327,7 +333,7 @@ impl Executor {
     pub fn templates(&self) -> Vec<&Template> {
         match self {
             Executor::Shell(t) | Executor::Sql(t) => vec![t],
-            Executor::Redis(args) => args.iter().collect(),
+            Executor::Redis { args, .. } => args.iter().collect(),
             Executor::Docker { command, .. } => command.iter().collect(),
             Executor::Http { url, .. } => vec![url],
         }

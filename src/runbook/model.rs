@@ -37,6 +37,9 @@ pub struct RunbookFile {
     /// two failover runbooks on different hosts of one cluster exclude each other).
     #[serde(default)]
     pub locks: Vec<String>,
+    /// The lab drill this runbook treats (`opsdeck drill NAME`): learn mode and the drill
+    /// tests pair them through it.
+    pub drill: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -118,6 +121,9 @@ pub struct StepDef {
     pub redis: Option<Spanned<Vec<String>>>,
     pub docker: Option<Spanned<DockerActionDef>>,
     pub http: Option<Spanned<HttpActionDef>>,
+    /// For a `redis` step: the database index the command runs in (`SELECT`ed first; default
+    /// 0). Seed 000 keeps sessions in 0, the cache in 1 and the page cache in 2.
+    pub db: Option<Spanned<u32>>,
 
     /// Per attempt, e.g. `"30s"`; for `wait` steps the deadline.
     pub timeout: Option<Spanned<String>>,

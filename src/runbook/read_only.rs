@@ -49,7 +49,7 @@ pub fn executor(x: &Executor, vouched: bool) -> Verdict {
             Ok(()) => Verdict::ReadOnly,
             Err(e) => Verdict::Changes(e),
         },
-        Executor::Redis(args) => {
+        Executor::Redis { args, .. } => {
             let args: Vec<&str> = args.iter().map(|a| a.source.as_str()).collect();
             match redis(&args) {
                 Ok(()) => Verdict::ReadOnly,

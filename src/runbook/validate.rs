@@ -36,9 +36,24 @@ pub const BUILTINS: &[&str] = &[
     "mysql.address",
     "mysql.port",
     "mysql.database",
+    "mysql.defaults_file",
     "redis.address",
     "redis.port",
     "redis.master_name",
+    "redis.restart",
+    "host.mounts",
+    "php_fpm.status_url",
+    "php_fpm.restart",
+    "nginx.reload",
+    "nginx.upstream_file",
+    "app.env",
+    "haproxy.socket",
+    "haproxy.stats_url",
+    "queues",
+    "queue.name",
+    "queue.redis_host",
+    "processes",
+    "process.restart",
     "run.id",
     "runbook.id",
     "operator",
@@ -360,6 +375,21 @@ impl Validator<'_> {
             }
             self.step = None;
         }
+        let drill = f.drill.as_ref().map(|d| {
+            let name = d.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                self.err(
+                    d.span(),
+                    format!("drill {name:?} must be lowercase letters, digits and `-`"),
+                    Some("name a drill of `opsdeck drill list`, e.g. \"connection-exhaustion\""),
+                );
+            }
+            name.clone()
+        });
         for (span, input, var) in computed_defaults {
             if !defined.contains(&var) {
                 self.err(
@@ -372,6 +402,7 @@ impl Validator<'_> {
         Runbook {
             id,
             locks: f.locks,
+            drill,
             title: f.title,
             summary: f.summary,
             severity: f.severity,
@@ -545,7 +576,7 @@ impl Validator<'_> {
                         .ok_or(())?,
                 );
             }
-            return Ok(Some(Executor::Redis(args)));
+            return Ok(Some(Executor::Redis { args, db: None }));
         }
         if let Some(d) = docker {
             let def = d.get_ref();
@@ -810,11 +841,29 @@ impl Validator<'_> {
                 );
             }
         }
-        let exec = self
+        let mut exec = self
             .executor(
                 &span, &d.shell, &d.sql, &d.redis, &d.docker, &d.http, &scope,
             )
             .ok()?;
+        if let Some(n) = &d.db {
+            match &mut exec {
+                Some(Executor::Redis { db, .. }) if *n.get_ref() <= 255 => *db = Some(*n.get_ref()),
+                Some(Executor::Redis { .. }) => self.err(
+                    n.span(),
+                    format!(
+                        "db = {}: Redis database indexes go from 0 to 255",
+                        n.get_ref()
+                    ),
+                    None,
+                ),
+                _ => self.err(
+                    n.span(),
+                    "`db` selects a Redis database: it needs a `redis` command on the step",
+                    Some("e.g. redis = [\"FLUSHDB\"] with db = 2"),
+                ),
+            }
+        }
         let when = d.when.as_ref().and_then(|c| self.cond(c, &scope));
         let capture = d
             .capture
@@ -1130,7 +1179,7 @@ impl Validator<'_> {
                         ),
                         "SQL",
                     ),
-                    Executor::Redis(_) => (at.span.clone(), "a Redis command"),
+                    Executor::Redis { .. } => (at.span.clone(), "a Redis command"),
                     Executor::Docker { .. } => (at.span.clone(), "a docker action"),
                     Executor::Http { .. } => (at.span.clone(), "an HTTP request"),
                     Executor::Shell(_) => (at.span.clone(), "a shell command"),
@@ -1163,7 +1212,7 @@ impl Validator<'_> {
                 "a mysql service",
                 hosts.iter().all(|h| !h.services.mysql.is_empty()),
             ),
-            Executor::Redis(_) => (
+            Executor::Redis { .. } => (
                 "a redis service",
                 hosts.iter().all(|h| !h.services.redis.is_empty()),
             ),

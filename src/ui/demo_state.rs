@@ -347,6 +347,11 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
                 reason: "no Docker host in the demo".into(),
             };
         }
+        ProbeKind::Haproxy => {
+            return Outcome::Unsupported {
+                reason: "no HAProxy in the demo".into(),
+            };
+        }
     };
     Outcome::Ok(sample)
 }

@@ -13,9 +13,27 @@ if (!is_array($cfg)) {
 }
 mysqli_report(MYSQLI_REPORT_OFF);
 
-// The slow-api drill: a flag file adds latency to every request.
-if (is_file($cfg['flags_dir'] . '/slow-api')) {
-    usleep(400000);
+// The server's environment file (`DB_HOST=...`, as a Laravel `.env`) overrides where the
+// database is: a failover repoints it there.
+$envFile = $_SERVER['LAB_ENV'] ?? '';
+if ($envFile !== '' && is_readable($envFile)) {
+    foreach (file($envFile, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES) ?: [] as $line) {
+        if (preg_match('/^(DB_HOST|DB_PORT)=(.*)$/', trim($line), $m)) {
+            $cfg['db'][$m[1] === 'DB_HOST' ? 'host' : 'port'] = trim($m[2]);
+        }
+    }
+}
+
+// The slow-api drill: php-fpm degraded as a leak in its workers would, until it restarts. The
+// flag names the php-fpm master processes whose workers answer 400 ms late (or `all`: the
+// application itself is slow, which no restart cures).
+$slow = @file_get_contents($cfg['flags_dir'] . '/slow-api');
+if ($slow !== false) {
+    $degraded = preg_split('/\s+/', trim($slow));
+    $master = function_exists('posix_getppid') ? (string) posix_getppid() : '';
+    if (in_array('all', $degraded, true) || in_array($master, $degraded, true)) {
+        usleep(400000);
+    }
 }
 
 function db_connect(array $cfg): array {
@@ -61,7 +79,17 @@ function redis_connect(array $cfg): array {
 }
 
 $path = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH);
+// Which deployment answers (blue or green, seed 003). The bad-release drill breaks one.
+$color = $_SERVER['APP_COLOR'] ?? 'blue';
+$broken = @file_get_contents($cfg['flags_dir'] . '/bad-release');
+if ($broken !== false && in_array($color, preg_split('/\s+/', trim($broken)), true)) {
+    http_response_code(500);
+    header('Content-Type: text/plain');
+    echo "the $color release is broken: Uncaught Error: Call to undefined method Cart::totals()\n";
+    exit;
+}
 header('Content-Type: application/json');
+header('X-Lab-Color: ' . $color);
 header('X-Lab-Host: ' . ($_SERVER['LAB_HOST'] ?? 'unknown'));
 
 if ($path === '/health') {
@@ -92,6 +120,7 @@ if ($path === '/health') {
         'redis' => $redisStatus,
         'queue' => (object) $queue,
         'host' => $_SERVER['LAB_HOST'] ?? 'unknown',
+        'color' => $color,
     ]) . "\n";
     exit;
 }
@@ -109,13 +138,20 @@ if ($db !== null) {
 $hits = null;
 if ($redis !== null) {
     try {
+        // The page cache lives in database 2 (seed 000); a Redis that refuses writes
+        // (maxmemory reached) fails the page.
+        $redis->select(2);
+        if ($redis->setEx('page:' . $path, 60, json_encode(['users' => $users])) === false) {
+            $redisStatus = 'error: page cache: ' . ($redis->getLastError() ?? 'write refused');
+        }
+        $redis->select(0);
         $hits = $redis->incr('marg_cache_page_hits');
     } catch (Throwable $e) {
         $redisStatus = 'error: ' . $e->getMessage();
     }
     $redis->close();
 }
-$ok = $db !== null && $redis !== null;
+$ok = $db !== null && $redis !== null && $redisStatus === 'ok';
 http_response_code($ok ? 200 : 503);
 echo json_encode([
     'app' => 'marg',

@@ -19,6 +19,22 @@ for ($i = 0; $i < 1000; $i++) {
     $held[] = $m;
 }
 fflush(STDOUT);
+// LAB_RECONNECT=1: a leak that comes back, as an application whose pool reopens what is killed
+// (the remedy then cannot hold).
+if (getenv('LAB_RECONNECT') === '1') {
+    while (true) {
+        usleep(200000);
+        foreach ($held as $i => $m) {
+            if (!@$m->ping()) {
+                $n = mysqli_init();
+                $n->options(MYSQLI_OPT_CONNECT_TIMEOUT, 2);
+                if (@$n->real_connect($d['host'], $d['user'], $d['password'], $d['database'], (int) $d['port'])) {
+                    $held[$i] = $n;
+                }
+            }
+        }
+    }
+}
 while (true) {
     sleep(3600);
 }

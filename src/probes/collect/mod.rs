@@ -160,6 +160,9 @@ impl Runner {
             }
             What::Process(name) => self.process(name).await,
             What::Docker => self.docker().await,
+            What::Haproxy(def) => super::haproxy::collect(&self.conns, host, def, self.timeout)
+                .await
+                .map(Sample::Haproxy),
             What::Unavailable(reason) => {
                 return Outcome::Unsupported {
                     reason: reason.clone(),
