@@ -238,8 +238,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: complete::Shell,
     },
-    /// Print the man page (roff): `opsdeck man > ~/.local/share/man/man1/opsdeck.1`.
-    Man,
+    /// Print the man page (roff), or write it and one page per command into a directory:
+    /// `opsdeck man --dir ~/.local/share/man/man1` (then `man opsdeck`, `man opsdeck-run`).
+    Man {
+        /// Write opsdeck.1 and opsdeck-COMMAND.1 for every command here instead of printing.
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

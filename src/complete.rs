@@ -123,7 +123,10 @@ fn inventory_for_line() -> Option<Inventory> {
 pub fn selector_terms(inv: &Inventory) -> Vec<(String, String)> {
     let mut out = vec![("all".to_owned(), "every host".to_owned())];
     for t in &inv.tiers {
-        out.push((t.name.clone(), format!("tier, {} hosts", inv.hosts_in(&t.name).count())));
+        out.push((
+            t.name.clone(),
+            format!("tier, {} hosts", inv.hosts_in(&t.name).count()),
+        ));
         let mut roles: Vec<&str> = inv
             .hosts_in(&t.name)
             .flat_map(|h| h.roles.iter().map(String::as_str))
@@ -131,7 +134,10 @@ pub fn selector_terms(inv: &Inventory) -> Vec<(String, String)> {
         roles.sort_unstable();
         roles.dedup();
         for r in roles {
-            out.push((format!("{}:{r}", t.name), format!("{r} hosts of tier {}", t.name)));
+            out.push((
+                format!("{}:{r}", t.name),
+                format!("{r} hosts of tier {}", t.name),
+            ));
         }
     }
     for h in &inv.hosts {
@@ -275,7 +281,11 @@ mod tests {
             );
         }
         assert_eq!(
-            option_value(&w(&["opsdeck", "exec", "all", "--", "-i", "x"]), Some('i'), "inventory"),
+            option_value(
+                &w(&["opsdeck", "exec", "all", "--", "-i", "x"]),
+                Some('i'),
+                "inventory"
+            ),
             None
         );
     }

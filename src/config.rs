@@ -81,8 +81,7 @@ impl Config {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => Config::parse(&text, path),
                 Err(_) => Err(ConfigError::Invalid(
-                    Located::at(path, "", None, "not UTF-8 text")
-                        .hint("save the file as UTF-8"),
+                    Located::at(path, "", None, "not UTF-8 text").hint("save the file as UTF-8"),
                 )),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -169,6 +168,36 @@ fn resolve_path(p: &str, base: &Path) -> PathBuf {
     }
 }
 
+/// What a command runs with: each value from its flag (clap has already put the flag's
+/// environment variable there when the flag was absent), else config.toml, else the
+/// built-in default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub config: Config,
+    /// `-i` / `$OPSDECK_INVENTORY`, else `inventory`; `None` watches this machine.
+    pub inventory: Option<PathBuf>,
+    /// `--theme` / `$OPSDECK_THEME`, else `theme`, else `dark`.
+    pub theme: String,
+}
+
+impl Settings {
+    pub fn resolve(inventory: Option<PathBuf>, theme: Option<String>, config: Config) -> Settings {
+        Settings {
+            inventory: inventory.or_else(|| config.inventory.clone()),
+            theme: theme
+                .or_else(|| config.theme.clone())
+                .unwrap_or_else(|| "dark".to_owned()),
+            config,
+        }
+    }
+
+    /// Where runbooks are looked up: `--runbooks DIR` (else `$OPSDECK_RUNBOOKS`),
+    /// `./runbooks`, the config's `runbook_dirs`, the user's, then the built-in ones.
+    pub fn runbooks(&self, flag: Option<&Path>) -> crate::runbook::Sources {
+        crate::runbook::Sources::standard(flag, &self.config.runbook_dirs)
+    }
+}
+
 static CURRENT: OnceLock<Config> = OnceLock::new();
 
 /// Makes `config` the process's config (the binary calls this once, after parsing flags).
@@ -216,7 +245,10 @@ mod tests {
         )
         .expect_err("unknown key");
         let text = e.to_string();
-        assert!(text.starts_with("/c/config.toml:2:1: unknown field `inventroy`"), "{text}");
+        assert!(
+            text.starts_with("/c/config.toml:2:1: unknown field `inventroy`"),
+            "{text}"
+        );
         assert!(text.contains("config.toml knows: inventory"), "{text}");
     }
 
@@ -229,6 +261,27 @@ mod tests {
             e.to_string().starts_with("c.toml:3:13: inventory is empty"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_flag_beats_the_config_which_beats_the_default() {
+        let config = Config {
+            inventory: Some(PathBuf::from("/c/inv.toml")),
+            theme: Some("light".to_owned()),
+            ..Config::default()
+        };
+        let s = Settings::resolve(None, None, config.clone());
+        assert_eq!(s.inventory, Some(PathBuf::from("/c/inv.toml")));
+        assert_eq!(s.theme, "light");
+        let s = Settings::resolve(
+            Some(PathBuf::from("flag.toml")),
+            Some("colorblind".to_owned()),
+            config,
+        );
+        assert_eq!(s.inventory, Some(PathBuf::from("flag.toml")));
+        assert_eq!(s.theme, "colorblind");
+        let s = Settings::resolve(None, None, Config::default());
+        assert_eq!((s.inventory, s.theme.as_str()), (None, "dark"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use opsdeck::cli::{Cli, Command, LabAction, RunbookDir};
-use opsdeck::config::Config;
+use opsdeck::config::{Config, Settings};
 use opsdeck::headless::progress::Progress;
 use opsdeck::headless::table::Colors;
 use opsdeck::headless::{self, exit};
@@ -39,47 +39,22 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// The command line with the user's config applied: a flag (or its environment variable)
-/// wins, then config.toml, then the built-in default.
-struct Settings {
-    config: Config,
-    inventory: Option<std::path::PathBuf>,
-    theme: String,
+fn load_inventory(set: &Settings) -> anyhow::Result<Inventory> {
+    Ok(inventory::load(set.inventory.as_deref())?)
 }
 
-impl Settings {
-    fn new(cli: &Cli, config: Config) -> Settings {
-        Settings {
-            inventory: cli.inventory.clone().or_else(|| config.inventory.clone()),
-            theme: cli
-                .theme
-                .clone()
-                .or_else(|| config.theme.clone())
-                .unwrap_or_else(|| "dark".to_owned()),
-            config,
-        }
-    }
+/// For commands that only read the inventory: `password_cmd`s run only when asked.
+fn read_inventory(set: &Settings, resolve_secrets: bool) -> anyhow::Result<Inventory> {
+    let opts = if resolve_secrets {
+        LoadOptions::default()
+    } else {
+        LoadOptions::without_password_cmds()
+    };
+    Ok(inventory::load_with(set.inventory.as_deref(), &opts)?)
+}
 
-    fn runbooks(&self, dir: Option<&RunbookDir>) -> Sources {
-        Sources::standard(
-            dir.and_then(|d| d.dir.as_deref()),
-            &self.config.runbook_dirs,
-        )
-    }
-
-    fn load_inventory(&self) -> anyhow::Result<Inventory> {
-        Ok(inventory::load(self.inventory.as_deref())?)
-    }
-
-    /// For commands that only read the inventory: `password_cmd`s run only when asked.
-    fn read_inventory(&self, resolve_secrets: bool) -> anyhow::Result<Inventory> {
-        let opts = if resolve_secrets {
-            LoadOptions::default()
-        } else {
-            LoadOptions::without_password_cmds()
-        };
-        Ok(inventory::load_with(self.inventory.as_deref(), &opts)?)
-    }
+fn runbooks(set: &Settings, dir: Option<&RunbookDir>) -> Sources {
+    set.runbooks(dir.and_then(|d| d.dir.as_deref()))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -93,7 +68,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn console(set: &Settings, inv: Inventory, view: opsdeck::app::View) -> anyhow::Result<i32> {
     let theme = opsdeck::tui::theme_from_env(&set.theme)?;
     let keymap = opsdeck::app::keymap::Keymap::load()?;
-    let runbooks = set.runbooks(None);
+    let runbooks = runbooks(set, None);
     runtime()?.block_on(opsdeck::tui::launch(inv, theme, keymap, &runbooks, view))?;
     Ok(exit::OK)
 }
@@ -106,24 +81,33 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             print(&String::from_utf8_lossy(&script))?;
             return Ok(exit::OK);
         }
-        Some(Command::Man) => {
+        Some(Command::Man { dir }) => {
             use clap::CommandFactory as _;
-            let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            print(&String::from_utf8_lossy(&out))?;
+            let cmd = Cli::command().disable_help_subcommand(true);
+            if let Some(dir) = dir {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                clap_mangen::generate_to(cmd, dir)
+                    .with_context(|| format!("writing the man pages into {}", dir.display()))?;
+                eprintln!("man pages written to {}", dir.display());
+            } else {
+                let mut out = Vec::new();
+                clap_mangen::Man::new(cmd).render(&mut out)?;
+                print(&String::from_utf8_lossy(&out))?;
+            }
             return Ok(exit::OK);
         }
         _ => {}
     }
     let config = Config::load()?;
     opsdeck::config::install(config.clone());
-    let set = Settings::new(&cli, config);
+    let set = Settings::resolve(cli.inventory.clone(), cli.theme.clone(), config);
     let Some(command) = &cli.command else {
-        let inv = set.load_inventory()?;
+        let inv = load_inventory(&set)?;
         return console(&set, inv, opsdeck::app::View::Dashboard);
     };
     match command {
-        Command::Completions { .. } | Command::Man => Ok(exit::OK),
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
         Command::Check {
             resolve_secrets,
             json,
@@ -144,7 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             verify_timeout,
             dir,
         } => {
-            let inv = set.load_inventory()?;
+            let inv = load_inventory(&set)?;
             let args = headless::run::RunArgs {
                 runbook: runbook.clone(),
                 vars: vars.clone(),
@@ -158,7 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 resolve: resolve.clone(),
                 accept_changed: *accept_changed,
                 verify_timeout: *verify_timeout,
-                sources: set.runbooks(Some(dir)),
+                sources: runbooks(&set, Some(dir)),
             };
             headless::run::run(&args, &inv)
         }
@@ -168,7 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             dir,
         } => {
             // Without the sweep nothing connects: no password_cmd needs to run.
-            let inv = set.read_inventory(!no_health).ok();
+            let inv = read_inventory(&set, !no_health).ok();
             // One health sweep, so the list can say what the current state calls for.
             let checks = match (&inv, no_health) {
                 (Some(inv), false) => {
@@ -182,14 +166,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 _ => None,
             };
-            headless::run::list(&set.runbooks(Some(dir)), *json, checks.as_deref())
+            headless::run::list(&runbooks(&set, Some(dir)), *json, checks.as_deref())
         }
         Command::Journal { command } => headless::run::journal_cmd(command),
         Command::Inventory {
             json,
             resolve_secrets,
         } => {
-            let inv = set.read_inventory(*resolve_secrets)?;
+            let inv = read_inventory(&set, *resolve_secrets)?;
             if *json {
                 println(&headless::inventory::render_json(&inv)?)?;
             } else {
@@ -204,7 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             timeout,
             command,
         } => {
-            let inv = set.load_inventory()?;
+            let inv = load_inventory(&set)?;
             let sel: Selector = selector.parse()?;
             let hosts = inv.select(&sel)?;
             let command = command.join(" ");
@@ -261,7 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             count,
             concurrency,
         } => {
-            let inv = set.load_inventory()?;
+            let inv = load_inventory(&set)?;
             let sel: Selector = selector.parse()?;
             let hosts = inv.select(&sel)?;
             let opts = headless::health::Options {
@@ -312,7 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             name, check, dir, ..
         } => Ok(opsdeck::lab::cli::drill(name, *check, dir)?),
         Command::Learn => {
-            let inv = set.load_inventory()?;
+            let inv = load_inventory(&set)?;
             console(&set, inv, opsdeck::app::View::Learn)
         }
         Command::Demo { dir } => {
@@ -359,10 +343,15 @@ fn sweep_with_progress(
 
 /// `opsdeck check`: the config (already loaded), the inventory, every runbook in force,
 /// the themes and the key bindings.
-fn check(set: &Settings, resolve_secrets: bool, json: bool, dir: &RunbookDir) -> anyhow::Result<i32> {
-    let inv = set.read_inventory(resolve_secrets)?;
+fn check(
+    set: &Settings,
+    resolve_secrets: bool,
+    json: bool,
+    dir: &RunbookDir,
+) -> anyhow::Result<i32> {
+    let inv = read_inventory(set, resolve_secrets)?;
     opsdeck::probes::thresholds::resolve(&inv)?;
-    let sources = set.runbooks(Some(dir));
+    let sources = runbooks(set, Some(dir));
     let runbooks = headless::run::check(&sources, &inv)?;
     let themes = opsdeck::ui::theme::check_all();
     let keys = opsdeck::app::keymap::Keymap::load();

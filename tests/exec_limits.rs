@@ -69,7 +69,15 @@ fn exec(inv: &Path, timeout: &str, command: &str) -> (i32, Value, Duration) {
         .env_remove("SSH_AUTH_SOCK")
         .arg("-i")
         .arg(inv)
-        .args(["exec", "all", "--timeout", timeout, "--json-all", "--", command])
+        .args([
+            "exec",
+            "all",
+            "--timeout",
+            timeout,
+            "--json-all",
+            "--",
+            command,
+        ])
         // Far beyond what the tests allow: an opsdeck that hangs fails instead of blocking.
         .timeout(Duration::from_secs(40))
         .output()

@@ -273,7 +273,11 @@ fn table(inv: &Inventory, report: &Report, colors: Colors) -> String {
     let mut all = Table::new();
     all.min_widths = vec![4, 5, 8];
     for c in &report.checks {
-        all.row(vec![c.host.clone().into(), label(c).into(), c.state.as_str().into()]);
+        all.row(vec![
+            c.host.clone().into(),
+            label(c).into(),
+            c.state.as_str().into(),
+        ]);
     }
     let widths = all.widths();
     let mut tiers: Vec<&str> = inv.tiers.iter().map(|t| t.name.as_str()).collect();

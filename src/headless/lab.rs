@@ -1,8 +1,8 @@
 //! The lab commands' machine-readable output (`lab status --json`, `drill ... --json`) and
 //! the progress line of `lab up`. The text output stays with the lab (`lab::cli`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -119,7 +119,7 @@ pub fn lab_with_progress(action: &LabAction) -> Result<i32> {
             while !done.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
                 ticks += 1;
-                if ticks % 5 != 0 {
+                if !ticks.is_multiple_of(5) {
                     continue;
                 }
                 let running = if lab.check_trusted().is_ok() && lab.exists() {

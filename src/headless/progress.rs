@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn the_line_counts_and_a_disabled_one_draws_nothing() {
         let mut p = Progress::with_enabled("exec", 40, false);
-        assert!(p.line(3, "1 failed").starts_with("exec: 3/40 done, 1 failed ("));
+        assert!(
+            p.line(3, "1 failed")
+                .starts_with("exec: 3/40 done, 1 failed (")
+        );
         assert!(p.line(0, "").starts_with("exec: 0/40 done ("));
         p.update(40, "");
         assert!(!p.drawn);

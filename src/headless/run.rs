@@ -602,7 +602,9 @@ pub fn check(sources: &runbook::Sources, inv: &Inventory) -> anyhow::Result<Vec<
                                     targets.push(t);
                                 }
                             }
-                            None => c.inventory.push(format!("{text} (inventory {:?})", inv.name)),
+                            None => c
+                                .inventory
+                                .push(format!("{text} (inventory {:?})", inv.name)),
                         }
                     }
                     if !targets.is_empty() {

@@ -425,7 +425,10 @@ pub mod builtin {
 
     /// The text of the built-in runbook `id`.
     pub fn text(id: &str) -> Option<&'static str> {
-        BUILTIN.iter().find(|(i, _, _)| *i == id).map(|(_, _, t)| *t)
+        BUILTIN
+            .iter()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, _, t)| *t)
     }
 
     /// The path a built-in runbook's diagnostics and journal name: `built-in:runbooks/FILE`.
