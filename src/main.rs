@@ -159,8 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     let hosts: Vec<_> = inv.hosts.iter().collect();
                     let conns = Arc::new(Connections::new());
                     let opts = headless::health::Options::default();
-                    runtime()?
-                        .block_on(headless::health::once(&conns, inv, &hosts, &opts))
+                    sweep_with_progress(&runtime()?, &conns, inv, &hosts, &opts)
                         .map(|r| r.checks)
                         .ok()
                 }
@@ -209,7 +208,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         write_error = Some(e);
                     }
                 }
-                progress.update(done, &format!("{failed} failed"));
+                let detail = if failed > 0 {
+                    format!("{failed} failed")
+                } else {
+                    String::new()
+                };
+                progress.update(done, &detail);
             };
             let results = runtime()?.block_on(headless::exec::exec_each(
                 &conns,
