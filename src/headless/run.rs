@@ -655,6 +655,11 @@ pub fn print_check(sources: &runbook::Sources, results: &[RunbookCheck]) -> anyh
         groups.push(("built-in".to_owned(), "built-in"));
     }
     for (name, label) in groups {
+        // How the line names the source: `./runbooks`, `DIR ($OPSDECK_RUNBOOKS)`, `built-in`.
+        let shown = match label {
+            "built-in" | "./runbooks" => label.to_owned(),
+            _ => format!("{name} ({label})"),
+        };
         let in_group = |c: &&RunbookCheck| {
             if label == "built-in" {
                 c.origin == "built-in"
@@ -675,11 +680,11 @@ pub fn print_check(sources: &runbook::Sources, results: &[RunbookCheck]) -> anyh
             colors.paint(Tone::Critical, &format!("{broken} broken"))
         };
         let more = if hidden > 0 {
-            format!("; {hidden} more overridden by the user's files")
+            format!(", {hidden} overridden")
         } else {
             String::new()
         };
-        print(&format!("runbooks {name}: {state} ({n} runbooks{more})\n"))?;
+        print(&format!("runbooks {shown}: {state} ({n} runbooks{more})\n"))?;
     }
     Ok(results.iter().all(|c| c.ok))
 }
