@@ -4,30 +4,42 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use clap_complete::ArgValueCompleter;
+
+use crate::complete;
 
 #[derive(Debug, Parser)]
-#[command(name = "opsdeck", version, about = "Terminal operations console: live health, codified runbooks, SSH/Docker/MySQL/Redis", long_about = None)]
+#[command(
+    name = "opsdeck",
+    version,
+    about = "Terminal operations console: live health, codified runbooks, SSH/Docker/MySQL/Redis",
+    long_about = None,
+    after_help = FILES_HELP
+)]
 pub struct Cli {
-    /// Inventory file (TOML). Without one, opsdeck watches this machine (local transport).
+    /// Inventory file (TOML) [default: config.toml's `inventory`]. Without one, opsdeck
+    /// watches this machine (local transport).
     #[arg(
         short = 'i',
         long,
         global = true,
         env = "OPSDECK_INVENTORY",
-        value_name = "FILE"
+        value_name = "FILE",
+        value_hint = clap::ValueHint::FilePath
     )]
     pub inventory: Option<PathBuf>,
 
     /// Console theme: dark, light, high-contrast, colorblind, or a file name in
-    /// ~/.config/opsdeck/themes/. NO_COLOR is honoured.
+    /// ~/.config/opsdeck/themes/ [default: config.toml's `theme`, else dark]. NO_COLOR is
+    /// honoured.
     #[arg(
         long,
         global = true,
         env = "OPSDECK_THEME",
-        default_value = "dark",
-        value_name = "NAME"
+        value_name = "NAME",
+        add = ArgValueCompleter::new(complete::theme)
     )]
-    pub theme: String,
+    pub theme: Option<String>,
 
     /// More detail in the log file: -v debug, -vv trace (counts from OPSDECK_LOG / RUST_LOG,
     /// default info).
@@ -51,12 +63,16 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate the inventory and every runbook against it; exit 2 on any error.
+    /// Validate the config, the inventory, every runbook (the user's and the built-in ones)
+    /// against it, the themes and key bindings; exit 2 on any error.
     Check {
         /// Also run every `password_cmd` (with its timeout) to check it prints a password.
         /// Without it, `check` never runs a command named in the inventory.
         #[arg(long)]
         resolve_secrets: bool,
+        /// One JSON document: each part's result, every problem located.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: RunbookDir,
     },
@@ -73,10 +89,15 @@ pub enum Command {
     /// Run one shell command on every selected host in parallel.
     Exec {
         /// `all`, a host, a tier, `tier:role` (e.g. `db:primary`), or a comma-separated list.
+        #[arg(add = ArgValueCompleter::new(complete::selector))]
         selector: String,
-        /// One JSON document with a result per host.
-        #[arg(long)]
+        /// JSON Lines: one JSON object per host, printed the moment that host finishes
+        /// (finish order; each names its host).
+        #[arg(long, conflicts_with = "json_all")]
         json: bool,
+        /// One JSON document (an array, in selector order) after every host finished.
+        #[arg(long)]
+        json_all: bool,
         /// Per-host limit for connecting and running (e.g. `10s`, `500ms`).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
@@ -88,7 +109,7 @@ pub enum Command {
     #[command(after_help = HEALTH_HELP)]
     Health {
         /// `all` (default), a host, a tier, `tier:role`, or a comma-separated list.
-        #[arg(default_value = "all")]
+        #[arg(default_value = "all", add = ArgValueCompleter::new(complete::selector))]
         selector: String,
         /// One JSON document instead of a table.
         #[arg(long)]
@@ -118,10 +139,14 @@ pub enum Command {
     /// Inject a real fault into the lab: `drill list`, `drill NAME [--check]`, `drill reset`.
     Drill {
         /// `list`, `reset`, or a drill name (see `opsdeck drill list`).
+        #[arg(add = ArgValueCompleter::new(complete::drill))]
         name: String,
         /// Only look: exit 0 if the fault is present, 1 if not.
         #[arg(long)]
         check: bool,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: LabDir,
     },
@@ -142,7 +167,9 @@ pub enum Command {
     /// 11 aborted; 12 refused (read-only mode, or the runbook already runs on this target).
     #[command(verbatim_doc_comment)]
     Run {
-        /// Runbook id (file name in the runbook directory) or path.
+        /// Runbook id (see `opsdeck runbooks`: the user's directories, then the built-in
+        /// runbooks) or the path of a runbook file.
+        #[arg(add = ArgValueCompleter::new(complete::runbook))]
         runbook: String,
         /// Set an input: --var name=value (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
@@ -150,7 +177,7 @@ pub enum Command {
         /// Act only on these hosts (a selector, resolved exactly: a term that matches no host
         /// is an error). Each step runs on its own hosts within the target; a changing step
         /// with none of its hosts in the target is refused.
-        #[arg(long)]
+        #[arg(long, add = ArgValueCompleter::new(complete::selector))]
         target: Option<String>,
         /// Which changing steps may run: none, diagnose, all, or step ids (a,b).
         #[arg(long, default_value = "diagnose")]
@@ -168,7 +195,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Continue an interrupted run from its journal.
-        #[arg(long, value_name = "RUN")]
+        #[arg(long, value_name = "RUN", add = ArgValueCompleter::new(complete::run_id))]
         resume: Option<String>,
         /// With --resume: what to do with a step whose outcome is unknown (verify, retry, skip).
         #[arg(long, value_name = "CHOICE", requires = "resume")]
@@ -187,7 +214,8 @@ pub enum Command {
         #[command(flatten)]
         dir: RunbookDir,
     },
-    /// List the runbooks: id, severity, title, what health conditions they treat.
+    /// List the runbooks: id, severity, title, where each comes from (a user's file
+    /// overrides the built-in runbook of the same id), what health conditions they treat.
     Runbooks {
         #[arg(long)]
         json: bool,
@@ -217,6 +245,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: host, tier and runbook names complete from the
+    /// inventory and runbooks in force when Tab is pressed.
+    ///
+    /// bash:  echo 'source <(opsdeck completions bash)' >> ~/.bashrc
+    /// zsh:   echo 'source <(opsdeck completions zsh)' >> ~/.zshrc
+    /// fish:  opsdeck completions fish > ~/.config/fish/completions/opsdeck.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        #[arg(value_enum)]
+        shell: complete::Shell,
+    },
+    /// Print the man page (roff), or write it and one page per command into a directory:
+    /// `opsdeck man --dir ~/.local/share/man/man1` (then `man opsdeck`, `man opsdeck-run`).
+    Man {
+        /// Write opsdeck.1 and opsdeck-COMMAND.1 for every command here instead of printing.
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -237,6 +283,9 @@ pub enum LabAction {
     Status {
         #[command(flatten)]
         dir: LabDir,
+        /// One JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop everything the lab started, unmount its disks and remove DIR.
     Down {
@@ -259,14 +308,12 @@ pub enum LabAction {
 /// Runbook flags shared by `run`, `runbooks` and `check`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunbookDir {
-    /// Directory of runbook files (`*.toml`).
-    #[arg(
-        long = "runbooks",
-        env = "OPSDECK_RUNBOOKS",
-        default_value = "runbooks",
-        value_name = "DIR"
-    )]
-    pub dir: PathBuf,
+    /// A directory of runbook files (`*.toml`) searched first [default: $OPSDECK_RUNBOOKS].
+    /// Then ./runbooks (if present), config.toml's `runbook_dirs`,
+    /// ~/.config/opsdeck/runbooks (if present) and the built-in runbooks; the first file
+    /// with an id wins.
+    #[arg(long = "runbooks", value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,16 +323,28 @@ pub enum JournalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One run's journal, line by line (JSON Lines as written).
-    Show { run: String },
+    /// One run's journal: a line per record (time, what happened); --json for the records
+    /// themselves.
+    Show {
+        #[arg(add = ArgValueCompleter::new(complete::run_id))]
+        run: String,
+        /// One JSON document: the records as written.
+        #[arg(long)]
+        json: bool,
+    },
     /// One run as an incident timeline for a postmortem.
     Export {
+        #[arg(add = ArgValueCompleter::new(complete::run_id))]
         run: String,
         /// Markdown (the only format so far; the flag makes the choice explicit).
         #[arg(long)]
         markdown: bool,
     },
 }
+
+const FILES_HELP: &str = "Files: config.toml in $OPSDECK_CONFIG_DIR or ~/.config/opsdeck/ \
+(inventory, theme, runbook_dirs, journal_dir); a flag beats the environment, which beats the \
+config. Shell completion: `opsdeck completions bash|zsh|fish`; man page: `opsdeck man`.";
 
 const HEALTH_HELP: &str = "Exit status: 0 ok, 3 warning, 4 unknown, 5 critical, 6 down (the worst \
 check; unknown = no fresh sample), 2 configuration error, 1 internal failure.";

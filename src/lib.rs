@@ -6,6 +6,8 @@
 pub mod app;
 pub mod cli;
 pub mod clients;
+pub mod complete;
+pub mod config;
 pub mod headless;
 pub mod hygiene;
 pub mod identity;

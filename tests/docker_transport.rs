@@ -97,7 +97,7 @@ local = {{}}
         .expect("opsdeck binary")
         .args(["-i"])
         .arg(&inv)
-        .args(["exec", "all", "--json", "--"])
+        .args(["exec", "all", "--json-all", "--"])
         .arg("cat /etc/opsdeck-who 2>/dev/null || echo local; echo err >&2; exit 4")
         .output()
         .expect("run opsdeck");
@@ -326,7 +326,7 @@ async fn missing_containers_are_named_in_the_error() {
         .expect("opsdeck binary")
         .arg("-i")
         .arg(&inv)
-        .args(["exec", "gone", "--json", "--", "true"])
+        .args(["exec", "gone", "--json-all", "--", "true"])
         .output()
         .expect("run opsdeck");
     assert_eq!(out.status.code(), Some(1));

@@ -60,7 +60,7 @@ fn local_inventory(dir: &Path) -> PathBuf {
     inv
 }
 
-/// `opsdeck -i INV exec all --timeout T --json -- CMD`: (exit code, the one host's result,
+/// `opsdeck -i INV exec all --timeout T --json-all -- CMD`: (exit code, the one host's result,
 /// wall time).
 fn exec(inv: &Path, timeout: &str, command: &str) -> (i32, Value, Duration) {
     let started = Instant::now();
@@ -69,7 +69,15 @@ fn exec(inv: &Path, timeout: &str, command: &str) -> (i32, Value, Duration) {
         .env_remove("SSH_AUTH_SOCK")
         .arg("-i")
         .arg(inv)
-        .args(["exec", "all", "--timeout", timeout, "--json", "--", command])
+        .args([
+            "exec",
+            "all",
+            "--timeout",
+            timeout,
+            "--json-all",
+            "--",
+            command,
+        ])
         // Far beyond what the tests allow: an opsdeck that hangs fails instead of blocking.
         .timeout(Duration::from_secs(40))
         .output()
@@ -222,7 +230,7 @@ fn exec_huge(inv: &Path) -> (Value, u64) {
         .env_remove("SSH_AUTH_SOCK")
         .arg("-i")
         .arg(inv)
-        .args(["exec", "all", "--timeout", "300s", "--json", "--", HUGE])
+        .args(["exec", "all", "--timeout", "300s", "--json-all", "--", HUGE])
         .output()
         .expect("/usr/bin/time runs opsdeck");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -222,7 +222,7 @@ fn exec_on_the_local_transport_reports_status_stdout_and_stderr() {
         .args([
             "exec",
             "all",
-            "--json",
+            "--json-all",
             "--",
             "echo out; echo err >&2; exit 3",
         ])
@@ -247,7 +247,7 @@ fn exec_timeout_stops_a_slow_command() {
         .args([
             "exec",
             "all",
-            "--json",
+            "--json-all",
             "--timeout",
             "300ms",
             "--",

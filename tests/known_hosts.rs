@@ -23,7 +23,7 @@ fn exec(inventory: &Path, global: &[&Path], command: &str) -> (i32, Vec<Value>) 
         .env_remove("SSH_AUTH_SOCK")
         .arg("-i")
         .arg(inventory)
-        .args(["exec", "all", "--json", "--", command])
+        .args(["exec", "all", "--json-all", "--", command])
         .timeout(Duration::from_secs(60))
         .output()
         .expect("opsdeck runs");

@@ -482,6 +482,17 @@ fn lab_up_drills_and_down_twice() {
         "a second lab up changed the processes"
     );
     assert_stack_healthy(&dir);
+    // `lab status --json`: the same processes as one document, every one running.
+    let out = opsdeck(&dir)
+        .args(["lab", "status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["running"], true, "{status}");
+    let procs = status["processes"].as_array().unwrap();
+    assert!(procs.len() >= 22, "{status}");
+    assert!(procs.iter().all(|p| p["state"] == "running"), "{status}");
 
     let list = ok(&dir, &["drill", "list"]);
     let drills: Vec<String> = list
@@ -499,6 +510,16 @@ fn lab_up_drills_and_down_twice() {
         );
         let (code, text) = run(&dir, &["drill", d, "--check"]);
         assert_eq!(code, 0, "{d} --check missed the fault: {text}");
+        let out = opsdeck(&dir)
+            .args(["drill", d, "--check", "--json"])
+            .output()
+            .unwrap();
+        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (out.status.code(), &seen["present"]),
+            (Some(0), &serde_json::Value::Bool(true)),
+            "{seen}"
+        );
         ok(&dir, &["drill", "reset"]);
         assert!(
             !fault_seen(&dir, d),

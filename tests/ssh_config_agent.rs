@@ -78,7 +78,7 @@ fn ssh_config_alias_user_port_identity_and_proxyjump_are_honoured() {
             inv.to_str().expect("utf8"),
             "exec",
             "all",
-            "--json",
+            "--json-all",
             "--",
             "echo $SSH_CONNECTION",
         ])
@@ -165,7 +165,7 @@ fn keys_held_by_ssh_agent_authenticate() {
             inv.to_str().expect("utf8"),
             "exec",
             "all",
-            "--json",
+            "--json-all",
             "--timeout",
             "10s",
             "--",

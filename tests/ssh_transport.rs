@@ -16,13 +16,13 @@ use support::sshd::{SshHosts, ssh_table, stranger_key};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-/// `opsdeck -i INV exec SEL --json -- CMD`: (exit code, one JSON object per host by name).
+/// `opsdeck -i INV exec SEL --json-all -- CMD`: (exit code, one JSON object per host by name).
 fn opsdeck_exec(inventory: &std::path::Path, selector: &str, command: &str) -> (i32, Vec<Value>) {
     let out = Command::cargo_bin("opsdeck")
         .expect("opsdeck binary")
         .arg("-i")
         .arg(inventory)
-        .args(["exec", selector, "--json", "--", command])
+        .args(["exec", selector, "--json-all", "--", command])
         .timeout(Duration::from_secs(60))
         .output()
         .expect("opsdeck runs");

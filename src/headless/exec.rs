@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::table::{Colors, Tone};
 use crate::inventory::Host;
 use crate::transport::{self, Connections, ExecOutcome, ExitStatus};
 
@@ -50,23 +51,46 @@ pub async fn exec_all(
     command: &str,
     timeout: Duration,
 ) -> Vec<HostResult> {
+    exec_each(conns, hosts, command, timeout, &mut |_| {}).await
+}
+
+/// [`exec_all`], calling `on_done` with each host's result the moment that host finishes
+/// (`exec --json` prints it then, the progress line counts it); the returned results are in
+/// `hosts` order.
+pub async fn exec_each(
+    conns: &Arc<Connections>,
+    hosts: &[&Host],
+    command: &str,
+    timeout: Duration,
+    on_done: &mut dyn FnMut(&HostResult),
+) -> Vec<HostResult> {
+    use futures::StreamExt as _;
     let cancel = CancellationToken::new();
-    let futs = hosts.iter().map(|h| {
-        let conn = conns.host(h);
-        let cancel = cancel.clone();
-        let name = h.name.clone();
-        async move {
-            let started = Instant::now();
-            let t = conn.transport();
-            let r = transport::run(t, command, timeout, cancel).await;
-            let result = to_result(name, t.label(), r, started.elapsed());
-            // The log writer masks secrets too; output is only logged at trace level.
-            tracing::info!(host = %result.host, status = ?result.status, error = ?result.error, ms = result.duration_ms, "exec finished");
-            tracing::trace!(host = %result.host, stdout = %result.stdout, stderr = %result.stderr, "exec output");
-            result
-        }
-    });
-    futures::future::join_all(futs).await
+    let mut running: futures::stream::FuturesUnordered<_> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let conn = conns.host(h);
+            let cancel = cancel.clone();
+            let name = h.name.clone();
+            async move {
+                let started = Instant::now();
+                let t = conn.transport();
+                let r = transport::run(t, command, timeout, cancel).await;
+                let result = to_result(name, t.label(), r, started.elapsed());
+                // The log writer masks secrets too; output is only logged at trace level.
+                tracing::info!(host = %result.host, status = ?result.status, error = ?result.error, ms = result.duration_ms, "exec finished");
+                tracing::trace!(host = %result.host, stdout = %result.stdout, stderr = %result.stderr, "exec output");
+                (i, result)
+            }
+        })
+        .collect();
+    let mut results: Vec<Option<HostResult>> = vec![None; hosts.len()];
+    while let Some((i, result)) = running.next().await {
+        on_done(&result);
+        results[i] = Some(result);
+    }
+    results.into_iter().flatten().collect()
 }
 
 fn to_result(
@@ -109,7 +133,9 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-pub fn render_text(results: &[HostResult]) -> String {
+/// Every host's block (header, stdout, stderr) in `results` order, then a summary line;
+/// the status is coloured when `colors` says so.
+pub fn render_text(results: &[HostResult], colors: Colors) -> String {
     let mut out = String::new();
     for r in results {
         let head = match (&r.status, &r.error) {
@@ -117,10 +143,14 @@ pub fn render_text(results: &[HostResult]) -> String {
             (None, Some(e)) => format!("FAILED: {e}"),
             (None, None) => "unknown".to_owned(),
         };
+        let tone = if r.ok() { Tone::Ok } else { Tone::Critical };
         let _ = write!(
             out,
-            "== {} ({}) {head} in {:.1} ms",
-            r.host, r.transport, r.duration_ms
+            "== {} ({}) {} in {:.1} ms",
+            colors.paint(Tone::Strong, &r.host),
+            r.transport,
+            colors.paint(tone, &head),
+            r.duration_ms
         );
         if r.truncated {
             let _ = write!(
@@ -145,11 +175,17 @@ pub fn render_text(results: &[HostResult]) -> String {
         }
     }
     let failed = results.iter().filter(|r| !r.ok()).count();
+    let failed_text = format!("{failed} failed");
     let _ = writeln!(
         out,
-        "{} hosts, {} ok, {failed} failed",
+        "{} hosts, {} ok, {}",
         results.len(),
-        results.len() - failed
+        results.len() - failed,
+        if failed > 0 {
+            colors.paint(Tone::Critical, &failed_text)
+        } else {
+            failed_text
+        }
     );
     out
 }

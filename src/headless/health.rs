@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::exit;
+use super::table::{Colors, Table, Tone, cell};
 use crate::inventory::{Host, Inventory};
 use crate::probes::check::{self, Check, State};
 use crate::probes::history::History;
@@ -127,9 +128,70 @@ pub async fn once(
     hosts: &[&Host],
     opts: &Options,
 ) -> Result<Report, ThresholdErrors> {
+    once_with(conns, inv, hosts, opts, &mut |_| {}).await
+}
+
+/// How far a sweep is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepProgress {
+    pub probes_done: usize,
+    pub probes: usize,
+    /// Hosts whose every probe has answered.
+    pub hosts_done: usize,
+    pub hosts: usize,
+}
+
+/// [`once`], calling `progress` each time a probe answers (the progress line on a terminal).
+/// At most `opts.concurrency` probes run at once, as in [`scheduler::sweep`].
+pub async fn once_with(
+    conns: &Arc<Connections>,
+    inv: &Inventory,
+    hosts: &[&Host],
+    opts: &Options,
+    progress: &mut dyn FnMut(SweepProgress),
+) -> Result<Report, ThresholdErrors> {
+    use futures::StreamExt as _;
     let (specs, mut state) = setup(inv, hosts, opts)?;
-    for r in scheduler::sweep(conns, &specs, &config(opts)).await {
-        state.update(r);
+    let cfg = config(opts);
+    let sem = tokio::sync::Semaphore::new(opts.concurrency.max(1));
+    // Probes left per host, to say when a host is done.
+    let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &specs {
+        *left.entry(s.key.host.as_str()).or_insert(0) += 1;
+    }
+    let mut p = SweepProgress {
+        probes_done: 0,
+        probes: specs.len(),
+        hosts_done: 0,
+        hosts: left.len(),
+    };
+    progress(p);
+    let mut running: futures::stream::FuturesUnordered<_> = specs
+        .iter()
+        .map(|spec| {
+            let sem = &sem;
+            let cfg = &cfg;
+            async move {
+                let _permit = sem.acquire().await.ok();
+                (
+                    spec.key.host.as_str(),
+                    scheduler::sweep(conns, std::slice::from_ref(spec), cfg).await,
+                )
+            }
+        })
+        .collect();
+    while let Some((host, results)) = running.next().await {
+        for r in results {
+            state.update(r);
+        }
+        p.probes_done += 1;
+        if let Some(n) = left.get_mut(host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                p.hosts_done += 1;
+            }
+        }
+        progress(p);
     }
     Ok(Report::new(&inv.name, state.checks(Instant::now())))
 }
@@ -188,20 +250,18 @@ pub fn to_json(report: &Report, pretty: bool) -> serde_json::Result<String> {
     to_masked_json(report, pretty)
 }
 
-/// The table: one block per tier (inventory order), a row per check; masked.
+/// The table: one block per tier (inventory order), a row per check; masked; plain.
 pub fn render_text(inv: &Inventory, report: &Report) -> String {
-    mask(&table(inv, report)).into_owned()
+    render_text_colored(inv, report, Colors(false))
 }
 
-fn table(inv: &Inventory, report: &Report) -> String {
-    let mut out = String::new();
-    let w_host = report
-        .checks
-        .iter()
-        .map(|c| c.host.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+/// [`render_text`], states coloured when `colors` says so. Columns align by display width
+/// across every tier's block.
+pub fn render_text_colored(inv: &Inventory, report: &Report, colors: Colors) -> String {
+    mask(&table(inv, report, colors)).into_owned()
+}
+
+fn table(inv: &Inventory, report: &Report, colors: Colors) -> String {
     let label = |c: &Check| {
         if c.instance.is_empty() || c.id.contains(&c.instance) {
             c.id.clone()
@@ -209,43 +269,61 @@ fn table(inv: &Inventory, report: &Report) -> String {
             format!("{} [{}]", c.id, c.instance)
         }
     };
-    let w_check = report
-        .checks
-        .iter()
-        .map(|c| label(c).len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    // One table for every block, so the columns line up across tiers.
+    let mut all = Table::new();
+    all.min_widths = vec![4, 5, 8];
+    for c in &report.checks {
+        all.row(vec![
+            c.host.clone().into(),
+            label(c).into(),
+            c.state.as_str().into(),
+        ]);
+    }
+    let widths = all.widths();
     let mut tiers: Vec<&str> = inv.tiers.iter().map(|t| t.name.as_str()).collect();
     for c in &report.checks {
         if !tiers.contains(&c.tier.as_str()) {
             tiers.push(&c.tier);
         }
     }
+    let mut out = String::new();
     for tier in tiers {
         let rows: Vec<&Check> = report.checks.iter().filter(|c| c.tier == tier).collect();
         if rows.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "{tier} ({})", check::worst(rows.iter().copied()));
+        let worst = check::worst(rows.iter().copied());
+        let _ = writeln!(
+            out,
+            "{} ({})",
+            colors.paint(Tone::Strong, tier),
+            colors.paint(Tone::of(worst), worst.as_str())
+        );
+        let mut t = Table::new();
+        t.indent = "  ".to_owned();
+        t.min_widths.clone_from(&widths);
         for c in rows {
-            let _ = writeln!(
-                out,
-                "  {:<w_host$}  {:<w_check$}  {:<8}  {}",
-                c.host,
-                label(c),
-                c.state.as_str(),
-                c.reason
-            );
+            t.row(vec![
+                c.host.clone().into(),
+                label(c).into(),
+                cell(c.state.as_str(), Tone::of(c.state)),
+                c.reason.clone().into(),
+            ]);
         }
+        out.push_str(&t.render(colors));
     }
     let counts: Vec<String> = report
         .counts
         .iter()
         .rev()
-        .map(|(s, n)| format!("{n} {s}"))
+        .map(|(s, n)| colors.paint(Tone::of(*s), &format!("{n} {s}")))
         .collect();
-    let _ = writeln!(out, "worst: {} ({})", report.worst, counts.join(", "));
+    let _ = writeln!(
+        out,
+        "worst: {} ({})",
+        colors.paint(Tone::of(report.worst), report.worst.as_str()),
+        counts.join(", ")
+    );
     out
 }
 

@@ -3,7 +3,10 @@
 pub mod exec;
 pub mod health;
 pub mod inventory;
+pub mod lab;
+pub mod progress;
 pub mod run;
+pub mod table;
 pub mod team;
 
 /// Exit statuses shared by the headless commands.

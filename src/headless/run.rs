@@ -8,6 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 
 use super::exit;
+use super::table::{Colors, Table, Tone, cell};
+use crate::hygiene::print;
 use crate::inventory::Inventory;
 use crate::runbook::driver::{self, OpenError, RunSpec};
 use crate::runbook::engine::{ApprovePolicy, Event, Outcome, Resolution, StepStatus};
@@ -34,7 +36,8 @@ pub struct RunArgs {
     pub accept_changed: bool,
     pub verify_timeout: std::time::Duration,
     pub approval_wait: std::time::Duration,
-    pub dir: std::path::PathBuf,
+    /// Where the runbook is looked up.
+    pub sources: runbook::Sources,
 }
 
 pub fn exit_code(o: Outcome) -> i32 {
@@ -60,8 +63,7 @@ fn parse_vars(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
-    let path = runbook::find(&args.dir, &args.runbook);
-    let (rb, warnings) = runbook::load_file(&path, Some(inv))?;
+    let (rb, warnings) = args.sources.find(&args.runbook, Some(inv))?;
     for w in &warnings {
         eprintln!("{w}");
     }
@@ -457,29 +459,29 @@ pub fn human(e: &Event) -> String {
     o
 }
 
-/// `opsdeck runbooks`.
-/// `opsdeck runbooks`: what is here, what each treats, and — given current `checks` — which
-/// ones health suggests now, most severe first.
+/// `opsdeck runbooks`: what is here, where each comes from, what each treats, and — given
+/// current `checks` — which ones health suggests now, most severe first.
 pub fn list(
-    dir: &Path,
+    sources: &runbook::Sources,
     json: bool,
     checks: Option<&[crate::probes::check::Check]>,
 ) -> anyhow::Result<i32> {
     // Listed whatever the inventory: `opsdeck check` says which cannot run on it.
-    let loaded = runbook::load_dir(dir, None)?;
     let mut rows = Vec::new();
     let mut bad = 0;
-    for (path, r) in loaded {
-        match r {
-            Ok((rb, _)) => rows.push(rb),
-            Err(e) => {
+    for e in sources.load_all(None)? {
+        match e.result {
+            Ok((rb, _)) => rows.push((rb, e.origin, e.overrides)),
+            Err(err) => {
                 bad += 1;
-                eprintln!("opsdeck: {}: {e}", path.display());
+                eprintln!("opsdeck: {}: {err}", e.path.display());
             }
         }
     }
-    let arcs: Vec<std::sync::Arc<runbook::Runbook>> =
-        rows.iter().cloned().map(std::sync::Arc::new).collect();
+    let arcs: Vec<std::sync::Arc<runbook::Runbook>> = rows
+        .iter()
+        .map(|(rb, _, _)| std::sync::Arc::new(rb.clone()))
+        .collect();
     let suggestions = checks
         .map(|c| crate::app::state::suggest(&arcs, c))
         .unwrap_or_default();
@@ -488,102 +490,246 @@ pub fn list(
         let v: Vec<serde_json::Value> = rows
             .iter()
             .enumerate()
-            .map(|(i, rb)| {
+            .map(|(i, (rb, origin, overrides))| {
                 let sg = suggested(i);
                 serde_json::json!({
                     "id": rb.id, "title": rb.title, "summary": rb.summary, "severity": rb.severity,
                     "rto_s": rb.rto.map(|d| d.as_secs()), "tiers": rb.tiers, "tags": rb.tags,
                     "triggers": rb.triggers, "steps": rb.steps.len(),
+                    "source": origin.describe(),
+                    "origin": origin_label(origin),
+                    "overrides": overrides.iter().map(runbook::Origin::describe).collect::<Vec<_>>(),
                     "suggested": sg.map(|s| serde_json::json!({"state": s.state, "hosts": s.hosts, "because": s.because})),
                 })
             })
             .collect();
-        println!("{}", secret::mask(&serde_json::to_string_pretty(&v)?));
+        print(&format!(
+            "{}\n",
+            secret::mask(&serde_json::to_string_pretty(&v)?)
+        ))?;
     } else {
+        let colors = Colors::for_stdout();
+        let mut out = String::new();
         if checks.is_some() {
             if suggestions.is_empty() {
-                println!("current health suggests no runbook\n");
+                out.push_str("current health suggests no runbook\n\n");
             } else {
-                println!("current health suggests, most severe first:");
+                out.push_str("current health suggests, most severe first:\n");
+                let mut t = Table::new();
+                t.indent = "  ".to_owned();
+                t.gap = " ".to_owned();
+                t.min_widths = vec![9, 28];
                 for s in &suggestions {
-                    println!(
-                        "  {:<9} {:<28} {}",
-                        s.state.as_str(),
-                        rows[s.runbook].id,
-                        secret::mask(s.because.first().map_or("", String::as_str))
-                    );
+                    t.row(vec![
+                        cell(s.state.as_str(), Tone::of(s.state)),
+                        cell(rows[s.runbook].0.id.as_str(), Tone::Strong),
+                        s.because.first().cloned().unwrap_or_default().into(),
+                    ]);
                 }
-                println!();
+                out.push_str(&t.render(colors));
+                out.push('\n');
             }
         }
-        for rb in &rows {
+        let mut t = Table::new();
+        t.header(&["ID", "SEVERITY", "TITLE", "FROM"]);
+        let mut treats: Vec<Option<String>> = vec![None];
+        for (rb, origin, overrides) in &rows {
+            let from = if overrides.is_empty() {
+                origin.describe()
+            } else {
+                format!(
+                    "{} (overrides {})",
+                    origin.describe(),
+                    overrides
+                        .iter()
+                        .map(runbook::Origin::describe)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            t.row(vec![
+                cell(rb.id.as_str(), Tone::Strong),
+                cell(
+                    format!("{:?}", rb.severity).to_lowercase(),
+                    severity_tone(rb.severity),
+                ),
+                rb.title.clone().into(),
+                cell(from, Tone::Dim),
+            ]);
             let triggers: Vec<String> = rb
                 .triggers
                 .iter()
                 .map(|t| format!("{}>={}", t.check, t.state.as_str()))
                 .collect();
-            println!(
-                "{:<28} {:<8} {}",
-                rb.id,
-                format!("{:?}", rb.severity).to_lowercase(),
-                rb.title
-            );
-            if !triggers.is_empty() {
-                println!("{:<28} treats {}", "", triggers.join(", "));
+            treats.push((!triggers.is_empty()).then(|| triggers.join(", ")));
+        }
+        // Each row, then what it treats under its title.
+        let indent = t.widths().first().copied().unwrap_or(0) + 2;
+        for (line, treat) in t.render(colors).lines().zip(treats) {
+            out.push_str(line);
+            out.push('\n');
+            if let Some(tr) = treat {
+                let _ = writeln!(out, "{}treats {tr}", " ".repeat(indent));
             }
         }
+        print(&secret::mask(&out))?;
     }
     Ok(if bad > 0 { exit::CONFIG } else { exit::OK })
 }
 
-/// The runbook part of `opsdeck check`: every file in `dir` against the inventory.
-/// `Ok(None)` when there is no runbook directory.
-pub fn check(dir: &Path, inv: &Inventory) -> anyhow::Result<Option<(usize, Vec<String>)>> {
-    if !dir.is_dir() {
-        return Ok(None);
+fn origin_label(o: &runbook::Origin) -> &'static str {
+    match o {
+        runbook::Origin::BuiltIn => "built-in",
+        runbook::Origin::File { kind, .. } => kind.label(),
     }
-    let mut ok = 0;
-    let mut problems = Vec::new();
+}
+
+fn severity_tone(s: runbook::Severity) -> Tone {
+    match s {
+        runbook::Severity::Critical => Tone::Critical,
+        runbook::Severity::High => Tone::Warning,
+        runbook::Severity::Medium | runbook::Severity::Low => Tone::Plain,
+    }
+}
+
+/// One runbook's result in `opsdeck check`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunbookCheck {
+    pub id: String,
+    /// `built-in` or the file's path.
+    pub source: String,
+    /// Why its directory is searched (`$OPSDECK_RUNBOOKS`, `./runbooks`, ...) or `built-in`.
+    pub origin: &'static str,
+    /// What it hides: files later in the search order and the built-in runbook of its id.
+    pub overrides: Vec<String>,
+    /// Loads and validates (whatever the inventory).
+    pub ok: bool,
+    /// Located errors (file:line:col: ...), when not ok.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Problems against this inventory: targets no host matches (it cannot run here; not an
+    /// error) and anything else the inventory check found.
+    pub inventory: Vec<String>,
+}
+
+/// The runbook part of `opsdeck check`: every runbook in force, validated on its own and
+/// against the inventory.
+pub fn check(sources: &runbook::Sources, inv: &Inventory) -> anyhow::Result<Vec<RunbookCheck>> {
     let re = regex::Regex::new(r#"target "([^"]+)" cannot be satisfied"#)?;
+    let mut out = Vec::new();
     // A broken runbook is an error; a sound one whose targets this inventory lacks (no
     // replica, no Sentinel) is reported but does not fail the check: it cannot run here.
-    for (path, r) in runbook::load_dir(dir, None)? {
-        match r {
+    for e in sources.load_all(None)? {
+        let mut c = RunbookCheck {
+            id: e.id.clone(),
+            source: e.origin.describe(),
+            origin: origin_label(&e.origin),
+            overrides: e.overrides.iter().map(runbook::Origin::describe).collect(),
+            ok: false,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            inventory: Vec::new(),
+        };
+        match &e.result {
             Ok((_, warnings)) => {
-                ok += 1;
-                for w in warnings {
-                    eprintln!("{w}");
-                }
-                if let Err(RunbookError::Invalid(d)) = runbook::load_file(&path, Some(inv)) {
-                    // One line per runbook: which targets this inventory cannot satisfy.
+                c.ok = true;
+                c.warnings = warnings.iter().map(ToString::to_string).collect();
+                if let Err(RunbookError::Invalid(d)) = e.reload(Some(inv)) {
                     let mut targets: Vec<String> = Vec::new();
                     for x in &d {
                         let text = x.to_string();
                         match re.captures(&text) {
-                            Some(c) => {
-                                let t = c[1].to_owned();
+                            Some(m) => {
+                                let t = m[1].to_owned();
                                 if !targets.contains(&t) {
                                     targets.push(t);
                                 }
                             }
-                            None => eprintln!("{text} (inventory {:?})", inv.name),
+                            None => c
+                                .inventory
+                                .push(format!("{text} (inventory {:?})", inv.name)),
                         }
                     }
                     if !targets.is_empty() {
-                        eprintln!(
+                        c.inventory.push(format!(
                             "{}: cannot run on inventory {:?}: no host matches {}",
-                            path.display(),
+                            e.path.display(),
                             inv.name,
                             targets.join(", ")
-                        );
+                        ));
                     }
                 }
             }
-            Err(RunbookError::Invalid(d)) => problems.extend(d.iter().map(ToString::to_string)),
-            Err(e) => problems.push(e.to_string()),
+            Err(RunbookError::Invalid(d)) => {
+                c.errors = d.iter().map(ToString::to_string).collect();
+            }
+            Err(err) => c.errors.push(err.to_string()),
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// `check`'s runbook lines: problems and notes on stderr, one ok line per source on stdout;
+/// true when every runbook loads.
+pub fn print_check(sources: &runbook::Sources, results: &[RunbookCheck]) -> anyhow::Result<bool> {
+    let colors = Colors::for_stdout();
+    for c in results {
+        // A built-in runbook's warnings are the project's to fix, not the user's: they are
+        // in `check --json`, not repeated on every check.
+        let warnings = if c.origin == "built-in" {
+            &[][..]
+        } else {
+            &c.warnings[..]
+        };
+        for w in warnings.iter().chain(&c.inventory) {
+            eprintln!("{}", secret::mask(w));
+        }
+        if !c.errors.is_empty() {
+            eprintln!("opsdeck: {}", secret::mask(&c.errors.join("\n")));
         }
     }
-    Ok(Some((ok, problems)))
+    let mut groups: Vec<(String, &'static str)> = sources
+        .present_dirs()?
+        .iter()
+        .map(|d| (d.path.display().to_string(), d.kind.label()))
+        .collect();
+    if sources.builtin {
+        groups.push(("built-in".to_owned(), "built-in"));
+    }
+    for (name, label) in groups {
+        // How the line names the source: `./runbooks`, `DIR ($OPSDECK_RUNBOOKS)`, `built-in`.
+        let shown = match label {
+            "built-in" | "./runbooks" => label.to_owned(),
+            _ => format!("{name} ({label})"),
+        };
+        let in_group = |c: &&RunbookCheck| {
+            if label == "built-in" {
+                c.origin == "built-in"
+            } else {
+                c.origin == label && Path::new(&c.source).parent() == Some(Path::new(&name))
+            }
+        };
+        let n = results.iter().filter(in_group).count();
+        let broken = results.iter().filter(in_group).filter(|c| !c.ok).count();
+        let hidden = if label == "built-in" {
+            runbook::builtin::BUILTIN.len().saturating_sub(n)
+        } else {
+            0
+        };
+        let state = if broken == 0 {
+            colors.paint(Tone::Ok, "ok")
+        } else {
+            colors.paint(Tone::Critical, &format!("{broken} broken"))
+        };
+        let more = if hidden > 0 {
+            format!(", {hidden} overridden")
+        } else {
+            String::new()
+        };
+        print(&format!("runbooks {shown}: {state} ({n} runbooks{more})\n"))?;
+    }
+    Ok(results.iter().all(|c| c.ok))
 }
 
 /// `opsdeck journal ...`. In team mode, every operator's runs are listed (copied from the
@@ -600,7 +746,7 @@ pub fn journal_cmd(
             .build()?;
         let imported = match cmd {
             crate::cli::JournalCommand::List { .. } => rt.block_on(team.import_runs(&dir)),
-            crate::cli::JournalCommand::Show { run }
+            crate::cli::JournalCommand::Show { run, .. }
             | crate::cli::JournalCommand::Export { run, .. } => {
                 rt.block_on(team.import_run(&dir, run)).map(usize::from)
             }
@@ -616,27 +762,81 @@ pub fn journal_cmd(
         crate::cli::JournalCommand::List { json } => {
             let runs = journal::list(&dir)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                print(&format!("{}\n", serde_json::to_string_pretty(&runs)?))?;
             } else {
+                let colors = Colors::for_stdout();
+                let mut t = Table::new();
+                t.header(&["RUN", "RUNBOOK", "OPERATOR", "STARTED", "OUTCOME"]);
                 for r in runs {
-                    println!(
-                        "{}  {}  {}  {}",
-                        r.run,
-                        r.operator,
-                        r.started,
-                        r.outcome.as_deref().unwrap_or("unfinished")
-                    );
+                    let outcome = r.outcome.as_deref().unwrap_or("unfinished");
+                    let tone = match outcome {
+                        "succeeded" | "Succeeded" => Tone::Ok,
+                        "unfinished" => Tone::Warning,
+                        o if o.eq_ignore_ascii_case("failed")
+                            || o.eq_ignore_ascii_case("notresolved")
+                            || o.eq_ignore_ascii_case("not_resolved") =>
+                        {
+                            Tone::Critical
+                        }
+                        _ => Tone::Plain,
+                    };
+                    t.row(vec![
+                        cell(r.run, Tone::Strong),
+                        r.runbook.into(),
+                        r.operator.into(),
+                        r.started.into(),
+                        cell(outcome, tone),
+                    ]);
                 }
+                print(&secret::mask(&t.render(colors)))?;
             }
         }
-        crate::cli::JournalCommand::Show { run } => {
-            for l in journal::read(&dir, run)? {
-                println!("{l}");
+        crate::cli::JournalCommand::Show { run, json } => {
+            let records = journal::read(&dir, run)?;
+            if *json {
+                let mut v = serde_json::Value::Array(records);
+                secret::mask_json(&mut v);
+                print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+            } else {
+                let text: String = records.iter().map(record_line).collect();
+                print(&secret::mask(&text))?;
             }
         }
         crate::cli::JournalCommand::Export { run, .. } => {
-            print!("{}", journal::markdown(&journal::read(&dir, run)?));
+            print(&journal::markdown(&journal::read(&dir, run)?))?;
         }
     }
     Ok(exit::OK)
+}
+
+/// One journal record as a line: time, what (the event's name or the record type), then its
+/// fields as `key=value` (long values cut, newlines shown as `⏎`).
+fn record_line(v: &serde_json::Value) -> String {
+    const SKIP: [&str; 5] = ["ts", "run", "type", "operator", "event"];
+    const MAX: usize = 160;
+    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+    let time = s("ts").split_once('T').map_or(s("ts"), |(_, t)| t);
+    let time = time.trim_end_matches('Z');
+    let what = if s("type") == "event" && !s("event").is_empty() {
+        s("event")
+    } else {
+        s("type")
+    };
+    let mut line = format!("{time:<12}  {what:<16}");
+    if let Some(m) = v.as_object() {
+        for (k, val) in m.iter().filter(|(k, _)| !SKIP.contains(&k.as_str())) {
+            let text = match val {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
+            let mut text = text.replace('\n', "⏎");
+            if text.chars().count() > MAX {
+                text = text.chars().take(MAX).collect::<String>() + "…";
+            }
+            let _ = write!(line, " {k}={text}");
+        }
+    }
+    line.push('\n');
+    line
 }

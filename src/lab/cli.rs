@@ -27,7 +27,7 @@ pub fn lab(action: &LabAction) -> Result<i32> {
             let report = stack::up(&lab, &mut out)?;
             print!("{}", stack::usage_text(&lab, &report));
         }
-        LabAction::Status { dir } => {
+        LabAction::Status { dir, .. } => {
             let lab = trusted_lab(dir)?;
             print!("{}", stack::status_text(&lab)?);
             if !stack::is_running(&lab) {

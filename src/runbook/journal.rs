@@ -38,10 +38,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     }
 }
 
-/// `$OPSDECK_JOURNAL_DIR`, else the platform data dir (`~/.local/share/opsdeck/journal`).
+/// `$OPSDECK_JOURNAL_DIR`, else config.toml's `journal_dir`, else the platform data dir
+/// (`~/.local/share/opsdeck/journal`).
 pub fn default_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("OPSDECK_JOURNAL_DIR") {
         return PathBuf::from(d);
+    }
+    if let Some(d) = crate::config::journal_dir() {
+        return d;
     }
     directories::ProjectDirs::from("", "", "opsdeck").map_or_else(
         || {

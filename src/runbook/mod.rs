@@ -25,9 +25,9 @@ use serde::Serialize;
 pub use cond::{Cond, Health, HealthState};
 pub use model::{Confirm, DockerAction, Pick, Severity, StepKind};
 pub use template::{Quoting, Template, Value, Vars};
-pub use validate::{Diagnostic, RunbookError, load_dir, load_file, load_str};
+pub use validate::{Diagnostic, Loaded, RunbookError, load_dir, load_file, load_str};
 
-use crate::inventory::Selector;
+use crate::inventory::{Inventory, Selector};
 
 /// A checked runbook, ready for the engine.
 #[derive(Debug, Clone)]
@@ -427,12 +427,319 @@ impl GuardCheck {
     }
 }
 
-/// The default runbook directory: `$OPSDECK_RUNBOOKS`, else `./runbooks`.
-pub fn default_dir() -> PathBuf {
-    std::env::var_os("OPSDECK_RUNBOOKS").map_or_else(|| PathBuf::from("runbooks"), PathBuf::from)
+/// The shipped runbooks, compiled in (`build.rs` lists every `runbooks/*.toml`).
+pub mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_runbooks.rs"));
+
+    /// The text of the built-in runbook `id`.
+    pub fn text(id: &str) -> Option<&'static str> {
+        BUILTIN
+            .iter()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, _, t)| *t)
+    }
+
+    /// The path a built-in runbook's diagnostics and journal name: `built-in:runbooks/FILE`.
+    pub fn path(file: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("{}{file}", super::BUILTIN_PREFIX))
+    }
 }
 
-/// Finds a runbook by id (file stem) or path.
+/// How a built-in runbook's path starts (its diagnostics say `built-in:runbooks/x.toml:3:1`).
+pub const BUILTIN_PREFIX: &str = "built-in:runbooks/";
+
+/// Why a runbook directory is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirKind {
+    /// `--runbooks DIR`.
+    Flag,
+    /// `$OPSDECK_RUNBOOKS`.
+    Env,
+    /// `./runbooks` in the working directory.
+    WorkDir,
+    /// `runbook_dirs` in config.toml.
+    Config,
+    /// `runbooks/` in the user's config directory (`~/.config/opsdeck/runbooks`).
+    User,
+}
+
+impl DirKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DirKind::Flag => "--runbooks",
+            DirKind::Env => "$OPSDECK_RUNBOOKS",
+            DirKind::WorkDir => "./runbooks",
+            DirKind::Config => "config.toml runbook_dirs",
+            DirKind::User => "user config dir",
+        }
+    }
+
+    /// Named by the user (a flag, the environment, the config): it must exist. The implicit
+    /// ones are searched only when present.
+    pub fn explicit(self) -> bool {
+        matches!(self, DirKind::Flag | DirKind::Env | DirKind::Config)
+    }
+}
+
+/// A runbook directory in the search order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceDir {
+    pub path: PathBuf,
+    pub kind: DirKind,
+}
+
+/// Where a loaded runbook came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file in one of the user's directories.
+    File { path: PathBuf, kind: DirKind },
+    /// Compiled in.
+    BuiltIn,
+}
+
+impl Origin {
+    /// `built-in`, or the file's path.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::File { path, .. } => path.display().to_string(),
+            Origin::BuiltIn => "built-in".to_owned(),
+        }
+    }
+}
+
+/// One runbook id in [`Sources::load_all`]: the file that wins, and what it overrides.
+#[derive(Debug)]
+pub struct Entry {
+    pub id: String,
+    pub origin: Origin,
+    /// The path diagnostics name (a built-in's is `built-in:runbooks/ID.toml`).
+    pub path: PathBuf,
+    pub result: Result<Loaded, RunbookError>,
+    /// Lower in the search order with the same id: hidden by this one.
+    pub overrides: Vec<Origin>,
+}
+
+impl Entry {
+    /// Loads this entry's file again, checked against `inv` (targets that must exist there).
+    pub fn reload(&self, inv: Option<&Inventory>) -> Result<Loaded, RunbookError> {
+        match &self.origin {
+            Origin::File { path, .. } => load_file(path, inv),
+            Origin::BuiltIn => match builtin::text(&self.id) {
+                Some(text) => load_str(text, &self.path, inv),
+                None => Err(RunbookError::NotFound {
+                    name: self.id.clone(),
+                    searched: "the built-in runbooks".to_owned(),
+                }),
+            },
+        }
+    }
+}
+
+/// Where runbooks are looked for, in order; the first file with an id wins, and the
+/// compiled-in runbooks come last. Every front end (console, `run`, `runbooks`, `check`,
+/// `learn`) loads through this one type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    pub dirs: Vec<SourceDir>,
+    /// Whether the compiled-in runbooks are offered (always, except in tests that want one
+    /// directory alone).
+    pub builtin: bool,
+}
+
+impl Sources {
+    /// The standard search order: `--runbooks DIR` (else `$OPSDECK_RUNBOOKS`), `./runbooks`
+    /// if present, the config's `runbook_dirs`, `~/.config/opsdeck/runbooks` if present, then
+    /// the built-in runbooks.
+    pub fn standard(flag: Option<&Path>, config_dirs: &[PathBuf]) -> Sources {
+        let mut dirs = Vec::new();
+        if let Some(f) = flag {
+            dirs.push(SourceDir {
+                path: f.to_path_buf(),
+                kind: DirKind::Flag,
+            });
+        } else if let Some(e) = std::env::var_os("OPSDECK_RUNBOOKS").filter(|e| !e.is_empty()) {
+            dirs.push(SourceDir {
+                path: PathBuf::from(e),
+                kind: DirKind::Env,
+            });
+        }
+        dirs.push(SourceDir {
+            path: PathBuf::from("runbooks"),
+            kind: DirKind::WorkDir,
+        });
+        for d in config_dirs {
+            dirs.push(SourceDir {
+                path: d.clone(),
+                kind: DirKind::Config,
+            });
+        }
+        if let Some(d) = crate::config::dir() {
+            dirs.push(SourceDir {
+                path: d.join("runbooks"),
+                kind: DirKind::User,
+            });
+        }
+        let mut s = Sources {
+            dirs,
+            builtin: true,
+        };
+        s.dedup();
+        s
+    }
+
+    /// One directory alone, without the built-in runbooks.
+    pub fn only(dir: &Path) -> Sources {
+        Sources {
+            dirs: vec![SourceDir {
+                path: dir.to_path_buf(),
+                kind: DirKind::Flag,
+            }],
+            builtin: false,
+        }
+    }
+
+    /// The same directory named twice (`$OPSDECK_RUNBOOKS=./runbooks`) is searched once, under
+    /// its first name.
+    fn dedup(&mut self) {
+        let mut seen: Vec<PathBuf> = Vec::new();
+        self.dirs.retain(|d| {
+            let key = std::fs::canonicalize(&d.path).unwrap_or_else(|_| d.path.clone());
+            if seen.contains(&key) {
+                false
+            } else {
+                seen.push(key);
+                true
+            }
+        });
+    }
+
+    /// The directories searched now: the explicit ones, and the implicit ones that exist.
+    /// An explicit directory that cannot be read is an error (a typo must not silently fall
+    /// back to the built-in runbooks).
+    pub fn present_dirs(&self) -> Result<Vec<&SourceDir>, RunbookError> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            if d.path.is_dir() {
+                out.push(d);
+            } else if d.kind.explicit() {
+                return Err(RunbookError::Dir {
+                    path: d.path.clone(),
+                    kind: d.kind,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads runbook `name`: a path (it has an extension or a directory part), else the id
+    /// looked up in the search order, the built-in one last.
+    pub fn find(&self, name: &str, inv: Option<&Inventory>) -> Result<Loaded, RunbookError> {
+        let p = Path::new(name);
+        if p.extension().is_some() || p.components().count() > 1 {
+            return load_file(p, inv);
+        }
+        for d in self.present_dirs()? {
+            let path = d.path.join(format!("{name}.toml"));
+            if path.is_file() {
+                return load_file(&path, inv);
+            }
+        }
+        if self.builtin
+            && let Some((_, file, text)) = builtin::BUILTIN.iter().find(|(i, _, _)| *i == name)
+        {
+            return load_str(text, &builtin::path(file), inv);
+        }
+        Err(RunbookError::NotFound {
+            name: name.to_owned(),
+            searched: self.describe_search(),
+        })
+    }
+
+    /// Where [`Sources::find`] looks, for error messages.
+    pub fn describe_search(&self) -> String {
+        let mut parts: Vec<String> = self
+            .dirs
+            .iter()
+            .map(|d| format!("{} ({})", d.path.display(), d.kind.label()))
+            .collect();
+        if self.builtin {
+            parts.push("the built-in runbooks".to_owned());
+        }
+        parts.join(", ")
+    }
+
+    /// Every runbook, one entry per id, sorted by id: the first file in the search order wins
+    /// and names what it overrides.
+    pub fn load_all(&self, inv: Option<&Inventory>) -> Result<Vec<Entry>, RunbookError> {
+        let mut found: Vec<(String, Origin, PathBuf)> = Vec::new();
+        for d in self.present_dirs()? {
+            let entries = std::fs::read_dir(&d.path).map_err(|source| RunbookError::Read {
+                path: d.path.clone(),
+                source,
+            })?;
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                let id = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                found.push((
+                    id,
+                    Origin::File {
+                        path: p.clone(),
+                        kind: d.kind,
+                    },
+                    p,
+                ));
+            }
+        }
+        if self.builtin {
+            for (id, file, _) in builtin::BUILTIN {
+                found.push(((*id).to_owned(), Origin::BuiltIn, builtin::path(file)));
+            }
+        }
+        let mut entries: Vec<Entry> = Vec::new();
+        for (id, origin, path) in found {
+            if let Some(e) = entries.iter_mut().find(|e| e.id == id) {
+                e.overrides.push(origin);
+                continue;
+            }
+            let result = match &origin {
+                Origin::File { path, .. } => load_file(path, inv),
+                Origin::BuiltIn => match builtin::text(&id) {
+                    Some(text) => load_str(text, &path, inv),
+                    None => continue,
+                },
+            };
+            entries.push(Entry {
+                id,
+                origin,
+                path,
+                result,
+                overrides: Vec::new(),
+            });
+        }
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(entries)
+    }
+
+    /// The runbooks that load (the console offers these; `check` reports the others).
+    pub fn load_ok(&self, inv: Option<&Inventory>) -> Result<Vec<Runbook>, RunbookError> {
+        Ok(self
+            .load_all(inv)?
+            .into_iter()
+            .filter_map(|e| e.result.ok().map(|(rb, _)| rb))
+            .collect())
+    }
+}
+
+/// Finds a runbook by id (file stem) or path in one directory.
 pub fn find(dir: &Path, name: &str) -> PathBuf {
     let p = Path::new(name);
     if p.extension().is_some() || p.components().count() > 1 {

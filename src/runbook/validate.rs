@@ -96,6 +96,12 @@ pub enum RunbookError {
     },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),
+    #[error("runbook directory {} (from {}) is not a directory\n  hint: create it, or correct {}", path.display(), kind.label(), kind.label())]
+    Dir { path: PathBuf, kind: super::DirKind },
+    #[error(
+        "no runbook {name:?}: looked in {searched}\n  hint: `opsdeck runbooks` lists the runbooks; give a path to run a file elsewhere"
+    )]
+    NotFound { name: String, searched: String },
 }
 
 /// A loaded runbook and the warnings it raised.

@@ -426,7 +426,7 @@ pub async fn launch(
     inv: Inventory,
     theme: Theme,
     keymap: Keymap,
-    runbook_dir: &std::path::Path,
+    runbooks: &crate::runbook::Sources,
     view: app::View,
 ) -> anyhow::Result<()> {
     let thresholds = crate::probes::thresholds::resolve(&inv)?;
@@ -447,15 +447,13 @@ pub async fn launch(
         tx,
         cancel.clone(),
     ));
-    // The console offers what loads; a broken runbook file is reported by `opsdeck check`.
-    let runbooks: Vec<Arc<crate::runbook::Runbook>> =
-        crate::runbook::load_dir(runbook_dir, Some(&inv))
-            .map(|v| {
-                v.into_iter()
-                    .filter_map(|(_, r)| r.ok().map(|(rb, _)| Arc::new(rb)))
-                    .collect()
-            })
-            .unwrap_or_default();
+    // The console offers what loads (the user's runbooks over the built-in ones); a broken
+    // runbook file is reported by `opsdeck check`.
+    let runbooks: Vec<Arc<crate::runbook::Runbook>> = runbooks
+        .load_ok(Some(&inv))?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let mut app = App::new(
         Arc::clone(&inv),
         health,
