@@ -71,17 +71,13 @@ impl SshHosts {
     /// Host `i` (0-based) as the library sees it, trusted through `known_hosts`.
     pub fn spec(&self, i: usize) -> SshSpec {
         SshSpec {
-            address: self.hosts[i].addr.to_string(),
-            port: self.hosts[i].port,
-            user: "root".to_owned(),
             identity_files: vec![self.key.clone()],
-            agent: false,
             known_hosts: self.known_hosts.clone(),
             host_key_policy: HostKeyPolicy::Strict,
-            jump: None,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             max_sessions: 10,
+            ..SshSpec::new(self.hosts[i].addr.to_string(), self.hosts[i].port, "root")
         }
     }
 
