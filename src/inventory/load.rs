@@ -9,7 +9,9 @@ use toml::Spanned;
 
 use super::error::{InventoryError, Located};
 use super::model::{self, HostDef, InventoryFile, SshDef};
-use super::ssh_config::{JumpHop, Query, TokenSet, Tokens, UserSshConfig, home_dir, parse_proxy_jump};
+use super::ssh_config::{
+    JumpHop, Query, TokenSet, Tokens, UserSshConfig, home_dir, parse_proxy_jump,
+};
 use super::{
     ContainerTarget, DockerSpec, Host, HostKeyPolicy, Inventory, MysqlService, Origin, Password,
     RedisService, Services, SshSpec, Tier, TransportSpec, Via,
@@ -643,7 +645,11 @@ impl Resolver<'_> {
         };
         let inv = |set: bool| set.then_some(Origin::Inventory);
 
-        let address = cfg.host_name.clone().unwrap_or_else(|| alias.clone());
+        let address = cfg
+            .host_name
+            .clone()
+            .or_else(|| cfg.connect_to.clone())
+            .unwrap_or_else(|| alias.clone());
         origin.insert(
             "address",
             if cfg.host_name.is_some() {
@@ -833,13 +839,16 @@ impl Resolver<'_> {
         if cfg.host_key_alias.is_some() {
             origin.insert("host_key_alias", Origin::SshConfig);
         }
-        let cfg_policy = cfg.strict_host_key_checking.as_deref().and_then(|v| match v {
-            "true" | "yes" => Some(HostKeyPolicy::Strict),
-            // `no` would connect despite a changed key: opsdeck never does; it records
-            // unknown keys, as `no` does, and still refuses changed ones.
-            "accept-new" | "false" | "no" | "off" => Some(HostKeyPolicy::AcceptNew),
-            _ => None,
-        });
+        let cfg_policy = cfg
+            .strict_host_key_checking
+            .as_deref()
+            .and_then(|v| match v {
+                "true" | "yes" => Some(HostKeyPolicy::Strict),
+                // `no` would connect despite a changed key: opsdeck never does; it records
+                // unknown keys, as `no` does, and still refuses changed ones.
+                "accept-new" | "false" | "no" | "off" => Some(HostKeyPolicy::AcceptNew),
+                _ => None,
+            });
         let host_key_policy = match pick(
             &mut origin,
             "host_key_policy",
@@ -981,7 +990,9 @@ impl Resolver<'_> {
                     origin.insert("jump", o);
                 }
                 let jspan = jspan.unwrap_or_else(|| span.clone());
-                let jump = self.jump_chain(name, def, &hops, o, jspan, file, depth)?;
+                let jump = self
+                    .jump_chain(name, def, &hops, o, jspan, file, depth)
+                    .ok()?;
                 (jump, None)
             }
         };
@@ -1017,7 +1028,8 @@ impl Resolver<'_> {
     }
 
     /// The spec of the last hop of `hops` (the one that reaches the host), whose own jump is
-    /// the hops before it. `None` for an empty list (`ProxyJump none`).
+    /// the hops before it. `Ok(None)` for an empty list (`ProxyJump none`); `Err` when an error
+    /// was recorded.
     #[allow(clippy::too_many_arguments)]
     fn jump_chain(
         &mut self,
@@ -1028,9 +1040,9 @@ impl Resolver<'_> {
         span: Range<usize>,
         file: &InventoryFile,
         depth: u8,
-    ) -> Option<Option<Box<SshSpec>>> {
+    ) -> Result<Option<Box<SshSpec>>, Reported> {
         let Some((last, before)) = hops.split_last() else {
-            return Some(None);
+            return Ok(None);
         };
         if depth >= MAX_JUMP_DEPTH {
             self.err(
@@ -1038,7 +1050,7 @@ impl Resolver<'_> {
                 format!("host {name:?}: jump hosts nest more than {MAX_JUMP_DEPTH} deep (a loop?)"),
                 "check the jump settings (and ssh_config ProxyJump) of these hosts",
             );
-            return None;
+            return Err(Reported);
         }
         // `ssh -J a,b` reaches b with `-J a`: b's own ProxyJump no longer counts. A single hop
         // keeps its own.
@@ -1056,7 +1068,7 @@ impl Resolver<'_> {
                     ),
                     "a jump host must be reached over ssh",
                 );
-                return None;
+                return Err(Reported);
             };
             self.ssh_spec(
                 &last.host,
@@ -1066,7 +1078,8 @@ impl Resolver<'_> {
                 depth + 1,
                 chain,
                 false,
-            )?
+            )
+            .ok_or(Reported)?
         } else {
             // A jump host known only to ssh_config (or written inline) is trusted the way
             // the host behind it is: its known_hosts, policy, agent use and connect timeout.
@@ -1081,19 +1094,25 @@ impl Resolver<'_> {
                 ..SshDef::default()
             };
             let inherited = jdef.known_hosts.is_some();
-            self.ssh_spec(
-                &last.host,
-                &jdef,
-                span,
-                file,
-                depth + 1,
-                chain,
-                inherited,
-            )?
+            let mut spec = self
+                .ssh_spec(&last.host, &jdef, span, file, depth + 1, chain, inherited)
+                .ok_or(Reported)?;
+            // Host, user and port written in the jump setting come from where it was written.
+            for field in ["address", "user", "port"] {
+                if let Some(o) = spec.origin.get_mut(field)
+                    && *o == Origin::Inventory
+                {
+                    *o = origin;
+                }
+            }
+            spec
         };
-        Some(Some(Box::new(spec)))
+        Ok(Some(Box::new(spec)))
     }
 }
+
+/// An error was recorded in the resolver's list; the caller stops resolving this host.
+struct Reported;
 
 /// How a host's connection is carried.
 enum Carrier {

@@ -37,7 +37,10 @@ const PARALLEL_LOOKUPS: usize = 8;
 /// still hold their `%` tokens and `~`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SshConfigEntry {
+    /// `HostName` (when it differs from the alias).
     pub host_name: Option<String>,
+    /// The host name ssh connects to, set or not (ssh lower-cases an alias it uses as is).
+    pub connect_to: Option<String>,
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_files: Vec<String>,
@@ -244,9 +247,7 @@ fn entry_from(printed: &Printed, base: &Printed, q: &Query) -> SshConfigEntry {
     let all = |k: &str| printed.get(k).cloned().unwrap_or_default();
     let set = |k: &str| -> Option<String> {
         let v = printed.get(k);
-        (v.is_some() && v != base.get(k))
-            .then(|| one(k))
-            .flatten()
+        (v.is_some() && v != base.get(k)).then(|| one(k)).flatten()
     };
     let set_all = |k: &str| -> Vec<String> {
         let v = printed.get(k);
@@ -261,9 +262,11 @@ fn entry_from(printed: &Printed, base: &Printed, q: &Query) -> SshConfigEntry {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs)
     };
-    let host_name = one("hostname").filter(|h| *h != q.alias.to_lowercase());
+    let connect_to = one("hostname");
+    let host_name = connect_to.clone().filter(|h| *h != q.alias.to_lowercase());
     SshConfigEntry {
         host_name,
+        connect_to,
         user: if q.user.is_some() { None } else { set("user") },
         port: if q.port.is_some() {
             None
@@ -339,9 +342,7 @@ fn run_ssh_g(program: &Path, file: Option<&Path>, q: &Query) -> Result<String, S
             SSH_G_TIMEOUT.as_secs()
         ));
     };
-    let status = child
-        .wait()
-        .map_err(|e| format!("{shown} was lost: {e}"))?;
+    let status = child.wait().map_err(|e| format!("{shown} was lost: {e}"))?;
     if status.success() {
         return Ok(String::from_utf8_lossy(&stdout).into_owned());
     }
@@ -608,7 +609,8 @@ mod tests {
         );
         assert!(t.expand("nc %d", TokenSet::ProxyCommand).is_err());
         assert_eq!(
-            t.expand("/keys/%r@%h-%k", TokenSet::Files).expect("expands"),
+            t.expand("/keys/%r@%h-%k", TokenSet::Files)
+                .expect("expands"),
             "/keys/deploy@10.0.0.5-web"
         );
         assert!(t.expand("/keys/%q", TokenSet::Files).is_err());
@@ -637,7 +639,13 @@ mod tests {
              serveraliveinterval 0\nuserknownhostsfile /root/.ssh/known_hosts /root/.ssh/known_hosts2\n",
         );
         let e = entry_from(&same, &base, &q);
-        assert_eq!(e, SshConfigEntry::default());
+        assert_eq!(
+            e,
+            SshConfigEntry {
+                connect_to: Some("web".into()),
+                ..SshConfigEntry::default()
+            }
+        );
         let set = parse_printed(
             "user deploy\nhostname 10.1.1.1\nport 2200\nidentityfile ~/.ssh/work\n\
              stricthostkeychecking accept-new\nconnecttimeout 7\nserveraliveinterval 9\n\

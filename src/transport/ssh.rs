@@ -961,9 +961,7 @@ async fn connect_inner(spec: &SshSpec, jump: Option<&Arc<Inner>>) -> Result<Conn
             return Err(match (e, recorded) {
                 (ClientError::HostKey(m), _) | (_, Some(m)) => TransportError::HostKey(m),
                 (ClientError::Proxy(m), None) => connect_error(m),
-                (ClientError::Ssh(e), None) => {
-                    connect_error(format!("SSH handshake failed: {e}"))
-                }
+                (ClientError::Ssh(e), None) => connect_error(format!("SSH handshake failed: {e}")),
             });
         }
     };
@@ -1028,7 +1026,9 @@ impl ProxyChild {
                     if n == 0 {
                         break;
                     }
-                    let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut kept = kept
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     kept.extend_from_slice(&buf[..n]);
                     let excess = kept.len().saturating_sub(PROXY_STDERR_KEEP);
                     kept.drain(..excess);
@@ -1134,7 +1134,9 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
                 cert_path.display()
             ));
         }
-        let hash = rsa_hash(handle, key.algorithm()).await.map_err(|e| lost(&e))?;
+        let hash = rsa_hash(handle, key.algorithm())
+            .await
+            .map_err(|e| lost(&e))?;
         let result = handle
             .authenticate_publickey(&spec.user, PrivateKeyWithHashAlg::new(key, hash))
             .await
@@ -1151,10 +1153,7 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
                 AgentClient::connect_uds(sock).await,
                 format!("ssh-agent at {}", sock.display()),
             ),
-            None => (
-                AgentClient::connect_env().await,
-                "ssh-agent".to_owned(),
-            ),
+            None => (AgentClient::connect_env().await, "ssh-agent".to_owned()),
         };
         match agent {
             Err(e) if spec.agent_socket.is_some() => {
@@ -1175,8 +1174,15 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
                         offered += 1;
                         match id {
                             AgentIdentity::Certificate { certificate, .. } => {
-                                if agent_certificate(handle, spec, certificate, &mut agent, &mut tried, now)
-                                    .await?
+                                if agent_certificate(
+                                    handle,
+                                    spec,
+                                    certificate,
+                                    &mut agent,
+                                    &mut tried,
+                                    now,
+                                )
+                                .await?
                                 {
                                     return Ok(());
                                 }
@@ -1188,8 +1194,21 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
                                     .map(|(_, c)| c.clone())
                                     .collect();
                                 for cert in paired {
-                                    if agent_certificate(handle, spec, cert, &mut agent, &mut tried, now)
-                                        .await?
+                                    // The agent knows the key, not the certificate: it signs
+                                    // with the key.
+                                    let mut signer = PlainKeySigner {
+                                        agent: &mut agent,
+                                        key: key.clone(),
+                                    };
+                                    if agent_certificate(
+                                        handle,
+                                        spec,
+                                        cert,
+                                        &mut signer,
+                                        &mut tried,
+                                        now,
+                                    )
+                                    .await?
                                     {
                                         return Ok(());
                                     }
@@ -1241,14 +1260,17 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
 }
 
 /// Offers a certificate whose key the agent holds; `Ok(true)` when accepted.
-async fn agent_certificate(
+async fn agent_certificate<S: russh::Signer>(
     handle: &mut Handle<Client>,
     spec: &SshSpec,
     cert: Certificate,
-    agent: &mut AgentClient<impl russh::keys::agent::client::AgentStream + Send + Unpin + 'static>,
+    agent: &mut S,
     tried: &mut Vec<String>,
     now: u64,
-) -> Result<bool, TransportError> {
+) -> Result<bool, TransportError>
+where
+    S::Error: std::fmt::Display,
+{
     let target = spec.display();
     let problem = certificate_problem(&cert, &spec.user, now);
     let key_id = cert.key_id().to_owned();
@@ -1273,8 +1295,42 @@ async fn agent_certificate(
             Ok(false)
         }
         Err(e) => {
-            tried.push(format!("ssh-agent certificate {key_id:?} (not usable: {e})"));
+            tried.push(format!(
+                "ssh-agent certificate {key_id:?} (not usable: {e})"
+            ));
             Ok(false)
+        }
+    }
+}
+
+/// Signs for a certificate with the plain key an agent holds. Asked to sign with a
+/// certificate it was never given, OpenSSH's agent refuses; the signature of the key is what
+/// the server checks either way.
+struct PlainKeySigner<'a, R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> {
+    agent: &'a mut AgentClient<R>,
+    key: PublicKey,
+}
+
+impl<R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> russh::Signer
+    for PlainKeySigner<'_, R>
+{
+    type Error = russh::AgentAuthError;
+
+    fn auth_sign(
+        &mut self,
+        _identity: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, Self::Error>> + Send {
+        let identity = AgentIdentity::PublicKey {
+            key: self.key.clone(),
+            comment: String::new(),
+        };
+        async move {
+            self.agent
+                .sign_request(&identity, hash_alg, to_sign)
+                .await
+                .map_err(Into::into)
         }
     }
 }
@@ -1300,8 +1356,14 @@ fn certificate_problem(cert: &Certificate, user: &str, now: u64) -> String {
     if cert.valid_before() <= now {
         return format!(
             ": it expired {}",
-            chrono::DateTime::from_timestamp(i64::try_from(cert.valid_before()).unwrap_or(i64::MAX), 0)
-                .map_or_else(|| "long ago".to_owned(), |t| format!("at {}", t.format("%Y-%m-%d %H:%M UTC")))
+            chrono::DateTime::from_timestamp(
+                i64::try_from(cert.valid_before()).unwrap_or(i64::MAX),
+                0
+            )
+            .map_or_else(
+                || "long ago".to_owned(),
+                |t| format!("at {}", t.format("%Y-%m-%d %H:%M UTC"))
+            )
         );
     }
     if cert.valid_after() > now {
