@@ -574,7 +574,8 @@ fn tokens_expand_like_ssh_and_precedence_is_inventory_then_ssh_config_then_defau
              Host prec\n  HostName 10.20.0.2\n  User from-config\n  ConnectTimeout 7\n\
              \x20 ServerAliveInterval 9\n  StrictHostKeyChecking accept-new\n\
              \x20 IdentitiesOnly yes\n  CertificateFile /certs/%r-cert.pub\n\
-             \x20 IdentityAgent /agents/%h.sock\n"
+             \x20 IdentityAgent /agents/%h.sock\n\
+             Host nojump chained\n  ProxyJump far-away\n"
         ),
     )
     .expect("config");
@@ -585,7 +586,11 @@ fn tokens_expand_like_ssh_and_precedence_is_inventory_then_ssh_config_then_defau
          agent = true\n[tiers.t]\n\
          [hosts.tok]\ntier = \"t\"\nssh = { host = \"tok\" }\n\
          [hosts.prec]\ntier = \"t\"\nssh = { host = \"prec\", connect_timeout = \"3s\" }\n\
-         [hosts.plain]\ntier = \"t\"\nssh = { host = \"10.20.0.3\" }\n",
+         [hosts.plain]\ntier = \"t\"\nssh = { host = \"10.20.0.3\" }\n\
+         [hosts.nojump]\ntier = \"t\"\nssh = { host = \"nojump\", jump = \"none\" }\n\
+         [hosts.edge1]\ntier = \"t\"\nssh = { host = \"10.20.1.1\", user = \"e1\" }\n\
+         [hosts.edge2]\ntier = \"t\"\nssh = { host = \"10.20.1.2\", jump = \"elsewhere\" }\n\
+         [hosts.chained]\ntier = \"t\"\nssh = { host = \"chained\", jump = \"edge1,edge2\" }\n",
     )
     .expect("inventory");
     // %d is the home directory: ssh takes it from the password database, so keep HOME.
@@ -625,6 +630,17 @@ fn tokens_expand_like_ssh_and_precedence_is_inventory_then_ssh_config_then_defau
     assert_eq!(plain["origin"]["address"], "inventory");
     assert_eq!(plain["origin"]["host_key_policy"], "builtin");
     assert_eq!(plain["connect_timeout"], "5s");
+
+    // The inventory's jump beats ssh_config's ProxyJump: "none" removes it, a list of
+    // inventory hosts is a chain (edge2 reached through edge1, its own jump overridden).
+    let nojump = &json["hosts"][3]["transport"];
+    assert!(nojump["jump"].is_null(), "{nojump}");
+    let chained = &json["hosts"][6]["transport"];
+    assert_eq!(chained["origin"]["jump"], "inventory");
+    assert_eq!(chained["jump"]["address"], "10.20.1.2");
+    assert_eq!(chained["jump"]["jump"]["address"], "10.20.1.1");
+    assert_eq!(chained["jump"]["jump"]["user"], "e1");
+    assert!(chained["jump"]["jump"]["jump"].is_null(), "{chained}");
 }
 
 #[test]

@@ -135,16 +135,16 @@ impl UserSshConfig {
         let Mode::Ssh { program, file } = &self.mode else {
             return;
         };
-        let mut todo: Vec<&Query> = {
+        let todo: Vec<&Query> = {
             let cached = cache()
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = std::collections::HashSet::new();
             queries
                 .iter()
-                .filter(|q| !cached.contains_key(&(file.clone(), (*q).clone())))
+                .filter(|q| !cached.contains_key(&(file.clone(), (*q).clone())) && seen.insert(*q))
                 .collect()
         };
-        todo.dedup();
         if todo.len() < 2 {
             return;
         }
