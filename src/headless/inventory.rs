@@ -1,11 +1,15 @@
 //! `opsdeck inventory` and `opsdeck check`.
 //!
+//! The JSON form shows every resolved SSH setting with where it came from (`origin`:
+//! `inventory`, `ssh_config`, `defaults` or `builtin`) and the jump chain as nested `jump`
+//! objects (the outermost is the hop that reaches the host).
+//!
 //! Both outputs are masked: a password never sits in the inventory, but a `password_cmd` or
 //! a description can still spell a secret loaded from elsewhere.
 
 use std::fmt::Write as _;
 
-use crate::inventory::{Host, Inventory, TransportSpec};
+use crate::inventory::{Host, HostKeyPolicy, Inventory, SshSpec, TransportSpec};
 use crate::secret::{mask, to_masked_json};
 
 /// The inventory as one JSON document, every string masked.
@@ -48,20 +52,7 @@ fn text(inv: &Inventory) -> String {
 
 fn host_text(out: &mut String, h: &Host) {
     let transport = match &h.transport {
-        TransportSpec::Ssh(s) => {
-            let jump = s
-                .jump
-                .as_ref()
-                .map(|j| format!(" via {}", j.display()))
-                .unwrap_or_default();
-            format!(
-                "ssh {}{jump} (host keys: {:?})",
-                s.display(),
-                s.host_key_policy
-            )
-            .replace("Strict", "strict")
-            .replace("AcceptNew", "accept-new")
-        }
+        TransportSpec::Ssh(s) => ssh_text(s),
         TransportSpec::Docker(d) => {
             let ep = d
                 .endpoint
@@ -150,6 +141,47 @@ fn host_text(out: &mut String, h: &Host) {
     if !s.processes.is_empty() {
         let _ = writeln!(out, "    processes {}", s.processes.join(", "));
     }
+}
+
+/// `ssh user@host:port via b1 -> b2 (host keys: strict)`, with the ProxyCommand and
+/// certificates when there are any.
+fn ssh_text(s: &SshSpec) -> String {
+    let chain = s.jump_chain();
+    let via = if chain.is_empty() {
+        String::new()
+    } else {
+        let hops: Vec<String> = chain
+            .iter()
+            .map(|j| match &j.proxy_command {
+                Some(c) => format!("{} (through `{c}`)", j.display()),
+                None => j.display(),
+            })
+            .collect();
+        format!(" via {}", hops.join(" -> "))
+    };
+    let proxy = s
+        .proxy_command
+        .as_ref()
+        .map(|c| format!(" through `{c}`"))
+        .unwrap_or_default();
+    let certs = if s.certificate_files.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = s
+            .certificate_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(", certificates {}", names.join(", "))
+    };
+    let policy = match s.host_key_policy {
+        HostKeyPolicy::Strict => "strict",
+        HostKeyPolicy::AcceptNew => "accept-new",
+    };
+    format!(
+        "ssh {}{via}{proxy} (host keys: {policy}{certs})",
+        s.display()
+    )
 }
 
 fn password_text(p: &crate::inventory::Password) -> String {

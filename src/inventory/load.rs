@@ -1,5 +1,6 @@
 //! Reading, checking and resolving an inventory file.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,9 +9,11 @@ use toml::Spanned;
 
 use super::error::{InventoryError, Located};
 use super::model::{self, HostDef, InventoryFile, SshDef};
-use super::ssh_config::{UserSshConfig, home_dir};
+use super::ssh_config::{
+    JumpHop, Query, TokenSet, Tokens, UserSshConfig, home_dir, parse_proxy_jump,
+};
 use super::{
-    ContainerTarget, DockerSpec, Host, HostKeyPolicy, Inventory, MysqlService, Password,
+    ContainerTarget, DockerSpec, Host, HostKeyPolicy, Inventory, MysqlService, Origin, Password,
     RedisService, Services, SshSpec, Tier, TlsSettings, TransportSpec, Via,
 };
 use crate::secret::Secret;
@@ -170,6 +173,27 @@ impl Resolver<'_> {
             })
             .collect();
         let declared_tiers = !tiers.is_empty();
+
+        // Ask ssh_config about every SSH host at once (a few `ssh -G` in parallel).
+        let queries: Vec<Query> = file
+            .hosts
+            .iter()
+            .filter_map(|(name, def)| {
+                let ssh = def.get_ref().ssh.as_ref()?.get_ref();
+                Some(Query {
+                    alias: ssh
+                        .host
+                        .clone()
+                        .or_else(|| file.defaults.ssh.host.clone())
+                        .unwrap_or_else(|| name.clone()),
+                    user: ssh.user.clone(),
+                    port: ssh.port,
+                })
+            })
+            .collect();
+        if !queries.is_empty() {
+            self.ssh_config().prefetch(&queries);
+        }
 
         let mut hosts = Vec::new();
         for (name, def) in &file.hosts {
@@ -345,7 +369,15 @@ impl Resolver<'_> {
             1 => {
                 if let Some(ssh) = &def.ssh {
                     let ssh_span = ssh.span();
-                    TransportSpec::Ssh(self.ssh_spec(name, ssh.get_ref(), ssh_span, file, 0)?)
+                    TransportSpec::Ssh(self.ssh_spec(
+                        name,
+                        ssh.get_ref(),
+                        ssh_span,
+                        file,
+                        0,
+                        None,
+                        false,
+                    )?)
                 } else if let Some(d) = &def.docker {
                     TransportSpec::Docker(self.docker_spec(name, d, file)?)
                 } else {
@@ -748,7 +780,7 @@ impl Resolver<'_> {
                         port,
                         ..SshDef::default()
                     };
-                    Some(self.ssh_spec(name, &def, span.clone(), file, 0)?)
+                    Some(self.ssh_spec(name, &def, span.clone(), file, 0, None, false)?)
                 }
                 _ => None,
             },
@@ -782,7 +814,13 @@ impl Resolver<'_> {
         })
     }
 
-    /// Merges host settings, `[defaults.ssh]` and `~/.ssh/config` (in that order of precedence).
+    /// Resolves a host's SSH settings. Precedence, field by field: the host's own table, then
+    /// ssh_config (as `ssh -G` evaluates it for the alias, with the table's user and port as
+    /// ssh's `-l`/`-p`), then `[defaults.ssh]`, then the built-in default.
+    ///
+    /// `chain`: set when this host is a hop inside a `ProxyJump` list: its own jump is then the
+    /// hops before it (as `ssh -J` passes them on), whatever its own settings say.
+    #[allow(clippy::too_many_arguments)]
     fn ssh_spec(
         &mut self,
         name: &str,
@@ -790,128 +828,307 @@ impl Resolver<'_> {
         span: Range<usize>,
         file: &InventoryFile,
         depth: u8,
+        chain: Option<(&[JumpHop], Origin)>,
+        inherited: bool,
     ) -> Option<SshSpec> {
         let d = &file.defaults.ssh;
+        let mut origin: BTreeMap<&'static str, Origin> = BTreeMap::new();
         let alias = def
             .host
             .clone()
             .or_else(|| d.host.clone())
             .unwrap_or_else(|| name.to_owned());
-        let cfg = self.ssh_config().query(&alias);
-        let address = cfg.host_name.clone().unwrap_or_else(|| alias.clone());
-        let user = def
-            .user
-            .clone()
-            .or_else(|| cfg.user.clone())
-            .or_else(|| d.user.clone())
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "root".to_owned());
-        let port = def.port.or(cfg.port).or(d.port).unwrap_or(22);
-        let mut identity_files: Vec<PathBuf> =
-            def.identity_files.iter().map(|p| self.path_of(p)).collect();
-        if identity_files.is_empty() {
-            identity_files = cfg.identity_files.clone();
-        }
-        if identity_files.is_empty() {
-            identity_files = d.identity_files.iter().map(|p| self.path_of(p)).collect();
-        }
-        if identity_files.is_empty()
-            && let Some(h) = home_dir()
-        {
-            for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-                let p = h.join(".ssh").join(f);
-                if p.exists() {
-                    identity_files.push(p);
-                }
-            }
-        }
-        let agent = def
-            .agent
-            .or(d.agent)
-            .unwrap_or_else(|| std::env::var_os("SSH_AUTH_SOCK").is_some());
-        if identity_files.is_empty() && !agent {
-            self.err(Some(span.clone()), format!("host {name:?}: no identity file and no ssh-agent to authenticate with"), "set identity_files = [\"~/.ssh/id_ed25519\"] or agent = true with SSH_AUTH_SOCK set");
-        }
-        let known_hosts = def
-            .known_hosts
-            .as_deref()
-            .or(d.known_hosts.as_deref())
-            .map_or_else(
-                || {
-                    home_dir()
-                        .unwrap_or_default()
-                        .join(".ssh")
-                        .join("known_hosts")
-                },
-                |p| self.path_of(p),
-            );
-        let jump_name = def
-            .jump
-            .as_ref()
-            .map(|j| (j.get_ref().clone(), Some(j.span())))
-            .or_else(|| cfg.proxy_jump.clone().map(|j| (j, None)));
-        let jump = match jump_name {
-            None => None,
-            Some(_) if depth >= 4 => {
+        let query = Query {
+            alias: alias.clone(),
+            user: def.user.clone(),
+            port: def.port,
+        };
+        let cfg = match self.ssh_config().query(&query) {
+            Ok(c) => c,
+            Err(e) => {
                 self.err(
                     Some(span),
-                    format!("host {name:?}: jump hosts nest more than 4 deep (a loop?)"),
-                    "check the jump settings of these hosts",
+                    format!("host {name:?}: ssh_config: {e}"),
+                    "fix the ssh_config line named above (`ssh -G ALIAS` shows what ssh makes of \
+                     it), or set OPSDECK_SSH_CONFIG=/dev/null to ignore ssh_config",
                 );
                 return None;
             }
-            Some((j, jspan)) => {
-                if let Some(jh) = file.hosts.get(&j) {
-                    let Some(jssh) = &jh.get_ref().ssh else {
-                        self.err(
-                            jspan,
-                            format!("host {name:?}: jump host {j:?} has no ssh transport"),
-                            "a jump host must be reached over ssh",
-                        );
-                        return None;
-                    };
-                    Some(Box::new(self.ssh_spec(
-                        &j,
-                        jssh.get_ref(),
-                        jssh.span(),
-                        file,
-                        depth + 1,
-                    )?))
-                } else {
-                    // An ssh_config alias or [user@]host[:port].
-                    let (user, rest) = j
-                        .split_once('@')
-                        .map_or((None, j.as_str()), |(u, r)| (Some(u.to_owned()), r));
-                    let (host, port) = rest
-                        .rsplit_once(':')
-                        .and_then(|(h, p)| p.parse().ok().map(|p| (h.to_owned(), Some(p))))
-                        .unwrap_or((rest.to_owned(), None));
-                    // A jump host known only to ssh_config (or written inline) is trusted
-                    // the way the host behind it is: same known_hosts, policy, agent use.
-                    let jdef = SshDef {
-                        host: Some(host),
-                        user,
-                        port,
-                        known_hosts: def.known_hosts.clone(),
-                        host_key_policy: def.host_key_policy,
-                        agent: def.agent,
-                        connect_timeout: def.connect_timeout,
-                        ..SshDef::default()
-                    };
-                    Some(Box::new(self.ssh_spec(
-                        &j,
-                        &jdef,
-                        span.clone(),
-                        file,
-                        depth + 1,
-                    )?))
-                }
+        };
+        let pick = |origin: &mut BTreeMap<&'static str, Origin>,
+                    field: &'static str,
+                    inv: Option<Origin>,
+                    cfg: bool,
+                    dflt: bool| {
+            let o = if let Some(o) = inv {
+                o
+            } else if cfg {
+                Origin::SshConfig
+            } else if dflt {
+                Origin::Defaults
+            } else {
+                Origin::Builtin
+            };
+            origin.insert(field, o);
+            o
+        };
+        let inv = |set: bool| set.then_some(Origin::Inventory);
+
+        let address = cfg
+            .host_name
+            .clone()
+            .or_else(|| cfg.connect_to.clone())
+            .unwrap_or_else(|| alias.clone());
+        origin.insert(
+            "address",
+            if cfg.host_name.is_some() {
+                Origin::SshConfig
+            } else if def.host.is_none() && d.host.is_some() {
+                Origin::Defaults
+            } else {
+                Origin::Inventory
+            },
+        );
+        let user = match pick(
+            &mut origin,
+            "user",
+            inv(def.user.is_some()),
+            cfg.user.is_some(),
+            d.user.is_some(),
+        ) {
+            Origin::Inventory => def.user.clone(),
+            Origin::SshConfig => cfg.user.clone(),
+            Origin::Defaults => d.user.clone(),
+            Origin::Builtin => None,
+        }
+        .unwrap_or_else(|| crate::identity::current().account.clone());
+        let port = match pick(
+            &mut origin,
+            "port",
+            inv(def.port.is_some()),
+            cfg.port.is_some(),
+            d.port.is_some(),
+        ) {
+            Origin::Inventory => def.port,
+            Origin::SshConfig => cfg.port,
+            Origin::Defaults => d.port,
+            Origin::Builtin => None,
+        }
+        .unwrap_or(22);
+        let tokens = Tokens {
+            host: address.clone(),
+            original: alias.clone(),
+            port,
+            remote_user: user.clone(),
+            host_key_alias: cfg.host_key_alias.clone(),
+            jump: cfg.proxy_jump.clone(),
+        };
+        let mut bad_token = None;
+        let mut expand = |value: &str, set: TokenSet| match tokens.expand(value, set) {
+            Ok(v) => v,
+            Err(e) => {
+                bad_token.get_or_insert(e);
+                value.to_owned()
             }
         };
-        let max_sessions = def
-            .max_sessions
-            .or(d.max_sessions)
-            .unwrap_or(DEFAULT_MAX_SESSIONS);
+
+        let identity_files: Vec<PathBuf> = match pick(
+            &mut origin,
+            "identity_files",
+            inv(!def.identity_files.is_empty()),
+            !cfg.identity_files.is_empty(),
+            !d.identity_files.is_empty(),
+        ) {
+            Origin::Inventory => def.identity_files.iter().map(|p| self.path_of(p)).collect(),
+            Origin::SshConfig => cfg
+                .identity_files
+                .iter()
+                .map(|p| PathBuf::from(expand(p, TokenSet::Files)))
+                .collect(),
+            Origin::Defaults => d.identity_files.iter().map(|p| self.path_of(p)).collect(),
+            Origin::Builtin => home_dir()
+                .map(|h| {
+                    ["id_ed25519", "id_ecdsa", "id_rsa"]
+                        .iter()
+                        .map(|f| h.join(".ssh").join(f))
+                        .filter(|p| p.exists())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let certificate_files: Vec<PathBuf> = match pick(
+            &mut origin,
+            "certificate_files",
+            inv(!def.certificate_files.is_empty()),
+            !cfg.certificate_files.is_empty(),
+            !d.certificate_files.is_empty(),
+        ) {
+            Origin::Inventory => def
+                .certificate_files
+                .iter()
+                .map(|p| self.path_of(p))
+                .collect(),
+            Origin::SshConfig => cfg
+                .certificate_files
+                .iter()
+                .map(|p| PathBuf::from(expand(p, TokenSet::Files)))
+                .collect(),
+            Origin::Defaults => d
+                .certificate_files
+                .iter()
+                .map(|p| self.path_of(p))
+                .collect(),
+            Origin::Builtin => Vec::new(),
+        };
+        if certificate_files.is_empty() {
+            origin.remove("certificate_files");
+        }
+        let identities_only = match pick(
+            &mut origin,
+            "identities_only",
+            inv(def.identities_only.is_some()),
+            cfg.identities_only.is_some(),
+            d.identities_only.is_some(),
+        ) {
+            Origin::Inventory => def.identities_only,
+            Origin::SshConfig => cfg.identities_only,
+            Origin::Defaults => d.identities_only,
+            Origin::Builtin => None,
+        }
+        .unwrap_or(false);
+        // IdentityAgent: `none`, `SSH_AUTH_SOCK`, `$VAR` or a socket path.
+        let cfg_agent: Option<(bool, Option<PathBuf>)> =
+            cfg.identity_agent.as_deref().map(|a| match a {
+                "none" => (false, None),
+                "SSH_AUTH_SOCK" => (true, None),
+                var if var.starts_with('$') => match std::env::var_os(&var[1..]) {
+                    Some(v) => (true, Some(PathBuf::from(v))),
+                    None => (false, None),
+                },
+                path => (true, Some(PathBuf::from(expand(path, TokenSet::Files)))),
+            });
+        let agent_socket = cfg_agent.as_ref().and_then(|(_, s)| s.clone());
+        let agent = match pick(
+            &mut origin,
+            "agent",
+            inv(def.agent.is_some()),
+            cfg_agent.is_some(),
+            d.agent.is_some(),
+        ) {
+            Origin::Inventory => def.agent,
+            Origin::SshConfig => cfg_agent.map(|(on, _)| on),
+            Origin::Defaults => d.agent,
+            Origin::Builtin => None,
+        }
+        .unwrap_or_else(|| std::env::var_os("SSH_AUTH_SOCK").is_some());
+        if identity_files.is_empty() && certificate_files.is_empty() && !agent {
+            self.err(Some(span.clone()), format!("host {name:?}: no identity file and no ssh-agent to authenticate with"), "set identity_files = [\"~/.ssh/id_ed25519\"] or agent = true with SSH_AUTH_SOCK set");
+        }
+
+        // The files that would hold the host key without the inventory's own setting.
+        let fallback_known_hosts: Vec<PathBuf> = if !cfg.user_known_hosts.is_empty() {
+            cfg.user_known_hosts.clone()
+        } else if let Some(k) = &d.known_hosts {
+            vec![self.path_of(k)]
+        } else {
+            vec![
+                home_dir()
+                    .unwrap_or_default()
+                    .join(".ssh")
+                    .join("known_hosts"),
+            ]
+        };
+        let (known_hosts, also_known_hosts) = match pick(
+            &mut origin,
+            "known_hosts",
+            inv(def.known_hosts.is_some()),
+            !cfg.user_known_hosts.is_empty(),
+            d.known_hosts.is_some(),
+        ) {
+            Origin::Inventory => {
+                let own = self.path_of(def.known_hosts.as_deref().unwrap_or_default());
+                // A jump host met in ssh_config is checked against the inventory's file of
+                // the host behind it, and against its own.
+                let also = if inherited {
+                    fallback_known_hosts
+                        .into_iter()
+                        .filter(|p| *p != own)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (own, also)
+            }
+            _ => {
+                let mut files = fallback_known_hosts.into_iter();
+                let first = files.next().unwrap_or_default();
+                (first, files.collect())
+            }
+        };
+        if cfg.host_key_alias.is_some() {
+            origin.insert("host_key_alias", Origin::SshConfig);
+        }
+        let cfg_policy = cfg
+            .strict_host_key_checking
+            .as_deref()
+            .and_then(|v| match v {
+                "true" | "yes" => Some(HostKeyPolicy::Strict),
+                // `no` would connect despite a changed key: opsdeck never does; it records
+                // unknown keys, as `no` does, and still refuses changed ones.
+                "accept-new" | "false" | "no" | "off" => Some(HostKeyPolicy::AcceptNew),
+                _ => None,
+            });
+        let host_key_policy = match pick(
+            &mut origin,
+            "host_key_policy",
+            inv(def.host_key_policy.is_some()),
+            cfg_policy.is_some(),
+            d.host_key_policy.is_some(),
+        ) {
+            Origin::Inventory => def.host_key_policy,
+            Origin::SshConfig => cfg_policy,
+            Origin::Defaults => d.host_key_policy,
+            Origin::Builtin => None,
+        }
+        .unwrap_or(HostKeyPolicy::Strict);
+        let connect_timeout = match pick(
+            &mut origin,
+            "connect_timeout",
+            inv(def.connect_timeout.is_some()),
+            cfg.connect_timeout.is_some(),
+            d.connect_timeout.is_some(),
+        ) {
+            Origin::Inventory => def.connect_timeout,
+            Origin::SshConfig => cfg.connect_timeout,
+            Origin::Defaults => d.connect_timeout,
+            Origin::Builtin => None,
+        }
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let keepalive = match pick(
+            &mut origin,
+            "keepalive",
+            inv(def.keepalive.is_some()),
+            cfg.server_alive_interval.is_some(),
+            d.keepalive.is_some(),
+        ) {
+            Origin::Inventory => def.keepalive,
+            Origin::SshConfig => cfg.server_alive_interval,
+            Origin::Defaults => d.keepalive,
+            Origin::Builtin => None,
+        }
+        .unwrap_or(DEFAULT_KEEPALIVE);
+        let max_sessions = match pick(
+            &mut origin,
+            "max_sessions",
+            inv(def.max_sessions.is_some()),
+            false,
+            d.max_sessions.is_some(),
+        ) {
+            Origin::Inventory => def.max_sessions,
+            Origin::Defaults => d.max_sessions,
+            _ => None,
+        }
+        .unwrap_or(DEFAULT_MAX_SESSIONS);
         if max_sessions == 0 {
             self.err(
                 Some(span),
@@ -920,28 +1137,222 @@ impl Resolver<'_> {
             );
             return None;
         }
+
+        // How the connection is carried: a jump chain, a proxy command, or plain TCP.
+        if def.jump.is_some() && def.proxy_command.is_some() {
+            self.err(
+                Some(span),
+                format!("host {name:?}: both jump and proxy_command are set"),
+                "keep one: jump (ProxyJump) or proxy_command (ProxyCommand)",
+            );
+            return None;
+        }
+        let own_name_in = |list: &str| {
+            parse_proxy_jump(list).is_ok_and(|hops| {
+                hops.iter()
+                    .any(|h| h.host == name || h.host == alias || h.host == address)
+            })
+        };
+        let carrier: Carrier = if let Some((hops, o)) = chain {
+            Carrier::Jump(hops.to_vec(), o, None)
+        } else if let Some(j) = &def.jump {
+            match parse_proxy_jump(j.get_ref()) {
+                Ok(hops) => Carrier::Jump(hops, Origin::Inventory, Some(j.span())),
+                Err(e) => {
+                    self.err(
+                        Some(j.span()),
+                        format!("host {name:?}: jump: {e}"),
+                        "write an inventory host, [user@]host[:port], a comma list of them, or \"none\"",
+                    );
+                    return None;
+                }
+            }
+        } else if let Some(c) = &def.proxy_command {
+            Carrier::Proxy(c.get_ref().clone(), Origin::Inventory)
+        } else if let Some(j) = &cfg.proxy_jump {
+            match parse_proxy_jump(j) {
+                Ok(hops) => Carrier::Jump(hops, Origin::SshConfig, None),
+                Err(e) => {
+                    self.err(
+                        Some(span),
+                        format!("host {name:?}: ssh_config ProxyJump: {e}"),
+                        "fix ProxyJump in ssh_config",
+                    );
+                    return None;
+                }
+            }
+        } else if let Some(c) = &cfg.proxy_command {
+            if cfg.proxy_use_fdpass {
+                self.err(
+                    Some(span),
+                    format!("host {name:?}: ssh_config sets ProxyUseFdpass, which opsdeck does not support"),
+                    "use a ProxyCommand that relays the connection on its stdin/stdout",
+                );
+                return None;
+            }
+            Carrier::Proxy(c.clone(), Origin::SshConfig)
+        } else if let Some(j) = d.jump.as_ref().filter(|j| !own_name_in(j.get_ref())) {
+            match parse_proxy_jump(j.get_ref()) {
+                Ok(hops) => Carrier::Jump(hops, Origin::Defaults, Some(j.span())),
+                Err(e) => {
+                    self.err(
+                        Some(j.span()),
+                        format!("[defaults.ssh] jump: {e}"),
+                        "write an inventory host, [user@]host[:port], a comma list of them, or \"none\"",
+                    );
+                    return None;
+                }
+            }
+        } else if let Some(c) = &d.proxy_command {
+            Carrier::Proxy(c.get_ref().clone(), Origin::Defaults)
+        } else {
+            Carrier::Tcp
+        };
+        let (jump, proxy_command) = match carrier {
+            Carrier::Tcp => (None, None),
+            Carrier::Proxy(c, o) => {
+                origin.insert("proxy_command", o);
+                (None, Some(expand(&c, TokenSet::ProxyCommand)))
+            }
+            Carrier::Jump(hops, o, jspan) => {
+                if !hops.is_empty() {
+                    origin.insert("jump", o);
+                }
+                let jspan = jspan.unwrap_or_else(|| span.clone());
+                let jump = self
+                    .jump_chain(name, def, &hops, o, jspan, file, depth)
+                    .ok()?;
+                (jump, None)
+            }
+        };
+        if let Some(e) = bad_token {
+            self.err(
+                Some(span),
+                format!("host {name:?}: ssh_config: {e}"),
+                "use the tokens OpenSSH documents for the keyword (ssh_config(5), TOKENS)",
+            );
+            return None;
+        }
         Some(SshSpec {
+            alias,
             address,
             port,
             user,
             identity_files,
+            certificate_files,
+            identities_only,
             agent,
+            agent_socket,
             known_hosts,
-            host_key_policy: def
-                .host_key_policy
-                .or(d.host_key_policy)
-                .unwrap_or(HostKeyPolicy::Strict),
+            also_known_hosts,
+            host_key_alias: cfg.host_key_alias.clone(),
+            host_key_policy,
             jump,
-            connect_timeout: def
-                .connect_timeout
-                .or(d.connect_timeout)
-                .or(cfg.connect_timeout)
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            keepalive: def.keepalive.or(d.keepalive).unwrap_or(DEFAULT_KEEPALIVE),
+            proxy_command,
+            connect_timeout,
+            keepalive,
             max_sessions,
+            origin,
         })
     }
+
+    /// The spec of the last hop of `hops` (the one that reaches the host), whose own jump is
+    /// the hops before it. `Ok(None)` for an empty list (`ProxyJump none`); `Err` when an error
+    /// was recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn jump_chain(
+        &mut self,
+        name: &str,
+        naming: &SshDef,
+        hops: &[JumpHop],
+        origin: Origin,
+        span: Range<usize>,
+        file: &InventoryFile,
+        depth: u8,
+    ) -> Result<Option<Box<SshSpec>>, Reported> {
+        let Some((last, before)) = hops.split_last() else {
+            return Ok(None);
+        };
+        if depth >= MAX_JUMP_DEPTH {
+            self.err(
+                Some(span),
+                format!("host {name:?}: jump hosts nest more than {MAX_JUMP_DEPTH} deep (a loop?)"),
+                "check the jump settings (and ssh_config ProxyJump) of these hosts",
+            );
+            return Err(Reported);
+        }
+        // `ssh -J a,b` reaches b with `-J a`: b's own ProxyJump no longer counts. A single hop
+        // keeps its own.
+        let chain = (!before.is_empty()).then_some((before, origin));
+        let inventory_host = (last.user.is_none() && last.port.is_none())
+            .then(|| file.hosts.get(&last.host))
+            .flatten();
+        let spec = if let Some(jh) = inventory_host {
+            let Some(jssh) = &jh.get_ref().ssh else {
+                self.err(
+                    Some(span),
+                    format!(
+                        "host {name:?}: jump host {:?} has no ssh transport",
+                        last.host
+                    ),
+                    "a jump host must be reached over ssh",
+                );
+                return Err(Reported);
+            };
+            self.ssh_spec(
+                &last.host,
+                jssh.get_ref(),
+                jssh.span(),
+                file,
+                depth + 1,
+                chain,
+                false,
+            )
+            .ok_or(Reported)?
+        } else {
+            // A jump host known only to ssh_config (or written inline) is trusted the way
+            // the host behind it is: its known_hosts, policy, agent use and connect timeout.
+            let jdef = SshDef {
+                host: Some(last.host.clone()),
+                user: last.user.clone(),
+                port: last.port,
+                known_hosts: naming.known_hosts.clone(),
+                host_key_policy: naming.host_key_policy,
+                agent: naming.agent,
+                connect_timeout: naming.connect_timeout,
+                ..SshDef::default()
+            };
+            let inherited = jdef.known_hosts.is_some();
+            let mut spec = self
+                .ssh_spec(&last.host, &jdef, span, file, depth + 1, chain, inherited)
+                .ok_or(Reported)?;
+            // Host, user and port written in the jump setting come from where it was written.
+            for field in ["address", "user", "port"] {
+                if let Some(o) = spec.origin.get_mut(field)
+                    && *o == Origin::Inventory
+                {
+                    *o = origin;
+                }
+            }
+            spec
+        };
+        Ok(Some(Box::new(spec)))
+    }
 }
+
+/// An error was recorded in the resolver's list; the caller stops resolving this host.
+struct Reported;
+
+/// How a host's connection is carried.
+enum Carrier {
+    Tcp,
+    /// Hops in dialling order, where the setting came from, and its span in the inventory.
+    Jump(Vec<JumpHop>, Origin, Option<Range<usize>>),
+    Proxy(String, Origin),
+}
+
+/// Jump chains longer than this are taken for a loop.
+const MAX_JUMP_DEPTH: u8 = 8;
 
 /// Why a `password_cmd` gave no password.
 enum CmdFailure {

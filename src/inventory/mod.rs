@@ -11,6 +11,7 @@ pub mod model;
 mod selector;
 mod ssh_config;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -119,6 +120,9 @@ impl Host {
     }
 }
 
+// One per host, built once at load: the size of the SSH variant costs nothing worth a Box
+// (which every `match` on a host's transport would then see).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum TransportSpec {
@@ -139,26 +143,123 @@ impl TransportSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SshSpec {
-    /// The name used to look the host up in `known_hosts` (address or DNS name).
+    /// The name resolved through ssh_config: the inventory's `host` (or the host's name), or
+    /// the `ProxyJump` entry for a jump host.
+    pub alias: String,
+    /// Where to connect (address or DNS name; ssh_config's `HostName`).
     pub address: String,
     pub port: u16,
     pub user: String,
     pub identity_files: Vec<PathBuf>,
+    /// OpenSSH user certificates to offer (`CertificateFile`); a `KEY-cert.pub` next to an
+    /// identity file is offered too, as ssh does.
+    pub certificate_files: Vec<PathBuf>,
+    /// Only the configured identities (and their certificates), even if the agent holds more.
+    pub identities_only: bool,
     pub agent: bool,
+    /// The agent's socket (`IdentityAgent`); `None`: `SSH_AUTH_SOCK` when connecting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_socket: Option<PathBuf>,
+    /// Checked first, and the file `accept-new` records keys in.
     pub known_hosts: PathBuf,
+    /// Further files the host key is checked against, never written (the rest of
+    /// `UserKnownHostsFile`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_known_hosts: Vec<PathBuf>,
+    /// The name looked up in known_hosts instead of the address (`HostKeyAlias`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_key_alias: Option<String>,
     pub host_key_policy: HostKeyPolicy,
+    /// The host this one is reached through; its own `jump` is the hop before it.
     pub jump: Option<Box<SshSpec>>,
+    /// A command whose stdin/stdout carry the connection (`ProxyCommand`), tokens expanded;
+    /// run with `sh -c`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_command: Option<String>,
     #[serde(with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub keepalive: Duration,
     pub max_sessions: usize,
+    /// Where each resolved value came from, by field name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub origin: BTreeMap<&'static str, Origin>,
+}
+
+/// Where a resolved SSH setting came from. Precedence: the host's own inventory settings,
+/// then ssh_config, then `[defaults.ssh]`, then the built-in default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The host's `ssh = { ... }` table (for a jump host met in ssh_config: the table of the
+    /// host behind it).
+    Inventory,
+    /// The user's ssh_config, as `ssh -G` evaluates it.
+    SshConfig,
+    /// The inventory's `[defaults.ssh]`.
+    Defaults,
+    /// opsdeck's (or OpenSSH's) own default.
+    Builtin,
 }
 
 impl SshSpec {
+    /// A spec with the built-in defaults: key files and known_hosts under `~/.ssh`, strict
+    /// host keys, no agent, no jump host.
+    pub fn new(address: impl Into<String>, port: u16, user: impl Into<String>) -> Self {
+        let address = address.into();
+        let ssh_dir = ssh_config::home_dir().unwrap_or_default().join(".ssh");
+        SshSpec {
+            alias: address.clone(),
+            address,
+            port,
+            user: user.into(),
+            identity_files: Vec::new(),
+            certificate_files: Vec::new(),
+            identities_only: false,
+            agent: false,
+            agent_socket: None,
+            known_hosts: ssh_dir.join("known_hosts"),
+            also_known_hosts: Vec::new(),
+            host_key_alias: None,
+            host_key_policy: HostKeyPolicy::Strict,
+            jump: None,
+            proxy_command: None,
+            connect_timeout: load::DEFAULT_CONNECT_TIMEOUT,
+            keepalive: load::DEFAULT_KEEPALIVE,
+            max_sessions: load::DEFAULT_MAX_SESSIONS,
+            origin: BTreeMap::new(),
+        }
+    }
+
     /// `user@address:port`, for messages.
     pub fn display(&self) -> String {
         format!("{}@{}:{}", self.user, self.address, self.port)
+    }
+
+    /// The jump hosts in the order they are dialled (the first is reached directly).
+    pub fn jump_chain(&self) -> Vec<&SshSpec> {
+        let mut chain = Vec::new();
+        let mut next = self.jump.as_deref();
+        while let Some(j) = next {
+            chain.push(j);
+            next = j.jump.as_deref();
+        }
+        chain.reverse();
+        chain
+    }
+
+    /// Identifies the connection this spec makes: equal keys can share one connection
+    /// (provenance aside, everything that decides where and how to connect).
+    pub fn connection_key(&self) -> String {
+        let bare = SshSpec {
+            origin: BTreeMap::new(),
+            jump: None,
+            ..self.clone()
+        };
+        match &self.jump {
+            Some(j) => format!("{bare:?} via {}", j.connection_key()),
+            None => format!("{bare:?}"),
+        }
     }
 }
 

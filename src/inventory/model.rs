@@ -130,8 +130,19 @@ pub struct SshDef {
     pub agent: Option<bool>,
     pub known_hosts: Option<String>,
     pub host_key_policy: Option<HostKeyPolicy>,
-    /// Another inventory host (with ssh transport) or an `ssh_config` alias to jump through.
+    /// OpenSSH user certificates to offer (like ssh_config's `CertificateFile`).
+    #[serde(default)]
+    pub certificate_files: Vec<String>,
+    /// Offer only `identity_files` (and their certificates), even when the agent holds more
+    /// keys (like ssh_config's `IdentitiesOnly`).
+    pub identities_only: Option<bool>,
+    /// The host(s) to jump through, like ssh's `ProxyJump`: an inventory host (with ssh
+    /// transport), an ssh_config alias or `[user@]host[:port]`; a comma list is a chain, the
+    /// first dialled first; `"none"` turns off a jump ssh_config would add.
     pub jump: Option<Spanned<String>>,
+    /// A command whose stdin/stdout carry the connection, like ssh's `ProxyCommand` (`%h`,
+    /// `%p`, `%r`, `%n`, `%%` expanded); run with `sh -c`.
+    pub proxy_command: Option<Spanned<String>>,
     #[serde(default, with = "opt_duration")]
     pub connect_timeout: Option<std::time::Duration>,
     #[serde(default, with = "opt_duration")]

@@ -308,6 +308,8 @@ pub async fn run_limited(
 #[derive(Default)]
 pub struct Connections {
     hosts: Mutex<HashMap<String, Arc<HostConn>>>,
+    /// SSH connections shared across hosts: one per bastion, whatever is behind it.
+    ssh: ssh::SshPool,
     docker: docker::DockerClients,
 }
 
@@ -343,7 +345,7 @@ impl Connections {
             .or_insert_with(|| {
                 Arc::new(match &host.transport {
                     TransportSpec::Ssh(spec) => {
-                        HostConn::Ssh(Arc::new(ssh::SshHost::new(spec.clone())))
+                        HostConn::Ssh(Arc::new(ssh::SshHost::in_pool(spec.clone(), &self.ssh)))
                     }
                     TransportSpec::Docker(spec) => {
                         HostConn::Docker(docker::DockerHost::new(spec.clone(), &self.docker))

@@ -30,6 +30,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use nix::fcntl::{Flock, FlockArg};
 use russh::client::{self, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::public::KeyData;
 use russh::keys::{
     Algorithm, Certificate, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
 };
@@ -53,6 +56,8 @@ pub type TunnelStream = ChannelStream<client::Msg>;
 /// One host reached over SSH.
 pub struct SshHost {
     inner: Arc<Inner>,
+    /// `forward_local` listeners by target, kept for the life of this `SshHost`.
+    forwards: Mutex<HashMap<(String, u16), SocketAddr>>,
     /// Accept loops of `forward_local` listeners, stopped when the host is dropped.
     forward_tasks: std::sync::Mutex<Vec<AbortHandle>>,
     /// Per-host state of this host's users, one value per type (see [`SshHost::attachment`]).
@@ -81,8 +86,59 @@ impl SessionSlot {
     }
 }
 
+/// Connections shared by every user of the same resolved host: the hosts of an inventory
+/// and the jump hosts they are reached through. A bastion in front of many targets is
+/// connected to once, and that one connection carries every target's tunnel; a host that is
+/// both an inventory host and a jump host is one connection too.
+///
+/// Holds its entries weakly: a connection lives as long as a host that uses it (directly or
+/// as its jump host).
+#[derive(Default)]
+pub struct SshPool {
+    entries: std::sync::Mutex<HashMap<String, Weak<Inner>>>,
+}
+
+impl SshPool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared connection state for `spec` (and, first, for its jump hosts).
+    fn inner(&self, spec: &SshSpec) -> Arc<Inner> {
+        let jump = spec.jump.as_deref().map(|j| self.inner(j));
+        let key = spec.connection_key();
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(inner) = entries.get(&key).and_then(Weak::upgrade) {
+            return inner;
+        }
+        entries.retain(|_, w| w.strong_count() > 0);
+        let inner = Arc::new(Inner::new(spec.clone(), jump));
+        entries.insert(key, Arc::downgrade(&inner));
+        inner
+    }
+
+    /// How many distinct connections (hosts and jump hosts) are in use.
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 struct Inner {
     spec: SshSpec,
+    /// The jump host's shared connection state (`spec.jump`), if any.
+    jump: Option<Arc<Inner>>,
     /// The shared connection. Held across a connect attempt so concurrent first users wait
     /// for that one attempt instead of starting their own.
     slot: Mutex<Slot>,
@@ -90,7 +146,19 @@ struct Inner {
     /// attempt gets that failure instead of trying again at once.
     attempts: AtomicU64,
     sessions: Arc<Semaphore>,
-    forwards: Mutex<HashMap<(String, u16), SocketAddr>>,
+}
+
+impl Inner {
+    fn new(spec: SshSpec, jump: Option<Arc<Inner>>) -> Self {
+        let sessions = Arc::new(Semaphore::new(spec.max_sessions.max(1)));
+        Inner {
+            spec,
+            jump,
+            slot: Mutex::new(Slot::default()),
+            attempts: AtomicU64::new(0),
+            sessions,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -105,6 +173,8 @@ struct Conn {
     dead: AtomicBool,
     /// The jump host's connection carrying this one (kept alive as long as this one).
     _jump: Option<Arc<Conn>>,
+    /// The `ProxyCommand` carrying this connection, stopped with it.
+    _proxy: Option<ProxyChild>,
 }
 
 impl Conn {
@@ -118,16 +188,18 @@ impl Conn {
 }
 
 impl SshHost {
+    /// A host with connections of its own (its jump hosts included): nothing is shared with
+    /// other `SshHost`s. See [`SshHost::in_pool`].
     pub fn new(spec: SshSpec) -> Self {
-        let sessions = Arc::new(Semaphore::new(spec.max_sessions.max(1)));
+        Self::in_pool(spec, &SshPool::new())
+    }
+
+    /// A host whose connection, and those of its jump hosts, are shared with every host of
+    /// `pool` that resolves to the same connection.
+    pub fn in_pool(spec: SshSpec, pool: &SshPool) -> Self {
         SshHost {
-            inner: Arc::new(Inner {
-                spec,
-                slot: Mutex::new(Slot::default()),
-                attempts: AtomicU64::new(0),
-                sessions,
-                forwards: Mutex::new(HashMap::new()),
-            }),
+            inner: pool.inner(&spec),
+            forwards: Mutex::new(HashMap::new()),
             forward_tasks: std::sync::Mutex::new(Vec::new()),
             attachments: std::sync::Mutex::new(HashMap::new()),
         }
@@ -255,7 +327,7 @@ impl SshHost {
         address: &str,
         port: u16,
     ) -> Result<SocketAddr, TransportError> {
-        let mut forwards = self.inner.forwards.lock().await;
+        let mut forwards = self.forwards.lock().await;
         if let Some(addr) = forwards.get(&(address.to_owned(), port)) {
             return Ok(*addr);
         }
@@ -348,7 +420,7 @@ impl Inner {
         {
             return Err(e.clone());
         }
-        let outcome = connect(&self.spec).await;
+        let outcome = connect(&self.spec, self.jump.as_ref()).await;
         // Counted when the attempt ends: everyone who queued behind it shares its outcome.
         self.attempts.fetch_add(1, Ordering::AcqRel);
         match outcome {
@@ -774,7 +846,8 @@ fn client_config(spec: &SshSpec, known: &KnownHosts) -> Arc<client::Config> {
 /// certificates asked for only when a CA is trusted for the host.
 fn preferred_algorithms(spec: &SshSpec, known: &KnownHosts) -> Preferred {
     let mut preferred = Preferred::default();
-    let recorded = known.recorded_algorithms(&spec.address, spec.port);
+    let (key_host, key_port) = key_lookup(spec);
+    let recorded = known.recorded_algorithms(&key_host, key_port);
     let same = |a: &Algorithm, b: &Algorithm| {
         a == b || (matches!(a, Algorithm::Rsa { .. }) && matches!(b, Algorithm::Rsa { .. }))
     };
@@ -797,18 +870,23 @@ fn preferred_algorithms(spec: &SshSpec, known: &KnownHosts) -> Preferred {
             .cloned()
             .collect::<Vec<_>>(),
     );
-    if known.has_authority_for(&spec.address, spec.port) {
+    if known.has_authority_for(&key_host, key_port) {
         preferred.host_key_certificates = Cow::Owned(keys.clone());
     }
     preferred.key = Cow::Owned(keys);
     preferred
 }
 
-/// Connects, verifies the host key and authenticates, all within `connect_timeout`.
-fn connect(spec: &SshSpec) -> BoxFuture<'_, Result<Conn, TransportError>> {
+/// Connects, verifies the host key and authenticates, all within `connect_timeout`. A host
+/// behind a jump host is reached through the jump host's shared connection (connected first if
+/// it is not).
+fn connect<'a>(
+    spec: &'a SshSpec,
+    jump: Option<&'a Arc<Inner>>,
+) -> BoxFuture<'a, Result<Conn, TransportError>> {
     Box::pin(async move {
         let target = spec.display();
-        match tokio::time::timeout(spec.connect_timeout, connect_inner(spec)).await {
+        match tokio::time::timeout(spec.connect_timeout, connect_inner(spec, jump)).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::ConnectTimeout {
                 target,
@@ -818,7 +896,7 @@ fn connect(spec: &SshSpec) -> BoxFuture<'_, Result<Conn, TransportError>> {
     })
 }
 
-async fn connect_inner(spec: &SshSpec) -> Result<Conn, TransportError> {
+async fn connect_inner(spec: &SshSpec, jump: Option<&Arc<Inner>>) -> Result<Conn, TransportError> {
     let target = spec.display();
     let refusal = Arc::new(std::sync::Mutex::new(None));
     let files = TrustFiles::for_spec(spec);
@@ -829,60 +907,84 @@ async fn connect_inner(spec: &SshSpec) -> Result<Conn, TransportError> {
             .unwrap_or_default()
     };
     let config = client_config(spec, &known);
+    let (key_host, key_port) = key_lookup(spec);
     let handler = Client {
-        host: spec.address.clone(),
-        port: spec.port,
+        host: key_host,
+        port: key_port,
         files,
         policy: spec.host_key_policy,
         refusal: refusal.clone(),
     };
-    let (handshake, jump) = match &spec.jump {
-        None => {
-            let tcp = TcpStream::connect((spec.address.as_str(), spec.port))
-                .await
-                .map_err(|e| TransportError::Connect {
-                    target: target.clone(),
-                    reason: format!(
-                        "TCP connect to {}:{} failed: {e}; is sshd running there and the port \
-                         right?",
-                        spec.address, spec.port
-                    ),
-                })?;
-            let _ = tcp.set_nodelay(true);
-            (client::connect_stream(config, tcp, handler).await, None)
+    let connect_error = |reason: String| TransportError::Connect {
+        target: target.clone(),
+        reason,
+    };
+    let mut proxy = None;
+    let (handshake, jump_conn) = if let Some(jump) = jump {
+        let jump_spec = &jump.spec;
+        let jump_conn = jump
+            .connection()
+            .await
+            .map_err(|e| connect_error(format!("via jump host {}: {e}", jump_spec.display())))?;
+        let channel = match jump_conn
+            .handle
+            .channel_open_direct_tcpip(spec.address.as_str(), u32::from(spec.port), "127.0.0.1", 0)
+            .await
+        {
+            Ok(ch) => ch,
+            Err(russh::Error::ChannelOpenFailure(reason)) => {
+                return Err(connect_error(format!(
+                    "jump host {} refused a tunnel to {}:{} ({reason:?}); is sshd listening                      there, and does the jump host's sshd allow TCP forwarding                      (AllowTcpForwarding)?",
+                    jump_spec.display(),
+                    spec.address,
+                    spec.port
+                )));
+            }
+            Err(e) => {
+                jump_conn.mark_dead();
+                return Err(connect_error(format!(
+                    "the connection to jump host {} was lost: {e}",
+                    jump_spec.display()
+                )));
+            }
+        };
+        debug!(target = %target, "tunnelled through {}", jump_spec.display());
+        (
+            client::connect_stream(config, channel.into_stream(), handler).await,
+            Some(jump_conn),
+        )
+    } else if let Some(command) = &spec.proxy_command {
+        let (child, stream) = ProxyChild::spawn(command)
+            .map_err(|e| connect_error(format!("cannot run ProxyCommand `{command}`: {e}")))?;
+        debug!(target = %target, "connecting through ProxyCommand `{command}`");
+        let handshake = client::connect_stream(config, stream, handler).await;
+        if handshake.is_err() {
+            // Let the command say why it ended (its stderr is read in the background).
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Some(jump_spec) => {
-            let jump = Arc::new(
-                connect(jump_spec)
-                    .await
-                    .map_err(|e| TransportError::Connect {
-                        target: target.clone(),
-                        reason: format!("via jump host {}: {e}", jump_spec.display()),
-                    })?,
-            );
-            let channel = jump
-                .handle
-                .channel_open_direct_tcpip(
-                    spec.address.as_str(),
-                    u32::from(spec.port),
-                    "127.0.0.1",
-                    0,
-                )
-                .await
-                .map_err(|e| TransportError::Connect {
-                    target: target.clone(),
-                    reason: format!(
-                        "jump host {} could not reach {}:{}: {e}",
-                        jump_spec.display(),
-                        spec.address,
-                        spec.port
-                    ),
-                })?;
-            (
-                client::connect_stream(config, channel.into_stream(), handler).await,
-                Some(jump),
-            )
-        }
+        let said = child.stderr_text();
+        let handshake = handshake.map_err(|e| match e {
+            ClientError::Ssh(e) if !said.is_empty() => ClientError::Proxy(format!(
+                "SSH handshake through ProxyCommand `{command}` failed: {e}; the command said:                  {said}"
+            )),
+            ClientError::Ssh(e) => ClientError::Proxy(format!(
+                "SSH handshake through ProxyCommand `{command}` failed: {e} (the command                  printed nothing on stderr; run it by hand to check that it connects)"
+            )),
+            other => other,
+        });
+        proxy = Some(child);
+        (handshake, None)
+    } else {
+        let tcp = TcpStream::connect((spec.address.as_str(), spec.port))
+            .await
+            .map_err(|e| {
+                connect_error(format!(
+                    "TCP connect to {}:{} failed: {e}; is sshd running there and the port right?",
+                    spec.address, spec.port
+                ))
+            })?;
+        let _ = tcp.set_nodelay(true);
+        (client::connect_stream(config, tcp, handler).await, None)
     };
     let mut handle = match handshake {
         Ok(h) => h,
@@ -893,10 +995,8 @@ async fn connect_inner(spec: &SshSpec) -> Result<Conn, TransportError> {
                 .take();
             return Err(match (e, recorded) {
                 (ClientError::HostKey(m), _) | (_, Some(m)) => TransportError::HostKey(m),
-                (ClientError::Ssh(e), None) => TransportError::Connect {
-                    target,
-                    reason: format!("SSH handshake failed: {e}"),
-                },
+                (ClientError::Proxy(m), None) => connect_error(m),
+                (ClientError::Ssh(e), None) => connect_error(format!("SSH handshake failed: {e}")),
             });
         }
     };
@@ -905,10 +1005,107 @@ async fn connect_inner(spec: &SshSpec) -> Result<Conn, TransportError> {
     Ok(Conn {
         handle,
         dead: AtomicBool::new(false),
-        _jump: jump,
+        _jump: jump_conn,
+        _proxy: proxy,
     })
 }
 
+/// The name and port a host's key is looked up under: `HostKeyAlias` (without a port, as ssh
+/// does) or the address.
+fn key_lookup(spec: &SshSpec) -> (String, u16) {
+    match &spec.host_key_alias {
+        Some(alias) => (alias.clone(), 22),
+        None => (spec.address.clone(), spec.port),
+    }
+}
+
+/// A running `ProxyCommand`. Its stdin and stdout carry the SSH connection; its stderr is kept
+/// (the last few KiB) to explain a failed handshake. Stopped with its process group when the
+/// connection is dropped.
+struct ProxyChild {
+    child: tokio::process::Child,
+    stderr: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+/// Bytes of a `ProxyCommand`'s stderr kept.
+const PROXY_STDERR_KEEP: usize = 4096;
+
+impl ProxyChild {
+    fn spawn(
+        command: &str,
+    ) -> std::io::Result<(
+        ProxyChild,
+        tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    )> {
+        use std::process::Stdio;
+        // As ssh runs it: `exec` through the shell, so the command itself is the child.
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        let missing = || std::io::Error::other("the command's pipes were not set up");
+        let stdin = child.stdin.take().ok_or_else(missing)?;
+        let stdout = child.stdout.take().ok_or_else(missing)?;
+        let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let kept = stderr.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut kept = kept
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    kept.extend_from_slice(&buf[..n]);
+                    let excess = kept.len().saturating_sub(PROXY_STDERR_KEEP);
+                    kept.drain(..excess);
+                }
+            });
+        }
+        Ok((ProxyChild { child, stderr }, tokio::io::join(stdout, stdin)))
+    }
+
+    /// What the command wrote to stderr, on one line (secrets masked).
+    fn stderr_text(&self) -> String {
+        let kept = self
+            .stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let text = String::from_utf8_lossy(&kept);
+        let line = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        crate::secret::mask(&line).into_owned()
+    }
+}
+
+impl Drop for ProxyChild {
+    fn drop(&mut self) {
+        // The whole group: whatever the command started goes with it.
+        if let Some(pid) = self.child.id() {
+            let pgid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Authenticates as ssh does with public keys: each identity file (its certificates first:
+/// those from `certificate_files` that certify it, then `KEY-cert.pub` next to it), then the
+/// agent's identities (certificates it holds, and its keys with any configured certificate
+/// for them). Under `identities_only`, agent identities count only when they belong to a
+/// configured identity or certificate.
 async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(), TransportError> {
     let target = spec.display();
     let lost = |e: &dyn std::fmt::Display| TransportError::Connect {
@@ -916,25 +1113,67 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
         reason: format!("connection lost during authentication: {e}"),
     };
     let mut tried = Vec::new();
+    let now = now_unix();
+    let mut certificates: Vec<(PathBuf, Certificate)> = Vec::new();
+    for path in &spec.certificate_files {
+        match russh::keys::load_openssh_certificate(path) {
+            Ok(c) => certificates.push((path.clone(), c)),
+            Err(e) => tried.push(format!("certificate {} (cannot load: {e})", path.display())),
+        }
+    }
+    // The public halves of what is configured, to pair agent keys with.
+    let mut configured: Vec<KeyData> = certificates
+        .iter()
+        .map(|(_, c)| c.public_key().clone())
+        .collect();
     for path in &spec.identity_files {
         let key = match russh::keys::load_secret_key(path, None) {
-            Ok(k) => k,
+            Ok(k) => Arc::new(k),
             Err(e) => {
+                // The agent may hold it (a key with a passphrase): its `.pub` names it.
+                if let Ok(public) = russh::keys::load_public_key(with_suffix(path, ".pub")) {
+                    configured.push(public.key_data().clone());
+                }
                 tried.push(format!("{} (cannot load: {e})", path.display()));
                 continue;
             }
         };
-        let hash = if key.algorithm().is_rsa() {
-            handle
-                .best_supported_rsa_hash()
+        let public = key.public_key().key_data().clone();
+        configured.push(public.clone());
+        let mut certs: Vec<(PathBuf, Certificate)> = certificates
+            .iter()
+            .filter(|(_, c)| *c.public_key() == public)
+            .cloned()
+            .collect();
+        let beside = with_suffix(path, "-cert.pub");
+        if certs.iter().all(|(p, _)| *p != beside)
+            && beside.is_file()
+            && let Ok(c) = russh::keys::load_openssh_certificate(&beside)
+            && *c.public_key() == public
+        {
+            certs.push((beside, c));
+        }
+        for (cert_path, cert) in certs {
+            let problem = certificate_problem(&cert, &spec.user, now);
+            let result = handle
+                .authenticate_openssh_cert(&spec.user, key.clone(), cert)
                 .await
-                .map_err(|e| lost(&e))?
-                .flatten()
-        } else {
-            None
-        };
+                .map_err(|e| lost(&e))?;
+            if result.success() {
+                debug!(target = %target, "authenticated with certificate {}", cert_path.display());
+                return Ok(());
+            }
+            tried.push(format!(
+                "{} with certificate {} (rejected{problem})",
+                path.display(),
+                cert_path.display()
+            ));
+        }
+        let hash = rsa_hash(handle, key.algorithm())
+            .await
+            .map_err(|e| lost(&e))?;
         let result = handle
-            .authenticate_publickey(&spec.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .authenticate_publickey(&spec.user, PrivateKeyWithHashAlg::new(key, hash))
             .await
             .map_err(|e| lost(&e))?;
         if result.success() {
@@ -944,37 +1183,98 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
         tried.push(format!("{} (rejected)", path.display()));
     }
     if spec.agent {
-        match russh::keys::agent::client::AgentClient::connect_env().await {
-            Err(e) => tried.push(format!("ssh-agent (not reachable via SSH_AUTH_SOCK: {e})")),
+        let (agent, named) = match &spec.agent_socket {
+            Some(sock) => (
+                AgentClient::connect_uds(sock).await,
+                format!("ssh-agent at {}", sock.display()),
+            ),
+            None => (AgentClient::connect_env().await, "ssh-agent".to_owned()),
+        };
+        match agent {
+            Err(e) if spec.agent_socket.is_some() => {
+                tried.push(format!("{named} (not reachable: {e})"));
+            }
+            Err(e) => tried.push(format!("{named} (not reachable via SSH_AUTH_SOCK: {e})")),
             Ok(mut agent) => match agent.request_identities().await {
-                Err(e) => tried.push(format!("ssh-agent (cannot list keys: {e})")),
-                Ok(ids) if ids.is_empty() => tried.push("ssh-agent (holds no keys)".to_owned()),
+                Err(e) => tried.push(format!("{named} (cannot list keys: {e})")),
+                Ok(ids) if ids.is_empty() => tried.push(format!("{named} (holds no keys)")),
                 Ok(ids) => {
-                    let count = ids.len();
+                    let mut offered = 0;
                     for id in ids {
-                        let key = id.public_key().into_owned();
-                        let hash = if key.algorithm().is_rsa() {
-                            handle
-                                .best_supported_rsa_hash()
-                                .await
-                                .map_err(|e| lost(&e))?
-                                .flatten()
-                        } else {
-                            None
-                        };
-                        match handle
-                            .authenticate_publickey_with(&spec.user, key, hash, &mut agent)
-                            .await
+                        if spec.identities_only
+                            && !configured.iter().any(|k| *k == *id.public_key().key_data())
                         {
-                            Ok(r) if r.success() => {
-                                debug!(target = %target, "authenticated with an ssh-agent key");
-                                return Ok(());
+                            continue;
+                        }
+                        offered += 1;
+                        match id {
+                            AgentIdentity::Certificate { certificate, .. } => {
+                                if agent_certificate(
+                                    handle,
+                                    spec,
+                                    certificate,
+                                    &mut agent,
+                                    &mut tried,
+                                    now,
+                                )
+                                .await?
+                                {
+                                    return Ok(());
+                                }
                             }
-                            Ok(_) => {}
-                            Err(e) => debug!(target = %target, "ssh-agent key not usable: {e}"),
+                            AgentIdentity::PublicKey { key, .. } => {
+                                let paired: Vec<Certificate> = certificates
+                                    .iter()
+                                    .filter(|(_, c)| c.public_key() == key.key_data())
+                                    .map(|(_, c)| c.clone())
+                                    .collect();
+                                for cert in paired {
+                                    // The agent knows the key, not the certificate: it signs
+                                    // with the key.
+                                    let mut signer = PlainKeySigner {
+                                        agent: &mut agent,
+                                        key: key.clone(),
+                                    };
+                                    if agent_certificate(
+                                        handle,
+                                        spec,
+                                        cert,
+                                        &mut signer,
+                                        &mut tried,
+                                        now,
+                                    )
+                                    .await?
+                                    {
+                                        return Ok(());
+                                    }
+                                }
+                                let hash = rsa_hash(handle, key.algorithm())
+                                    .await
+                                    .map_err(|e| lost(&e))?;
+                                match handle
+                                    .authenticate_publickey_with(&spec.user, key, hash, &mut agent)
+                                    .await
+                                {
+                                    Ok(r) if r.success() => {
+                                        debug!(target = %target, "authenticated with an ssh-agent key");
+                                        return Ok(());
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        debug!(target = %target, "ssh-agent key not usable: {e}");
+                                    }
+                                }
+                            }
                         }
                     }
-                    tried.push(format!("ssh-agent ({count} keys, all rejected)"));
+                    if offered == 0 {
+                        tried.push(format!(
+                            "{named} (none of its keys belongs to identity_files or \
+                             certificate_files, and identities_only is set)"
+                        ));
+                    } else {
+                        tried.push(format!("{named} ({offered} identities, all rejected)"));
+                    }
                 }
             },
         }
@@ -987,11 +1287,138 @@ async fn authenticate(spec: &SshSpec, handle: &mut Handle<Client>) -> Result<(),
     Err(TransportError::Auth {
         target,
         reason: format!(
-            "{tried}; add the public key to ~{}/.ssh/authorized_keys on the host, or fix \
-             identity_files",
+            "{tried}; add the public key to ~{}/.ssh/authorized_keys on the host (or sign it \
+             with a CA the host trusts, TrustedUserCAKeys), or fix identity_files",
             spec.user
         ),
     })
+}
+
+/// Offers a certificate whose key the agent holds; `Ok(true)` when accepted.
+async fn agent_certificate<S: russh::Signer>(
+    handle: &mut Handle<Client>,
+    spec: &SshSpec,
+    cert: Certificate,
+    agent: &mut S,
+    tried: &mut Vec<String>,
+    now: u64,
+) -> Result<bool, TransportError>
+where
+    S::Error: std::fmt::Display,
+{
+    let target = spec.display();
+    let problem = certificate_problem(&cert, &spec.user, now);
+    let key_id = cert.key_id().to_owned();
+    let hash = rsa_hash(handle, cert.algorithm())
+        .await
+        .map_err(|e| TransportError::Connect {
+            target: target.clone(),
+            reason: format!("connection lost during authentication: {e}"),
+        })?;
+    match handle
+        .authenticate_certificate_with(&spec.user, cert, hash, agent)
+        .await
+    {
+        Ok(r) if r.success() => {
+            debug!(target = %target, "authenticated with ssh-agent certificate {key_id:?}");
+            Ok(true)
+        }
+        Ok(_) => {
+            tried.push(format!(
+                "ssh-agent certificate {key_id:?} (rejected{problem})"
+            ));
+            Ok(false)
+        }
+        Err(e) => {
+            tried.push(format!(
+                "ssh-agent certificate {key_id:?} (not usable: {e})"
+            ));
+            Ok(false)
+        }
+    }
+}
+
+/// Signs for a certificate with the plain key an agent holds. Asked to sign with a
+/// certificate it was never given, OpenSSH's agent refuses; the signature of the key is what
+/// the server checks either way.
+struct PlainKeySigner<'a, R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> {
+    agent: &'a mut AgentClient<R>,
+    key: PublicKey,
+}
+
+impl<R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> russh::Signer
+    for PlainKeySigner<'_, R>
+{
+    type Error = russh::AgentAuthError;
+
+    fn auth_sign(
+        &mut self,
+        _identity: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, Self::Error>> + Send {
+        let identity = AgentIdentity::PublicKey {
+            key: self.key.clone(),
+            comment: String::new(),
+        };
+        async move {
+            self.agent
+                .sign_request(&identity, hash_alg, to_sign)
+                .await
+                .map_err(Into::into)
+        }
+    }
+}
+
+/// The RSA signature hash the server prefers, for RSA keys (`None` for other kinds).
+async fn rsa_hash(
+    handle: &Handle<Client>,
+    algorithm: Algorithm,
+) -> Result<Option<HashAlg>, russh::Error> {
+    if algorithm.is_rsa() {
+        Ok(handle.best_supported_rsa_hash().await?.flatten())
+    } else {
+        Ok(None)
+    }
+}
+
+/// Why a server may refuse a user certificate, when that can be seen from here: `": it
+/// expired ..."`, or empty.
+fn certificate_problem(cert: &Certificate, user: &str, now: u64) -> String {
+    if cert.cert_type() != russh::keys::ssh_key::certificate::CertType::User {
+        return ": it is a host certificate, not a user certificate".to_owned();
+    }
+    if cert.valid_before() <= now {
+        return format!(
+            ": it expired {}",
+            chrono::DateTime::from_timestamp(
+                i64::try_from(cert.valid_before()).unwrap_or(i64::MAX),
+                0
+            )
+            .map_or_else(
+                || "long ago".to_owned(),
+                |t| format!("at {}", t.format("%Y-%m-%d %H:%M UTC"))
+            )
+        );
+    }
+    if cert.valid_after() > now {
+        return ": it is not valid yet".to_owned();
+    }
+    let principals = cert.valid_principals();
+    if !principals.is_empty() && !principals.iter().any(|p| p == user) {
+        return format!(
+            ": its principals ({}) do not include {user:?}",
+            principals.join(", ")
+        );
+    }
+    String::new()
+}
+
+/// `path` with `suffix` appended to its file name (`id_ed25519` → `id_ed25519-cert.pub`).
+fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1003,6 +1430,9 @@ enum ClientError {
     Ssh(#[from] russh::Error),
     #[error("{0}")]
     HostKey(String),
+    /// The handshake over a `ProxyCommand` failed; the message says what the command said.
+    #[error("{0}")]
+    Proxy(String),
 }
 
 /// What the server proved it holds: a plain host key or a host certificate.
@@ -1047,7 +1477,12 @@ impl TrustFiles {
     fn for_spec(spec: &SshSpec) -> Self {
         TrustFiles {
             user: spec.known_hosts.clone(),
-            global: known_hosts::global_files(),
+            global: spec
+                .also_known_hosts
+                .iter()
+                .cloned()
+                .chain(known_hosts::global_files())
+                .collect(),
         }
     }
 

@@ -71,17 +71,13 @@ impl SshHosts {
     /// Host `i` (0-based) as the library sees it, trusted through `known_hosts`.
     pub fn spec(&self, i: usize) -> SshSpec {
         SshSpec {
-            address: self.hosts[i].addr.to_string(),
-            port: self.hosts[i].port,
-            user: "root".to_owned(),
             identity_files: vec![self.key.clone()],
-            agent: false,
             known_hosts: self.known_hosts.clone(),
             host_key_policy: HostKeyPolicy::Strict,
-            jump: None,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             max_sessions: 10,
+            ..SshSpec::new(self.hosts[i].addr.to_string(), self.hosts[i].port, "root")
         }
     }
 
@@ -120,6 +116,11 @@ impl SshHosts {
         std::fs::read_to_string(&self.hosts[i].daemon.log).unwrap_or_default()
     }
 
+    /// How many logins host `i`'s sshd accepted (one per SSH connection).
+    pub fn logins(&self, i: usize) -> usize {
+        self.log(i).matches("Accepted publickey").count()
+    }
+
     /// Stops host `i`'s sshd (the whole process group, with its connections).
     pub fn stop(&mut self, i: usize) {
         self.hosts[i].daemon.stop(Duration::from_secs(2));
@@ -141,6 +142,14 @@ impl SshHosts {
     /// address and port; everything else as `opsdeck::lab::sshd` configures it. The log
     /// starts empty.
     pub fn reconfigure(&mut self, i: usize, host_config: &[String]) {
+        self.reconfigure_with(i, &["HostKey ", "HostCertificate "], host_config);
+    }
+
+    /// Restarts host `i`'s sshd with the lines of its configuration that start with one of
+    /// `drop` removed and `extra` appended (e.g. drop `AuthorizedKeysFile ` and add
+    /// `TrustedUserCAKeys /path/ca.pub`: certificates only). Same address, port and host key;
+    /// the log starts empty.
+    pub fn reconfigure_with(&mut self, i: usize, drop: &[&str], extra: &[String]) {
         self.hosts[i].daemon.stop(Duration::from_secs(2));
         let dir = self.dir.path().join("sshd");
         let name = &self.options[i].name;
@@ -149,11 +158,11 @@ impl SshHosts {
         let mut text = String::new();
         for l in old
             .lines()
-            .filter(|l| !l.starts_with("HostKey ") && !l.starts_with("HostCertificate "))
+            .filter(|l| !drop.iter().any(|d| l.starts_with(d)))
         {
             let _ = writeln!(text, "{l}");
         }
-        for l in host_config {
+        for l in extra {
             let _ = writeln!(text, "{l}");
         }
         let config_path = dir.join(format!("{name}_custom_sshd_config"));
