@@ -45,6 +45,8 @@ pub struct Runbook {
     pub steps: Vec<Step>,
     /// Names locked while a run is open, beside the hosts it changes.
     pub locks: Vec<String>,
+    /// The lab drill whose fault this runbook fixes (learn mode pairs them).
+    pub drill: Option<String>,
     /// The file it came from.
     pub source: Option<PathBuf>,
     /// sha256 of the file's bytes (hex), recorded in every journal.

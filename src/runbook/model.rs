@@ -37,6 +37,9 @@ pub struct RunbookFile {
     /// two failover runbooks on different hosts of one cluster exclude each other).
     #[serde(default)]
     pub locks: Vec<String>,
+    /// The lab drill whose fault this runbook fixes (`opsdeck drill list`): `opsdeck learn`
+    /// offers the pair.
+    pub drill: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -235,6 +235,25 @@ impl Validator<'_> {
             );
         }
         let rto = self.duration(&f.rto, "rto");
+        if let Some(d) = &f.drill
+            && !crate::lab::drill::DRILLS
+                .iter()
+                .any(|(n, _)| n == d.get_ref())
+        {
+            self.err(
+                d.span(),
+                format!(
+                    "unknown drill {:?}; the drills are: {}",
+                    d.get_ref(),
+                    crate::lab::drill::DRILLS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some("name the drill whose fault this runbook fixes (`opsdeck drill list`)"),
+            );
+        }
         let mut triggers = Vec::new();
         for t in &f.triggers {
             let tr = t.get_ref();
@@ -372,6 +391,7 @@ impl Validator<'_> {
         Runbook {
             id,
             locks: f.locks,
+            drill: f.drill.map(Spanned::into_inner),
             title: f.title,
             summary: f.summary,
             severity: f.severity,
