@@ -115,13 +115,17 @@ pub enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
-    /// Inject a real fault into the lab: `drill list`, `drill NAME [--check]`, `drill reset`.
+    /// Inject a real fault into the lab: `drill list`, `drill NAME [--check]`, `drill reset`;
+    /// `drill scores [--json]` lists the drills resolved in `opsdeck learn`.
     Drill {
-        /// `list`, `reset`, or a drill name (see `opsdeck drill list`).
+        /// `list`, `reset`, `scores`, or a drill name (see `opsdeck drill list`).
         name: String,
         /// Only look: exit 0 if the fault is present, 1 if not.
         #[arg(long)]
         check: bool,
+        /// With `scores`: one JSON document (an array, oldest first) instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: LabDir,
     },

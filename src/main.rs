@@ -243,7 +243,23 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(headless::health::exit_code(report.worst))
         }
         Command::Lab { action } => Ok(opsdeck::lab::cli::lab(action)?),
-        Command::Drill { name, check, dir } => Ok(opsdeck::lab::cli::drill(name, *check, dir)?),
+        Command::Drill { name, json, .. } if name == "scores" => {
+            // Scores live in the operator's data dir, not in the lab: no lab needed.
+            let path = opsdeck::lab::scores::default_path();
+            let (scores, warnings) = opsdeck::lab::scores::read(&path)?;
+            for w in &warnings {
+                eprintln!("opsdeck: {}", secret::mask(w));
+            }
+            if *json {
+                println(&opsdeck::lab::scores::json(&scores))?;
+            } else {
+                print(&opsdeck::lab::scores::table(&scores))?;
+            }
+            Ok(exit::OK)
+        }
+        Command::Drill {
+            name, check, dir, ..
+        } => Ok(opsdeck::lab::cli::drill(name, *check, dir)?),
         Command::Learn => {
             let inv = load_inventory(&cli)?;
             console(&cli, inv, opsdeck::app::View::Learn)

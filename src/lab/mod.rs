@@ -12,6 +12,7 @@ pub mod mariadb;
 pub mod packages;
 pub mod process;
 pub mod redis;
+pub mod scores;
 pub mod sshd;
 pub mod stack;
 pub mod web;
