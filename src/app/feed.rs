@@ -238,9 +238,14 @@ impl Feed {
         });
     }
 
-    /// Runs found in the journal that the feed does not know yet, one entry each at its
-    /// start time (the listing has no end time): its outcome, or that it is unfinished.
-    pub fn journal_runs(&mut self, runs: &[crate::runbook::journal::RunSummary]) {
+    /// Runs found in the journal that the feed does not know yet and that started after
+    /// `since`, one entry each at its start time (the listing has no end time): its outcome,
+    /// or that it is unfinished.
+    pub fn journal_runs(
+        &mut self,
+        runs: &[crate::runbook::journal::RunSummary],
+        since: DateTime<Utc>,
+    ) {
         for r in runs {
             if self.runs.contains(&r.run) {
                 continue;
@@ -249,6 +254,9 @@ impl Feed {
                 continue;
             };
             let at = at.with_timezone(&Utc);
+            if at < since {
+                continue;
+            }
             let by = if r.operator.is_empty() {
                 String::new()
             } else {
@@ -373,8 +381,14 @@ mod tests {
             started: "2026-11-22T12:03:10Z".to_owned(),
             outcome: Some("succeeded".to_owned()),
         };
-        f.journal_runs(std::slice::from_ref(&run));
-        f.journal_runs(&[run]);
+        f.journal_runs(std::slice::from_ref(&run), t(0));
+        f.journal_runs(std::slice::from_ref(&run), t(0));
+        let mut old = Feed::default();
+        old.journal_runs(&[run], t(11));
+        assert!(
+            old.is_empty(),
+            "runs before `since` are left to the journal view"
+        );
         assert_eq!(f.len(), 2);
         let last = f.newest().last().expect("oldest");
         assert_eq!(

@@ -465,7 +465,9 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             },
         ),
         Event::JournalListed(runs) => {
-            app.feed.journal_runs(&runs);
+            // The feed tells the last day; older runs are in the journal view.
+            app.feed
+                .journal_runs(&runs, app.wall - chrono::Duration::hours(24));
             app.journal.runs = runs;
             app.journal.runs.reverse();
             app.journal.selected = 0;

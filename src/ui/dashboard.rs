@@ -132,7 +132,7 @@ pub fn split(app: &App, area: Rect) -> (Rect, Rect, usize) {
     let h = usize::from(area.height);
     // The feed keeps at least a quarter of the screen (and 4 lines) when the map is long.
     let feed_min = (h / 4).max(4).min(h.saturating_sub(3));
-    let map_h = need.min(h.saturating_sub(feed_min)).max(1.min(h));
+    let map_h = need.min(h.saturating_sub(feed_min)).max(usize::from(h > 0));
     let map = Rect::new(area.x, area.y, area.width, map_h as u16);
     let feed = Rect::new(
         area.x,
@@ -179,7 +179,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut lines: Vec<Line> = Vec::with_capacity(usize::from(map.height));
     for row in rows(app).iter().skip(offset).take(usize::from(map.height)) {
         lines.push(match row {
-            Row::Tier(t) => tier_line(app, theme, &app.stack[*t], *t == 0, &cols, map.width),
+            Row::Tier(t) => tier_line(theme, &app.stack[*t], *t == 0, &cols, map.width),
             Row::Host(t, i) => host_line(app, theme, &app.stack[*t].hosts[*i], &cols),
         });
     }
@@ -204,7 +204,6 @@ fn figure_span(theme: &Theme, f: &Figure, text: String) -> Span<'static> {
 
 /// `▶ DB  primary db1 · connections 96% used · lag 0 s   description      cpu   conn %`
 fn tier_line(
-    app: &App,
     theme: &Theme,
     tier: &TierRow,
     first: bool,
@@ -264,7 +263,6 @@ fn tier_line(
             }
         }
     }
-    let _ = app;
     Line::from(spans)
 }
 
