@@ -19,7 +19,7 @@ use anyhow::{Context as _, Result, bail};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use opsdeck::app::{self, App, Command, Event, View};
 use opsdeck::runbook::driver::{self, Session};
-use opsdeck::runbook::engine::{DecisionKind, ExecRequest, ExecResult};
+use opsdeck::runbook::engine::{DecisionKind, ExecRequest, ExecResult, Purpose};
 use opsdeck::runbook::journal;
 use opsdeck::ui::demo_state::{self, Story};
 use opsdeck::ui::svg::{Palette, buffer_to_svg_with};
@@ -29,6 +29,8 @@ use ratatui::backend::TestBackend;
 
 const W: u16 = 120;
 const H: u16 = 36;
+/// The dashboard's size: a large terminal, where the stack map and the feed use the space.
+const WIDE: (u16, u16) = (160, 45);
 
 /// Carries out the app's commands the way `tui::Executor` does, minus the servers.
 struct Shots {
@@ -38,6 +40,12 @@ struct Shots {
     /// Events to feed back to the app (what the executor would send).
     pending: VecDeque<Event>,
     written: Vec<String>,
+    /// The Markdown export of the run, once made.
+    exported: Option<PathBuf>,
+    /// Health requests of the run, answered from the console's state after the next advance.
+    waiting: Vec<ExecRequest>,
+    /// The kill ran: the story's db1 recovers.
+    db1_fixed: bool,
 }
 
 impl Shots {
@@ -52,7 +60,17 @@ impl Shots {
 
     fn handle(&mut self, app: &mut App, cmds: Vec<Command>) -> Result<()> {
         let mut cmds: VecDeque<Command> = cmds.into();
+        // The app and this executor answer each other; a runaway exchange is a bug to report,
+        // not a loop to sit in.
+        let mut turns = 0;
         loop {
+            turns += 1;
+            if turns > 10_000 {
+                bail!(
+                    "the app and the screenshot executor did not settle: last {:?}",
+                    self.pending.front()
+                );
+            }
             while let Some(cmd) = cmds.pop_front() {
                 self.command(app, cmd)?;
             }
@@ -85,7 +103,17 @@ impl Shots {
                     }
                 }
             }
+            // Health the run waits for comes back once time has moved (see `due`).
+            Command::Exec(req) if matches!(req.purpose, Purpose::Health(_)) => {
+                if let Some(j) = self.journal.as_mut() {
+                    j.intent(&req)?;
+                }
+                self.waiting.push(*req);
+            }
             Command::Exec(req) => {
+                if req.step == "kill-idle" {
+                    self.db1_fixed = true;
+                }
                 let result = fake_result(&req, app);
                 if let Some(j) = self.journal.as_mut() {
                     j.intent(&req)?;
@@ -107,14 +135,50 @@ impl Shots {
                     markdown: journal::markdown(&lines),
                 });
             }
+            Command::Export(run) => {
+                let lines = journal::read(&self.journal_dir, &run)?;
+                let path = self.journal_dir.join(format!("{run}.md"));
+                std::fs::write(&path, journal::markdown(&lines))?;
+                self.exported = Some(path.clone());
+                self.pending.push_back(Event::Exported(Ok(format!(
+                    "~/.local/share/opsdeck/journal/{run}.md"
+                ))));
+            }
+            Command::InjectDrill(name) => self.pending.push_back(Event::DrillInjected(Ok(
+                format!("{name}: process 4242 (php sleeper.php) on db1 is holding 30 connections"),
+            ))),
+            Command::CheckDrill(name) => self.pending.push_back(Event::DrillChecked {
+                drill: name,
+                present: Ok(true),
+            }),
             Command::CloseRun | Command::Quit => {}
             other => bail!("the screenshot script does not expect {other:?}"),
         }
         Ok(())
     }
 
+    /// Moves the story on by `by` and hands the run the health it was waiting for.
+    fn advance(&mut self, app: &mut App, story: &mut Story, by: Duration) -> Result<()> {
+        story.db1_fixed |= self.db1_fixed;
+        story.advance(app, by);
+        for req in std::mem::take(&mut self.waiting) {
+            self.pending.push_back(Event::HealthDue(Box::new(req)));
+        }
+        self.handle(app, Vec::new())
+    }
+
     fn shot(&mut self, app: &App, theme: &Theme, name: &str) -> Result<()> {
-        let mut term = Terminal::new(TestBackend::new(W, H))?;
+        self.shot_sized(app, theme, name, (W, H))
+    }
+
+    fn shot_sized(
+        &mut self,
+        app: &App,
+        theme: &Theme,
+        name: &str,
+        (w, h): (u16, u16),
+    ) -> Result<()> {
+        let mut term = Terminal::new(TestBackend::new(w, h))?;
         term.draw(|f| ui::render(app, theme, f))?;
         let svg = buffer_to_svg_with(term.backend().buffer(), Palette::for_theme(theme));
         let path = self.out.join(format!("{name}.svg"));
@@ -256,13 +320,29 @@ fn main() -> Result<()> {
         journal: None,
         pending: VecDeque::new(),
         written: Vec::new(),
+        exported: None,
+        waiting: Vec::new(),
+        db1_fixed: false,
     };
 
-    // Dashboard, in every built-in theme.
-    s.shot(&app, &dark, "dashboard")?;
+    // A run found in the journal, as the console lists it at start: the feed shows it.
+    app::update(
+        &mut app,
+        Event::JournalListed(vec![journal::RunSummary {
+            run: "20261122T030230Z-redis-sentinel-failover-77".into(),
+            runbook: "redis-sentinel-failover".into(),
+            operator: "oncall@ops1".into(),
+            started: "2026-11-22T03:02:30Z".into(),
+            outcome: Some("succeeded".into()),
+        }]),
+    );
+
+    // Dashboard, in every built-in theme, wide; and compact at 80×24.
+    s.shot_sized(&app, &dark, "dashboard", WIDE)?;
     for name in ["light", "high-contrast", "colorblind"] {
-        s.shot(&app, &theme(name)?, &format!("dashboard-{name}"))?;
+        s.shot_sized(&app, &theme(name)?, &format!("dashboard-{name}"), WIDE)?;
     }
+    s.shot_sized(&app, &dark, "dashboard-80x24", (80, 24))?;
 
     // The help overlay, generated from the keymap.
     s.char(&mut app, '?')?;
@@ -286,23 +366,29 @@ fn main() -> Result<()> {
     }
     s.shot(&app, &dark, "runbooks")?;
 
-    // Start it: two inputs, defaults accepted, then the engine runs the diagnosis.
+    // Start it: the diagnosis runs; each input is asked when the first step that reads it
+    // is reached, its default computed from what the diagnosis found.
     s.key(&mut app, KeyCode::Enter)?;
-    story.advance(&mut app, Duration::from_secs(4));
-    s.key(&mut app, KeyCode::Enter)?;
-    s.key(&mut app, KeyCode::Enter)?;
-    for _ in 0..20 {
+    let mut input_shot = false;
+    for _ in 0..40 {
         if awaiting_confirm(&app) {
             break;
         }
-        story.advance(&mut app, Duration::from_secs(3));
-        let cmds = Vec::new();
-        s.handle(&mut app, cmds)?;
+        if app.run.as_ref().is_some_and(|r| r.typing.is_some()) {
+            if !input_shot {
+                s.advance(&mut app, &mut story, Duration::from_secs(2))?;
+                s.shot(&app, &dark, "run-input")?;
+                input_shot = true;
+            }
+            s.key(&mut app, KeyCode::Enter)?;
+            continue;
+        }
+        s.advance(&mut app, &mut story, Duration::from_secs(3))?;
     }
     if !awaiting_confirm(&app) {
         bail!("the run never asked for a confirmation");
     }
-    story.advance(&mut app, Duration::from_secs(14));
+    s.advance(&mut app, &mut story, Duration::from_secs(14))?;
     // Show the processlist the operator just read... the current step is the kill.
     s.shot(&app, &dark, "run-confirm")?;
 
@@ -314,13 +400,27 @@ fn main() -> Result<()> {
         if awaiting_confirm(&app) {
             s.char(&mut app, 'y')?;
         }
-        story.advance(&mut app, Duration::from_secs(3));
-        s.handle(&mut app, Vec::new())?;
+        s.advance(&mut app, &mut story, Duration::from_secs(3))?;
     }
     if app.run.as_ref().is_none_or(|r| r.finished.is_none()) {
         bail!("the run did not finish");
     }
     s.shot(&app, &dark, "run-summary")?;
+
+    // The postmortem: the run exported as Markdown.
+    s.char(&mut app, 'e')?;
+    s.shot(&app, &dark, "run-exported")?;
+    if s.exported.is_none() {
+        bail!("the export did not happen");
+    }
+
+    // Back on the dashboard: db1 recovered, the run in the event feed.
+    s.key(&mut app, KeyCode::Esc)?;
+    s.advance(&mut app, &mut story, Duration::from_secs(5))?;
+    if app.view != View::Dashboard {
+        bail!("esc after the run did not return to the dashboard");
+    }
+    s.shot_sized(&app, &dark, "dashboard-after", WIDE)?;
 
     // The journal of that run, with its timeline.
     s.char(&mut app, '4')?;
@@ -329,6 +429,16 @@ fn main() -> Result<()> {
     // The onboarding walkthrough: the stack.
     s.char(&mut app, '5')?;
     s.shot(&app, &dark, "learn")?;
+
+    // Its last page: every drill, one started; the clock runs once the servers show it.
+    while app.learn.page < app.runbooks.len() + 1 {
+        s.char(&mut app, 'l')?;
+    }
+    s.key(&mut app, KeyCode::Enter)?;
+    // The executor's checks are answered "present" at once; 47 s later, a hint asked.
+    s.advance(&mut app, &mut story, Duration::from_secs(47))?;
+    s.char(&mut app, 'H')?;
+    s.shot(&app, &dark, "learn-drill")?;
 
     for p in &s.written {
         println!("{p}");

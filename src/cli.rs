@@ -136,15 +136,16 @@ pub enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
-    /// Inject a real fault into the lab: `drill list`, `drill NAME [--check]`, `drill reset`.
+    /// Inject a real fault into the lab: `drill list`, `drill NAME [--check]`, `drill reset`;
+    /// `drill scores [--json]` lists the drills resolved in `opsdeck learn`.
     Drill {
-        /// `list`, `reset`, or a drill name (see `opsdeck drill list`).
+        /// `list`, `reset`, `scores`, or a drill name (see `opsdeck drill list`).
         #[arg(add = ArgValueCompleter::new(complete::drill))]
         name: String,
         /// Only look: exit 0 if the fault is present, 1 if not.
         #[arg(long)]
         check: bool,
-        /// One JSON document instead of text.
+        /// One JSON document instead of text (with `scores`: an array, oldest first).
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -299,6 +299,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(code)
         }
         Command::Lab { action } => Ok(headless::lab::lab_with_progress(action)?),
+        Command::Drill { name, json, .. } if name == "scores" => {
+            // Scores live in the operator's data dir, not in the lab: no lab needed.
+            let path = opsdeck::lab::scores::default_path();
+            let (scores, warnings) = opsdeck::lab::scores::read(&path)?;
+            for w in &warnings {
+                eprintln!("opsdeck: {}", secret::mask(w));
+            }
+            if *json {
+                println(&opsdeck::lab::scores::json(&scores))?;
+            } else {
+                print(&opsdeck::lab::scores::table(&scores))?;
+            }
+            Ok(exit::OK)
+        }
         Command::Drill {
             name,
             check,

@@ -37,6 +37,7 @@ pub enum Action {
     Back,
     Search,
     TopProcesses,
+    Hint,
     Confirm,
     Deny,
     Skip,
@@ -137,6 +138,12 @@ pub const ACTIONS: &[(Context, &str, Action, &str)] = &[
         "top_processes",
         Action::TopProcesses,
         "host detail: top processes now",
+    ),
+    (
+        Context::Global,
+        "hint",
+        Action::Hint,
+        "a hint for the running drill (counted in its score)",
     ),
     (
         Context::Run,

@@ -1,8 +1,10 @@
 //! The console's state, events and update: pure, no terminal, no network.
 
 pub mod browser;
+pub mod feed;
 pub mod keymap;
 pub mod run;
+pub mod stack;
 pub mod state;
 
 pub use state::{App, Command, Event, View, update};

@@ -10,11 +10,13 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 
 use super::browser::{self, BrowserState};
+use super::feed::Feed;
 use super::keymap::{Action, Context, Key, Keymap};
 use super::run::{RunState, Typing};
+use super::stack::{self, TierRow};
 use crate::inventory::Inventory;
 use crate::probes::check::{self, Check, State};
-use crate::probes::model::ProbeResult;
+use crate::probes::model::{ProbeResult, TargetKey};
 use crate::probes::state::HealthState;
 use crate::runbook::driver::RunSpec;
 use crate::runbook::engine::{
@@ -56,6 +58,14 @@ pub struct App {
     /// Per host: its worst state and its checks (indexes into `checks`), worst first, then
     /// by id. Rebuilt with `checks`, so drawing a fleet is linear in its size.
     by_host: HashMap<String, (State, Vec<usize>)>,
+    /// Every host's probe targets (the plan does not change while the console runs).
+    targets: HashMap<String, Vec<TargetKey>>,
+    /// The stack map the dashboard draws: rebuilt with `checks`.
+    pub stack: Vec<TierRow>,
+    /// What changed, when and why: check state changes, runs, drills.
+    pub feed: Feed,
+    /// The lab's drills (name, what it does), as learn mode offers them.
+    pub drills: Vec<(String, String)>,
     pub now: Instant,
     pub wall: DateTime<Utc>,
     pub view: View,
@@ -104,14 +114,47 @@ pub struct JournalState {
     pub scroll: u16,
 }
 
-/// The onboarding walkthrough: the topology, each runbook in training mode, then a drill.
+/// The onboarding walkthrough: the topology, each runbook in training mode, then the drills.
 #[derive(Debug, Clone, Default)]
 pub struct LearnState {
     pub page: usize,
-    /// A drill the trainee is resolving: (drill, runbook id, started).
-    pub drill: Option<(String, String, Instant)>,
-    /// Time to resolve of the last drill, and the RTO it is judged against.
-    pub result: Option<(std::time::Duration, Option<std::time::Duration>)>,
+    /// The drill selected on the drills page (index into `App::drills`).
+    pub selected: usize,
+    /// The drill the trainee is resolving.
+    pub drill: Option<DrillRun>,
+    /// The last drill resolved, as saved.
+    pub result: Option<crate::lab::scores::Score>,
+}
+
+/// A learn-mode drill in progress. Its clock starts only when the servers are seen with the
+/// fault (`confirmed`), never at the injection: a fault still settling is not yet a fault to
+/// resolve, and "resolved in 0:00" before it is in place would teach nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillRun {
+    pub drill: String,
+    /// The runbook paired with it (`drill = "…"` in the runbook file), and its RTO.
+    pub runbook: Option<String>,
+    pub rto: Option<std::time::Duration>,
+    /// The injection reported success.
+    pub injected: bool,
+    /// When the servers first showed the fault: the clock's start.
+    pub confirmed: Option<(Instant, DateTime<Utc>)>,
+    /// Checks that found the fault not (yet) in place before it was confirmed.
+    pub pending_checks: u32,
+    pub hints: u32,
+    /// Steps that ran in the runs started during the drill.
+    pub steps: u32,
+    /// Runs started during the drill.
+    pub runs: Vec<String>,
+}
+
+impl DrillRun {
+    /// Time on the drill's clock (zero until the fault is confirmed).
+    pub fn elapsed(&self, now: Instant) -> std::time::Duration {
+        self.confirmed
+            .map(|(at, _)| now.saturating_duration_since(at))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -176,10 +219,14 @@ pub enum Event {
     Exported(Result<String, String>),
     /// A learn-mode drill was injected (or failed to be).
     DrillInjected(Result<String, String>),
-    /// Whether the drill's fault is still present, judged on the real servers.
+    /// Whether drill `drill`'s fault is present, judged on the real servers (or why it could
+    /// not be judged).
     DrillChecked {
-        present: bool,
+        drill: String,
+        present: Result<bool, String>,
     },
+    /// A drill's score was saved (the file) or not (why).
+    ScoreSaved(Result<String, String>),
     TopProcesses {
         host: String,
         result: Result<Vec<crate::probes::top::ProcessRow>, String>,
@@ -206,6 +253,8 @@ pub enum Command {
     /// Fetch a host's busiest processes now.
     TopProcesses(String),
     CheckDrill(String),
+    /// Append a resolved drill's score to the scores file (the executor adds the operator).
+    SaveScore(Box<crate::lab::scores::Score>),
 }
 
 impl App {
@@ -218,11 +267,19 @@ impl App {
     ) -> App {
         let checks = health.checks(now);
         let by_host = index_by_host(&checks);
-        App {
+        let targets = stack::targets_by_host(&health);
+        let mut app = App {
             inventory,
             health,
             checks,
             by_host,
+            targets,
+            stack: Vec::new(),
+            feed: Feed::default(),
+            drills: crate::lab::drill::DRILLS
+                .iter()
+                .map(|(n, d)| ((*n).to_owned(), (*d).to_owned()))
+                .collect(),
             now,
             wall,
             view: View::Dashboard,
@@ -243,7 +300,36 @@ impl App {
             flash: None,
             quit: false,
             size: (80, 24),
-        }
+        };
+        app.feed.observe(&app.checks, wall);
+        app.rebuild_stack();
+        app
+    }
+
+    fn rebuild_stack(&mut self) {
+        self.stack = stack::build(
+            &self.inventory,
+            &self.health,
+            &self.targets,
+            &self.checks,
+            &self.by_host,
+        );
+    }
+
+    /// Hosts in the order the dashboard lists them (tier by tier), as indexes into
+    /// `inventory.hosts`.
+    pub fn dashboard_order(&self) -> Vec<usize> {
+        self.stack
+            .iter()
+            .flat_map(|t| t.hosts.iter().map(|h| h.index))
+            .collect()
+    }
+
+    /// The runbook paired with a drill (`drill = "…"` in its file).
+    pub fn drill_runbook(&self, drill: &str) -> Option<&Arc<Runbook>> {
+        self.runbooks
+            .iter()
+            .find(|r| r.drill.as_deref() == Some(drill))
     }
 
     /// The host under the dashboard cursor.
@@ -301,6 +387,8 @@ impl App {
         self.checks = self.health.checks(self.now);
         self.by_host = index_by_host(&self.checks);
         self.suggestions = suggest(&self.runbooks, &self.checks);
+        self.feed.observe(&self.checks, self.wall);
+        self.rebuild_stack();
     }
 
     /// Visible runbooks in the browser, as indexes into `runbooks`.
@@ -360,8 +448,8 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 cmds.extend(feed(app, health));
                 cmds.extend(feed(app, RunInput::Tick));
             }
-            if let Some((drill, ..)) = &app.learn.drill {
-                cmds.push(Command::CheckDrill(drill.clone()));
+            if let Some(d) = app.learn.drill.as_ref().filter(|d| d.injected) {
+                cmds.push(Command::CheckDrill(d.drill.clone()));
             }
             cmds
         }
@@ -401,6 +489,9 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             },
         ),
         Event::JournalListed(runs) => {
+            // The feed tells the last day; older runs are in the journal view.
+            app.feed
+                .journal_runs(&runs, app.wall - chrono::Duration::hours(24));
             app.journal.runs = runs;
             app.journal.runs.reverse();
             app.journal.selected = 0;
@@ -427,26 +518,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             }
             Vec::new()
         }
-        Event::DrillInjected(r) => {
-            match r {
-                Ok(msg) => app.flash = Some(msg),
-                Err(e) => {
-                    app.learn.drill = None;
-                    app.flash = Some(format!("drill failed: {e}"));
-                }
-            }
-            Vec::new()
-        }
-        Event::DrillChecked { present } => {
-            if !present && let Some((name, _, started)) = app.learn.drill.take() {
-                let took = app.now.saturating_duration_since(started);
-                let rto = app.run.as_ref().and_then(|r| r.runbook.rto);
-                app.learn.result = Some((took, rto));
-                app.flash = Some(format!(
-                    "drill {name} resolved in {}",
-                    crate::app::state::mmss(took)
-                ));
-            }
+        Event::DrillInjected(r) => on_drill_injected(app, r),
+        Event::DrillChecked { drill, present } => on_drill_checked(app, &drill, present),
+        Event::ScoreSaved(r) => {
+            app.flash = Some(match r {
+                Ok(path) => format!("drill score saved to {path} (opsdeck drill scores)"),
+                Err(e) => format!("drill score not saved: {e}"),
+            });
             Vec::new()
         }
         Event::TopProcesses { host, result } => {
@@ -518,6 +596,7 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
             return vec![Command::ListJournal];
         }
         Action::Learn => app.view = View::Learn,
+        Action::Hint => hint(app),
         Action::NextView | Action::PrevView => {
             const ORDER: [View; 5] = [
                 View::Dashboard,
@@ -548,41 +627,44 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
 }
 
 fn dashboard_action(app: &mut App, action: Action) {
-    let n = app.inventory.hosts.len();
-    if n == 0 {
+    // Moves follow the map as drawn: hosts tier by tier, one per row.
+    let order = app.dashboard_order();
+    if order.is_empty() {
         return;
     }
-    let sel = app.dashboard.selected.min(n - 1);
-    let tier_of = |i: usize| app.inventory.hosts[i].tier.clone();
-    app.dashboard.selected = match action {
-        Action::Right => (sel + 1).min(n - 1),
-        Action::Left => sel.saturating_sub(1),
-        // Down / up move to the first host of the next / previous tier (traffic order).
-        Action::Down | Action::PageDown => {
-            let t = tier_of(sel);
-            (sel..n).find(|&i| tier_of(i) != t).unwrap_or(sel)
-        }
-        Action::Up | Action::PageUp => {
-            let t = tier_of(sel);
-            match (0..sel).rev().find(|&i| tier_of(i) != t) {
-                Some(prev_last) => {
-                    let pt = tier_of(prev_last);
-                    (0..=prev_last)
-                        .find(|&i| tier_of(i) == pt)
-                        .unwrap_or(prev_last)
-                }
-                None => sel,
+    let n = order.len();
+    let at = order
+        .iter()
+        .position(|&i| i == app.dashboard.selected)
+        .unwrap_or(0);
+    let tier_of = |pos: usize| app.inventory.hosts[order[pos]].tier.as_str();
+    let page = usize::from(app.size.1.saturating_sub(4) / 2).max(1);
+    let to = match action {
+        Action::Down => (at + 1).min(n - 1),
+        Action::Up => at.saturating_sub(1),
+        Action::PageDown => (at + page).min(n - 1),
+        Action::PageUp => at.saturating_sub(page),
+        // Right / left jump to the first host of the next / previous tier.
+        Action::Right => (at..n).find(|&p| tier_of(p) != tier_of(at)).unwrap_or(at),
+        Action::Left => match (0..at).rev().find(|&p| tier_of(p) != tier_of(at)) {
+            Some(prev_last) => {
+                let t = tier_of(prev_last);
+                (0..=prev_last)
+                    .find(|&p| tier_of(p) == t)
+                    .unwrap_or(prev_last)
             }
-        }
+            None => 0,
+        },
         Action::Top => 0,
         Action::Bottom => n - 1,
         Action::Open => {
             app.view = View::Detail;
             app.detail = DetailState::default();
-            sel
+            at
         }
-        _ => sel,
+        _ => at,
     };
+    app.dashboard.selected = order[to];
 }
 
 fn detail_action(app: &mut App, action: Action) -> Vec<Command> {
@@ -624,7 +706,7 @@ fn on_mouse(app: &mut App, m: MouseEvent) {
     match (app.view, m.kind) {
         (View::Dashboard, MouseEventKind::Down(MouseButton::Left)) => {
             // Hit-test against the same layout the dashboard draws.
-            let boxes = crate::ui::dashboard::pill_boxes(app, crate::ui::body_area(app, app.size));
+            let boxes = crate::ui::dashboard::host_boxes(app, crate::ui::body_area(app, app.size));
             if let Some(&(i, ..)) = boxes
                 .iter()
                 .find(|(_, x, y, w)| m.row == *y && m.column >= *x && m.column < x + w)
@@ -735,17 +817,29 @@ fn start_runbook(app: &mut App, rb: Arc<Runbook>, dry_run: bool, training: bool)
             .map(|s| s.hosts.join(","));
     }
     // Inputs are asked when the first step that needs them is reached, after the
-    // diagnosis before it is on screen.
-    let cmd = open_command(&run, app.topology());
+    // diagnosis before it is on screen. A real run while a drill is on is the drill's run:
+    // its journal and export say so.
+    let drill = app
+        .learn
+        .drill
+        .as_ref()
+        .filter(|_| !dry_run)
+        .map(|d| d.drill.clone());
+    let cmd = open_command(&run, app.topology(), drill);
     app.run = Some(run);
     app.view = View::Run;
     vec![cmd]
 }
 
 /// What the run driver is asked to open for `run` (inputs as typed, the narrowing target).
-fn open_command(run: &RunState, topology: crate::probes::topology::Topology) -> Command {
+fn open_command(
+    run: &RunState,
+    topology: crate::probes::topology::Topology,
+    drill: Option<String>,
+) -> Command {
     let mut spec = RunSpec::new(Arc::clone(&run.runbook));
     spec.topology = Some(topology);
+    spec.drill = drill;
     spec.inputs = run
         .inputs
         .iter()
@@ -784,6 +878,12 @@ fn feed(app: &mut App, input: RunInput) -> Vec<Command> {
         return Vec::new();
     };
     let (execs, events) = run.feed(now, input);
+    let run_id = run.run_id.clone().unwrap_or_default();
+    let runbook = run.runbook.id.clone();
+    let dry = run.dry_run;
+    for e in &events {
+        note_run_event(app, &run_id, &runbook, dry, e);
+    }
     let mut cmds = Vec::new();
     let finished = events
         .iter()
@@ -808,6 +908,41 @@ fn feed(app: &mut App, input: RunInput) -> Vec<Command> {
         cmds.extend(answer_health(app, &r));
     }
     cmds
+}
+
+/// What the dashboard's feed and a running drill learn from a run's events (display only).
+fn note_run_event(app: &mut App, run_id: &str, runbook: &str, dry_run: bool, e: &rengine::Event) {
+    if dry_run {
+        return;
+    }
+    let drill = app.learn.drill.as_mut();
+    match e {
+        rengine::Event::RunStarted { .. } => {
+            let name = drill.map(|d| {
+                if !d.runs.iter().any(|r| r == run_id) {
+                    d.runs.push(run_id.to_owned());
+                }
+                d.drill.clone()
+            });
+            app.feed.run_started(app.wall, run_id, runbook, None, name);
+        }
+        rengine::Event::RunFinished { outcome, message } => {
+            let outcome = serde_json::to_value(outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            app.feed
+                .run_finished(app.wall, run_id, runbook, &outcome, message);
+        }
+        rengine::Event::StepFinished { status, .. } => {
+            if let Some(d) = drill.filter(|d| d.runs.iter().any(|r| r == run_id))
+                && *status != rengine::StepStatus::Skipped
+            {
+                d.steps = d.steps.saturating_add(1);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Answers a run's health request from the console's own health state.
@@ -1164,13 +1299,20 @@ fn resume_selected(app: &mut App) -> Vec<Command> {
     let mut spec = RunSpec::new(rb);
     spec.topology = Some(app.topology());
     spec.resume = Some(summary.run);
+    spec.drill = app.learn.drill.as_ref().map(|d| d.drill.clone());
     vec![Command::OpenRun(Box::new(spec))]
 }
 
-/// Learn pages: 0 the topology, 1..=N each runbook in training mode, N+1 the drill.
+/// Learn pages: 0 the topology, 1..=N each runbook in training mode, N+1 the drills.
 fn learn_action(app: &mut App, action: Action) -> Vec<Command> {
     let pages = app.runbooks.len() + 2;
+    let drills_page = app.learn.page == pages - 1;
     match action {
+        // On the drills page, up and down pick a drill; elsewhere they turn pages too.
+        Action::Down if drills_page => {
+            app.learn.selected = (app.learn.selected + 1).min(app.drills.len().saturating_sub(1));
+        }
+        Action::Up if drills_page => app.learn.selected = app.learn.selected.saturating_sub(1),
         Action::Right | Action::Down => app.learn.page = (app.learn.page + 1).min(pages - 1),
         Action::Left | Action::Up => app.learn.page = app.learn.page.saturating_sub(1),
         Action::Back => app.view = View::Dashboard,
@@ -1180,14 +1322,8 @@ fn learn_action(app: &mut App, action: Action) -> Vec<Command> {
                 let rb = Arc::clone(&app.runbooks[p - 1]);
                 return start_runbook(app, rb, true, true);
             }
-            if p == app.runbooks.len() + 1 && app.learn.drill.is_none() {
-                let Some((drill, runbook)) = learn_drill(app) else {
-                    app.flash = Some("no drill fits these runbooks".to_owned());
-                    return Vec::new();
-                };
-                app.learn.drill = Some((drill.clone(), runbook, app.now));
-                app.learn.result = None;
-                return vec![Command::InjectDrill(drill)];
+            if drills_page {
+                return start_drill(app);
             }
         }
         _ => {}
@@ -1195,15 +1331,181 @@ fn learn_action(app: &mut App, action: Action) -> Vec<Command> {
     Vec::new()
 }
 
-/// The drill the walkthrough practises, and the runbook that resolves it.
-pub fn learn_drill(app: &App) -> Option<(String, String)> {
-    const PAIRS: [(&str, &str); 3] = [
-        ("connection-exhaustion", "db-connection-exhaustion"),
-        ("redis-down", "redis-connection-failure"),
-        ("disk-full", "disk-space-critical"),
-    ];
-    PAIRS
+/// Injects the selected drill; its clock waits for the servers to show the fault.
+fn start_drill(app: &mut App) -> Vec<Command> {
+    if let Some(d) = &app.learn.drill {
+        app.flash = Some(format!(
+            "drill {} is on: resolve it first (or `opsdeck drill reset`)",
+            d.drill
+        ));
+        return Vec::new();
+    }
+    let Some((drill, _)) = app.drills.get(app.learn.selected).cloned() else {
+        app.flash = Some("no drill to start".to_owned());
+        return Vec::new();
+    };
+    let rb = app.drill_runbook(&drill);
+    app.learn.drill = Some(DrillRun {
+        runbook: rb.map(|r| r.id.clone()),
+        rto: rb.and_then(|r| r.rto),
+        drill: drill.clone(),
+        injected: false,
+        confirmed: None,
+        pending_checks: 0,
+        hints: 0,
+        steps: 0,
+        runs: Vec::new(),
+    });
+    app.learn.result = None;
+    app.flash = Some(format!("injecting drill {drill} on the lab…"));
+    vec![Command::InjectDrill(drill)]
+}
+
+fn on_drill_injected(app: &mut App, r: Result<String, String>) -> Vec<Command> {
+    let Some(d) = app.learn.drill.as_mut() else {
+        return Vec::new();
+    };
+    match r {
+        Ok(msg) => {
+            d.injected = true;
+            let name = d.drill.clone();
+            app.flash = Some(format!(
+                "{msg} — the clock starts when the servers show the fault"
+            ));
+            app.feed.drill(app.wall, &name, format!("injected: {msg}"));
+            // Look at once: the clock should start as soon as the fault is there.
+            vec![Command::CheckDrill(name)]
+        }
+        Err(e) => {
+            app.learn.drill = None;
+            app.flash = Some(format!("drill failed: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+fn on_drill_checked(app: &mut App, drill: &str, present: Result<bool, String>) -> Vec<Command> {
+    let now = app.now;
+    let wall = app.wall;
+    let Some(d) = app.learn.drill.as_mut().filter(|d| d.drill == drill) else {
+        return Vec::new();
+    };
+    match (present, d.confirmed) {
+        // The servers could not be asked: neither a start nor an end.
+        (Err(e), _) => {
+            app.flash = Some(format!("cannot check drill {drill} on the lab: {e}"));
+            Vec::new()
+        }
+        (Ok(true), None) => {
+            d.confirmed = Some((now, wall));
+            app.flash = Some(format!(
+                "drill {drill}: the fault is on the servers — the clock runs; find it on the dashboard"
+            ));
+            app.feed.drill(
+                wall,
+                drill,
+                "fault confirmed on the servers: the clock starts",
+            );
+            Vec::new()
+        }
+        (Ok(true), Some(_)) => Vec::new(),
+        // Not (yet) in place: nothing is resolved that was never broken.
+        (Ok(false), None) => {
+            d.pending_checks = d.pending_checks.saturating_add(1);
+            Vec::new()
+        }
+        (Ok(false), Some((at, started))) => {
+            let took = now.saturating_duration_since(at);
+            let score = crate::lab::scores::Score {
+                drill: d.drill.clone(),
+                runbook: d.runbook.clone(),
+                started,
+                resolved_s: took.as_secs(),
+                rto_s: d.rto.map(|r| r.as_secs()),
+                steps: d.steps,
+                hints: d.hints,
+                runs: d.runs.clone(),
+                operator: String::new(),
+            };
+            app.learn.drill = None;
+            let verdict = match score.within_rto() {
+                Some(true) => " (within the RTO)",
+                Some(false) => " (over the RTO)",
+                None => "",
+            };
+            let text = format!("resolved in {}{verdict}", mmss(took));
+            app.flash = Some(format!("drill {drill} {text}"));
+            app.feed.drill(wall, drill, text);
+            app.learn.result = Some(score.clone());
+            vec![Command::SaveScore(Box::new(score))]
+        }
+    }
+}
+
+/// Hints for a drill, from its runbook: where to look, which runbook, its first step.
+pub fn drill_hints(app: &App, drill: &str) -> Vec<String> {
+    let Some(rb) = app.drill_runbook(drill) else {
+        let what = app
+            .drills
+            .iter()
+            .find(|(n, _)| n == drill)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default();
+        return vec![format!(
+            "No runbook is paired with this drill yet. What it broke: {what}."
+        )];
+    };
+    let mut hints = Vec::new();
+    let triggers: Vec<String> = rb
+        .triggers
         .iter()
-        .find(|(_, rb)| app.runbooks.iter().any(|r| r.id == *rb))
-        .map(|(d, r)| ((*d).to_owned(), (*r).to_owned()))
+        .map(|t| format!("{} {}", t.check, t.state.as_str()))
+        .collect();
+    let tiers = if rb.tiers.is_empty() {
+        "the dashboard".to_owned()
+    } else {
+        format!("the {} tier", rb.tiers.join(" / "))
+    };
+    hints.push(format!(
+        "Look at {tiers} and the event feed: watch for {}.",
+        if triggers.is_empty() {
+            "a check that turned red".to_owned()
+        } else {
+            triggers.join(" or ")
+        }
+    ));
+    hints.push(format!(
+        "Select the host whose check fired, enter for its detail, enter again: the runbook is “{}”.",
+        rb.title
+    ));
+    if let Some(st) = rb.steps.first() {
+        let explain = st.explain.split(". ").next().unwrap_or_default().trim();
+        hints.push(format!(
+            "Its first step, “{}”, only looks{}",
+            st.title,
+            if explain.is_empty() {
+                ".".to_owned()
+            } else {
+                format!(": {explain}")
+            }
+        ));
+    }
+    hints
+}
+
+fn hint(app: &mut App) {
+    let Some(name) = app.learn.drill.as_ref().map(|d| d.drill.clone()) else {
+        app.flash = Some("hints are for drills: start one on the last Learn page".to_owned());
+        return;
+    };
+    let hints = drill_hints(app, &name);
+    if let Some(d) = app.learn.drill.as_mut() {
+        let i = (d.hints as usize).min(hints.len().saturating_sub(1));
+        if (d.hints as usize) < hints.len() {
+            d.hints += 1;
+        }
+        app.flash = hints
+            .get(i)
+            .map(|h| format!("hint {}/{}: {h}", i + 1, hints.len()));
+    }
 }

@@ -14,6 +14,7 @@ pub mod mariadb;
 pub mod packages;
 pub mod process;
 pub mod redis;
+pub mod scores;
 pub mod service;
 pub mod sshd;
 pub mod stack;

@@ -256,6 +256,25 @@ impl Validator<'_> {
             );
         }
         let rto = self.duration(&f.rto, "rto");
+        if let Some(d) = &f.drill
+            && !crate::lab::drill::DRILLS
+                .iter()
+                .any(|(n, _)| n == d.get_ref())
+        {
+            self.err(
+                d.span(),
+                format!(
+                    "unknown drill {:?}; the drills are: {}",
+                    d.get_ref(),
+                    crate::lab::drill::DRILLS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some("name the drill whose fault this runbook fixes (`opsdeck drill list`)"),
+            );
+        }
         let mut triggers = Vec::new();
         for t in &f.triggers {
             let tr = t.get_ref();
@@ -381,21 +400,7 @@ impl Validator<'_> {
             }
             self.step = None;
         }
-        let drill = f.drill.as_ref().map(|d| {
-            let name = d.get_ref();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
-                self.err(
-                    d.span(),
-                    format!("drill {name:?} must be lowercase letters, digits and `-`"),
-                    Some("name a drill of `opsdeck drill list`, e.g. \"connection-exhaustion\""),
-                );
-            }
-            name.clone()
-        });
+        let drill = f.drill.as_ref().map(|d| d.get_ref().clone());
         for (span, input, var) in computed_defaults {
             if !defined.contains(&var) {
                 self.err(

@@ -55,6 +55,8 @@ pub struct Executor {
     lab: crate::lab::layout::Lab,
     /// A drill check already in flight (checks are not stacked up).
     checking: bool,
+    /// Where resolved drills' scores go (`lab::scores::default_path()`).
+    scores: PathBuf,
 }
 
 impl Executor {
@@ -79,7 +81,15 @@ impl Executor {
             events,
             lab: crate::lab::layout::Lab::new(lab_dir.as_deref()),
             checking: false,
+            scores: crate::lab::scores::default_path(),
         }
+    }
+
+    /// Saves drill scores to `path` instead of the data directory's file.
+    #[must_use]
+    pub fn with_scores_file(mut self, path: PathBuf) -> Executor {
+        self.scores = path;
+        self
     }
 
     fn send(&self, e: Event) {
@@ -216,9 +226,23 @@ impl Executor {
                 let lab = crate::lab::layout::Lab::new(Some(&self.lab.dir));
                 let tx = self.events.clone();
                 tokio::task::spawn_blocking(move || {
-                    let present = crate::lab::drill::check(&lab, &name).is_ok_and(|o| o.present);
-                    let _ = tx.blocking_send(Event::DrillChecked { present });
+                    // A check that cannot ask the servers is neither a start nor an end.
+                    let present = crate::lab::drill::check(&lab, &name)
+                        .map(|o| o.present)
+                        .map_err(|e| e.to_string());
+                    let _ = tx.blocking_send(Event::DrillChecked {
+                        drill: name,
+                        present,
+                    });
                 });
+            }
+            Command::SaveScore(mut score) => {
+                score.operator = crate::identity::current().to_string();
+                let path = self.scores.clone();
+                let r = crate::lab::scores::append(&path, &score)
+                    .map(|()| path.display().to_string())
+                    .map_err(|e| e.to_string());
+                self.send(Event::ScoreSaved(r));
             }
         }
     }
@@ -319,9 +343,9 @@ pub fn dispatch(app: &mut App, exec: &mut Executor, ev: Event) {
                 result,
             }
         }
-        Event::DrillChecked { present } => {
+        Event::DrillChecked { drill, present } => {
             exec.checking = false;
-            Event::DrillChecked { present }
+            Event::DrillChecked { drill, present }
         }
         Event::SessionOpened(opened) => exec.opened(*opened),
         other => other,

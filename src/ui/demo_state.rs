@@ -192,6 +192,12 @@ pub fn probe_plan(inv: &Inventory) -> Vec<ProbeSpec> {
 /// What probe `spec` measures at poll `step` of the story: `db1` fills its connections,
 /// `cache1` is gone, `app1`'s CPU climbs into warning, every other host is healthy.
 pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
+    outcome_with(spec, step, false)
+}
+
+/// [`outcome`], with db1's idle connections killed (`db1_fixed`): its connections back to a
+/// handful.
+pub fn outcome_with(spec: &ProbeSpec, step: u64, db1_fixed: bool) -> Outcome {
     let host = spec.key.host.as_str();
     let addr = match &spec.host.transport {
         crate::inventory::TransportSpec::Ssh(s) => format!("{}:{}", s.address, s.port),
@@ -242,7 +248,9 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
         }
         ProbeKind::Mysql => {
             let primary = spec.meta.role.as_deref() != Some("replica");
-            let connections = if host == "db1" {
+            let connections = if host == "db1" && db1_fixed {
+                12 + step % 5
+            } else if host == "db1" {
                 (60 + 4 * step).min(147)
             } else {
                 8 + step % 3
@@ -302,6 +310,7 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
                 queue: Some("ok".into()),
             }),
         }),
+        // Only the load balancer has upstreams to check.
         ProbeKind::Nginx => Sample::Nginx(NginxSample {
             active: 40 + step,
             accepts: 1000 * step,
@@ -310,18 +319,22 @@ pub fn outcome(spec: &ProbeSpec, step: u64) -> Outcome {
             reading: 0,
             writing: 3,
             waiting: 37,
-            upstreams: vec![
-                UpstreamSample {
-                    address: "127.0.10.11:80".into(),
-                    up: true,
-                    error: None,
-                },
-                UpstreamSample {
-                    address: "127.0.10.12:80".into(),
-                    up: true,
-                    error: None,
-                },
-            ],
+            upstreams: if host == "lb" {
+                vec![
+                    UpstreamSample {
+                        address: "127.0.10.11:80".into(),
+                        up: true,
+                        error: None,
+                    },
+                    UpstreamSample {
+                        address: "127.0.10.12:80".into(),
+                        up: true,
+                        error: None,
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
         }),
         ProbeKind::PhpFpm => Sample::PhpFpm(PhpFpmSample {
             pool: "www".into(),
@@ -362,6 +375,8 @@ pub struct Story {
     pub specs: Vec<ProbeSpec>,
     /// The next poll to produce.
     pub step: u64,
+    /// db1's idle connections were killed: later polls see it recovered.
+    pub db1_fixed: bool,
 }
 
 impl Story {
@@ -370,6 +385,7 @@ impl Story {
             t0,
             specs: probe_plan(inv),
             step: 0,
+            db1_fixed: false,
         }
     }
 
@@ -402,7 +418,7 @@ impl Story {
                 at,
                 at_utc,
                 took: Duration::from_millis(4),
-                outcome: outcome(spec, step),
+                outcome: outcome_with(spec, step, self.db1_fixed),
             })
             .collect()
     }
@@ -425,25 +441,28 @@ pub fn app(inv: Inventory, runbooks: Vec<Arc<Runbook>>) -> App {
     app_and_story(inv, runbooks).0
 }
 
-/// [`app`] and the story that goes on from it.
+/// [`app`] and the story that goes on from it. The polls go through `app::update`, as the
+/// console receives them, so the event feed tells the story too.
 pub fn app_and_story(inv: Inventory, runbooks: Vec<Arc<Runbook>>) -> (App, Story) {
     let mut story = Story::new(&inv, Instant::now());
     let history = History::covering(Duration::from_secs(600), POLL);
-    let mut health = HealthState::new(&story.specs, std::collections::BTreeMap::default(), history);
-    for _ in 0..POLLS {
-        for r in story.next_poll() {
-            health.update(r);
-        }
-    }
-    let now = story.at(POLLS - 1) + Duration::from_secs(1);
-    let app = App::new(
+    let health = HealthState::new(&story.specs, std::collections::BTreeMap::default(), history);
+    let start = story.at(0);
+    let mut app = App::new(
         Arc::new(inv),
         health,
         Keymap::defaults(),
-        now,
-        story.wall_at(now),
+        start,
+        story.wall_at(start),
     )
     .with_runbooks(runbooks);
+    for step in 0..POLLS {
+        let poll = story.next_poll();
+        crate::app::update(&mut app, crate::app::Event::Probes(poll));
+        let now = story.at(step) + Duration::from_secs(1);
+        let wall = story.wall_at(now);
+        crate::app::update(&mut app, crate::app::Event::Tick { now, wall });
+    }
     (app, story)
 }
 

@@ -3,8 +3,9 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Wrap};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph, Wrap};
 
 use super::theme::{StateKind, Theme};
 use super::widgets::{fit, pad, state_span, styled};
@@ -110,42 +111,11 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let lines: Vec<Line> = lines.into_iter().skip(skip).collect();
     frame.render_widget(Paragraph::new(lines).block(block).style(theme.base()), left);
 
-    // The selected check's history.
+    // The selected check's history, on a value axis with its unit and a time axis.
     let [chart, errors] =
         Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(right);
     let sel = checks.get(app.detail.selected.min(checks.len().saturating_sub(1)));
-    let (name, data): (String, Vec<u64>) = sel
-        .and_then(|c| {
-            let metric = metric_name(&c.id, &c.instance);
-            let ring = app.health.history().series(&host.name, &metric)?;
-            Some((
-                metric,
-                ring.iter()
-                    .map(|p| (p.value.max(0.0) * 10.0) as u64)
-                    .collect(),
-            ))
-        })
-        .unwrap_or_else(|| ("no history".to_owned(), Vec::new()));
-    let last = sel
-        .and_then(|c| c.value)
-        .map(|v| format!(" now {v:.1} "))
-        .unwrap_or_default();
-    let chart_block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(theme.border())
-        .title(Line::from(vec![
-            styled(format!(" {name} "), theme.title()),
-            styled(last, theme.accent()),
-        ]));
-    let width = usize::from(chart.width.saturating_sub(2));
-    let tail = &data[data.len().saturating_sub(width)..];
-    frame.render_widget(
-        Sparkline::default()
-            .block(chart_block)
-            .data(tail)
-            .style(theme.accent()),
-        chart,
-    );
+    render_chart(app, theme, frame, chart, &host.name, sel.copied());
 
     let mut err_lines: Vec<Line> = checks
         .iter()
@@ -204,4 +174,154 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             .wrap(Wrap { trim: true }),
         errors,
     );
+}
+
+/// The unit a check's value is in, and the least top its value axis gets (so a quiet series
+/// is not drawn as if it were alarming).
+pub fn unit_of(id: &str) -> (&'static str, f64) {
+    let pct = [
+        "host.cpu",
+        "host.memory",
+        "host.swap",
+        "mysql.connections",
+        "redis.memory",
+        "redis.clients",
+        "docker.memory",
+    ];
+    if pct.contains(&id) || id.starts_with("disk.") || id.starts_with("inodes.") {
+        ("%", 100.0)
+    } else if id == "http.latency" || id == "redis.ping" {
+        ("ms", 10.0)
+    } else if id == "mysql.replication_lag" {
+        ("s", 10.0)
+    } else if id.starts_with("queue.") {
+        ("jobs", 10.0)
+    } else if id.starts_with("process.") || id.starts_with("php_fpm.") {
+        ("procs", 5.0)
+    } else if id == "host.reachable" {
+        ("load", 1.0)
+    } else if id == "nginx.status" {
+        ("conns", 10.0)
+    } else {
+        ("", 1.0)
+    }
+}
+
+/// A round axis top at or above `v`: 1, 2 or 5 times a power of ten.
+fn nice_top(v: f64) -> f64 {
+    if !v.is_finite() || v <= 0.0 {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if m * p >= v {
+            return m * p;
+        }
+    }
+    10.0 * p
+}
+
+fn axis_number(v: f64) -> String {
+    if v >= 100.0 || (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn render_chart(
+    app: &App,
+    theme: &Theme,
+    frame: &mut Frame,
+    area: Rect,
+    host: &str,
+    sel: Option<&crate::probes::check::Check>,
+) {
+    let metric = sel.map(|c| metric_name(&c.id, &c.instance));
+    let ring = metric
+        .as_ref()
+        .and_then(|m| app.health.history().series(host, m));
+    let (unit, floor) = sel.map_or(("", 1.0), |c| unit_of(&c.id));
+    let data: Vec<(f64, f64)> = ring
+        .map(|r| {
+            r.iter()
+                .map(|p| {
+                    (
+                        -app.now.saturating_duration_since(p.at).as_secs_f64(),
+                        p.value,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let span = data.first().map_or(60.0, |(x, _)| (-x).max(60.0)).ceil();
+    let max = data.iter().map(|(_, y)| *y).fold(0.0, f64::max);
+    let top = nice_top(max.max(floor));
+    let last = sel
+        .and_then(|c| c.value)
+        .map(|v| format!(" now {} {unit} ", axis_number(v)))
+        .unwrap_or_default();
+    let style = sel
+        .filter(|c| c.state != StateKind::Ok)
+        .map_or_else(|| theme.accent(), |c| theme.state_style(c.state));
+    let name = metric.unwrap_or_else(|| "no history".to_owned());
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.border())
+        .title(Line::from(vec![
+            styled(format!(" {name} "), theme.title()),
+            styled(last, style),
+        ]));
+    if data.is_empty() {
+        frame.render_widget(
+            Paragraph::new(styled("no history yet for this check", theme.dim())).block(block),
+            area,
+        );
+        return;
+    }
+    let at = |secs_ago: f64| {
+        let d = chrono::Duration::milliseconds((secs_ago * 1000.0) as i64);
+        (app.wall - d).format("%H:%M:%S").to_string()
+    };
+    // Three times where they fit, else the start and now.
+    let x_labels = if area.width >= 48 {
+        vec![
+            styled(at(span), theme.dim()),
+            styled(at(span / 2.0), theme.dim()),
+            styled("now", theme.dim()),
+        ]
+    } else {
+        vec![styled(at(span), theme.dim()), styled("now", theme.dim())]
+    };
+    let y_labels = vec![
+        styled("0", theme.dim()),
+        styled(axis_number(top / 2.0), theme.dim()),
+        styled(format!("{} {unit}", axis_number(top)), theme.dim()),
+    ];
+    let dataset = Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(style)
+        .data(&data);
+    let chart = Chart::new(vec![dataset])
+        .block(block)
+        .style(theme.base())
+        .x_axis(
+            Axis::default()
+                .title(if area.width >= 60 {
+                    styled("time (UTC)", theme.dim())
+                } else {
+                    styled("", theme.dim())
+                })
+                .style(theme.border())
+                .bounds([-span, 0.0])
+                .labels(x_labels),
+        )
+        .y_axis(
+            Axis::default()
+                .style(theme.border())
+                .bounds([0.0, top])
+                .labels(y_labels),
+        );
+    frame.render_widget(chart, area);
 }

@@ -8,9 +8,9 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::browser::{kind_label, severity_label};
 use super::theme::Theme;
-use super::widgets::styled;
+use super::widgets::{fit, pad, styled};
 use crate::app::App;
-use crate::app::state::{learn_drill, mmss};
+use crate::app::state::{drill_hints, mmss};
 
 /// What each tier of the seeds' stack does, for newcomers.
 pub fn tier_role(tier: &str) -> &'static str {
@@ -97,46 +97,13 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             theme.dim(),
         )));
     } else {
-        title = format!(" Learn {}: a drill ", n + 2);
-        match learn_drill(app) {
-            Some((drill, rb)) => {
-                lines.push(Line::from(styled(
-                    format!("The drill injects a real fault on the lab: {drill}."),
-                    theme.title(),
-                )));
-                lines.push(Line::from(styled(format!("Find it on the dashboard, open the suggested runbook ({rb}) and resolve it. The clock runs from the injection until the fault is gone on the real servers."), theme.base())));
-                match (&app.learn.drill, app.learn.result) {
-                    (Some((_, _, started)), _) => lines.push(Line::from(styled(
-                        format!(
-                            "drill running for {} …",
-                            mmss(app.now.saturating_duration_since(*started))
-                        ),
-                        theme.accent(),
-                    ))),
-                    (None, Some((took, rto))) => lines.push(Line::from(styled(
-                        format!(
-                            "resolved in {}{}",
-                            mmss(took),
-                            rto.map(|r| format!(
-                                " (RTO {}: {})",
-                                mmss(r),
-                                if took <= r { "within" } else { "over" }
-                            ))
-                            .unwrap_or_default()
-                        ),
-                        theme.accent(),
-                    ))),
-                    (None, None) => lines.push(Line::from(styled(
-                        "enter: inject the fault and start the clock",
-                        theme.dim(),
-                    ))),
-                }
-            }
-            None => lines.push(Line::from(styled(
-                "No drill fits the runbooks loaded.",
-                theme.dim(),
-            ))),
-        }
+        title = format!(" Learn {}: drills ", n + 2);
+        drills_page(
+            app,
+            theme,
+            &mut lines,
+            usize::from(area.width.saturating_sub(2)),
+        );
     }
     lines.push(Line::default());
     lines.push(Line::from(styled("← → pages · esc back", theme.dim())));
@@ -150,4 +117,116 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             .wrap(Wrap { trim: false }),
         area,
     );
+}
+
+/// Every drill with the runbook that fixes it, the one running with its clock, the last result.
+fn drills_page(app: &App, theme: &Theme, lines: &mut Vec<Line<'static>>, width: usize) {
+    lines.push(Line::from(styled(
+        "Each drill injects a real fault on the lab. Find it on the dashboard and fix it from the console.",
+        theme.title(),
+    )));
+    lines.push(Line::from(styled(
+        "The clock starts when the servers show the fault and stops when they no longer do; the result is saved (opsdeck drill scores).",
+        theme.base(),
+    )));
+    lines.push(Line::default());
+    let name_w = app
+        .drills
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(10);
+    for (i, (name, what)) in app.drills.iter().enumerate() {
+        let selected = i == app.learn.selected;
+        let pairing = match app.drill_runbook(name) {
+            Some(rb) => format!(
+                "{} · RTO {}",
+                rb.id,
+                rb.rto.map_or_else(|| "-".to_owned(), mmss)
+            ),
+            None => "no runbook paired yet".to_owned(),
+        };
+        let marker = if selected { "› " } else { "  " };
+        let pairing = format!("  {}", pad(&pairing, 38));
+        let what = fit(&format!(" {what}"), width.saturating_sub(2 + name_w + 40));
+        lines.push(Line::from(vec![
+            styled(marker, theme.accent()),
+            styled(
+                pad(name, name_w),
+                if selected {
+                    theme.selection()
+                } else {
+                    theme.base()
+                },
+            ),
+            styled(pairing, theme.accent()),
+            styled(what, theme.dim()),
+        ]));
+    }
+    lines.push(Line::default());
+    match (&app.learn.drill, &app.learn.result) {
+        (Some(d), _) => {
+            let status = match d.confirmed {
+                None if !d.injected => format!("injecting {} …", d.drill),
+                None => format!(
+                    "{} injected: waiting for the servers to show the fault (looked {} times); the clock has not started",
+                    d.drill, d.pending_checks
+                ),
+                Some((_, at)) => format!(
+                    "{}: the fault is on the servers since {} — clock {}{} · steps {} · hints {}",
+                    d.drill,
+                    at.format("%H:%M:%S"),
+                    mmss(d.elapsed(app.now)),
+                    d.rto
+                        .map(|r| format!(" / RTO {}", mmss(r)))
+                        .unwrap_or_default(),
+                    d.steps,
+                    d.hints
+                ),
+            };
+            lines.push(Line::from(styled(status, theme.accent())));
+            let key = app.keymap.hint(
+                crate::app::keymap::Context::Global,
+                crate::app::keymap::Action::Hint,
+            );
+            let hints = drill_hints(app, &d.drill);
+            for h in hints.iter().take(d.hints as usize) {
+                lines.push(Line::from(styled(format!("hint: {h}"), theme.base())));
+            }
+            if (d.hints as usize) < hints.len() {
+                lines.push(Line::from(styled(
+                    format!("{key}: a hint (counted in the score)"),
+                    theme.dim(),
+                )));
+            }
+        }
+        (None, Some(s)) => {
+            let verdict = match s.within_rto() {
+                Some(true) => " — within the RTO",
+                Some(false) => " — over the RTO",
+                None => "",
+            };
+            lines.push(Line::from(styled(
+                format!(
+                    "last: {} resolved in {}{}{verdict} · {} steps · {} hints",
+                    s.drill,
+                    crate::lab::scores::clock(s.resolved_s),
+                    s.rto_s
+                        .map(|r| format!(" (RTO {})", crate::lab::scores::clock(r)))
+                        .unwrap_or_default(),
+                    s.steps,
+                    s.hints
+                ),
+                theme.accent(),
+            )));
+            lines.push(Line::from(styled(
+                "enter: start the selected drill",
+                theme.dim(),
+            )));
+        }
+        (None, None) => lines.push(Line::from(styled(
+            "↑ ↓ pick a drill · enter: inject it (the clock starts when the servers show it)",
+            theme.dim(),
+        ))),
+    }
 }

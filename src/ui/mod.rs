@@ -87,6 +87,45 @@ fn banner_line(app: &App, theme: &Theme) -> Option<Line<'static>> {
 }
 
 fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    // The whole header where it fits; on a narrow terminal the clock's zone (always UTC),
+    // then the view's name, then the counts' labels (their symbols stay) give way, so the
+    // clock is never cut.
+    let width = usize::from(area.width);
+    let mut chosen = Vec::new();
+    for (view, labels, zone) in [
+        (true, true, true),
+        (true, true, false),
+        (false, true, false),
+        (false, false, false),
+    ] {
+        let (spans, clock) = header_spans(app, theme, view, labels, zone);
+        let used: usize = spans
+            .iter()
+            .chain(std::iter::once(&clock))
+            .map(|s| s.content.chars().count())
+            .sum();
+        chosen = spans;
+        let fits = used <= width;
+        chosen.push(Span::raw(" ".repeat(width.saturating_sub(used))));
+        chosen.push(clock);
+        if fits {
+            break;
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(Line::from(chosen)).style(theme.header()),
+        area,
+    );
+}
+
+/// The header's spans (without the gap) and its clock.
+fn header_spans(
+    app: &App,
+    theme: &Theme,
+    view: bool,
+    labels: bool,
+    zone: bool,
+) -> (Vec<Span<'static>>, Span<'static>) {
     let overall = app.overall();
     let count = |s: State| {
         app.inventory
@@ -106,7 +145,11 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     for s in [State::Down, State::Critical, State::Warning, State::Unknown] {
         let n = count(s);
         if n > 0 {
-            spans.push(state_span(theme, s, false));
+            if labels {
+                spans.push(state_span(theme, s, false));
+            } else {
+                spans.push(styled(theme.state(s).symbol.clone(), theme.state_style(s)));
+            }
             spans.push(styled(format!(" {n}  "), theme.header()));
         }
     }
@@ -118,8 +161,10 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         ),
         theme.header(),
     ));
-    spans.push(styled("│ ", theme.dim()));
-    spans.push(styled(format!("{} ", app.view.title()), theme.accent()));
+    if view {
+        spans.push(styled("│ ", theme.dim()));
+        spans.push(styled(format!("{} ", app.view.title()), theme.accent()));
+    }
     if let Some(run) = app
         .run
         .as_ref()
@@ -150,6 +195,37 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             },
         ));
     }
+    if let Some(d) = &app.learn.drill {
+        let (text, over) = match d.confirmed {
+            Some(_) => {
+                let took = d.elapsed(app.now);
+                let rto = d
+                    .rto
+                    .map(|r| format!(" / RTO {}", crate::app::state::mmss(r)))
+                    .unwrap_or_default();
+                (
+                    format!(
+                        "│ drill {} {}{rto} ",
+                        d.drill,
+                        crate::app::state::mmss(took)
+                    ),
+                    d.rto.is_some_and(|r| took > r),
+                )
+            }
+            None => (
+                format!("│ drill {}: waiting for the fault ", d.drill),
+                false,
+            ),
+        };
+        spans.push(styled(
+            text,
+            if over {
+                theme.state_style(State::Critical)
+            } else {
+                theme.accent()
+            },
+        ));
+    }
     let unfinished = app
         .journal
         .runs
@@ -165,15 +241,13 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             theme.state_style(State::Warning),
         ));
     }
-    let clock = app.wall.format("%H:%M:%S UTC ").to_string();
-    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    let gap = usize::from(area.width).saturating_sub(used + clock.chars().count());
-    spans.push(Span::raw(" ".repeat(gap)));
-    spans.push(styled(clock, theme.header()));
-    frame.render_widget(
-        Paragraph::new(Line::from(spans)).style(theme.header()),
-        area,
+    let clock = styled(
+        app.wall
+            .format(if zone { "%H:%M:%S UTC " } else { "%H:%M:%S " })
+            .to_string(),
+        theme.header(),
     );
+    (spans, clock)
 }
 
 fn render_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -188,16 +262,8 @@ fn render_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let hints: Vec<(String, &str)> = match app.view {
         View::Dashboard => vec![
             (k(Action::Open), "details"),
-            (
-                format!(
-                    "{}/{}/{}/{}",
-                    k(Action::Left),
-                    k(Action::Down),
-                    k(Action::Up),
-                    k(Action::Right)
-                ),
-                "move",
-            ),
+            (format!("{}/{}", k(Action::Down), k(Action::Up)), "host"),
+            (format!("{}/{}", k(Action::Left), k(Action::Right)), "tier"),
         ],
         View::Detail => {
             let mut v = vec![
@@ -247,6 +313,10 @@ fn render_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         ],
     };
     let mut spans = Vec::new();
+    let mut hints = hints;
+    if app.learn.drill.is_some() {
+        hints.push((k(Action::Hint), "drill hint"));
+    }
     let tail = [(k(Action::Help), "help"), (k(Action::Quit), "quit")];
     for (keys, what) in hints.iter().chain(tail.iter()) {
         spans.push(styled(format!(" {keys}"), theme.accent()));

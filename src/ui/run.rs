@@ -491,19 +491,25 @@ fn summary(
             theme.state_style(StateKind::Warning),
         )));
     }
-    if let Some((took, rto)) = app.learn.result {
-        let verdict = match rto {
-            Some(rto) if took <= rto => format!(
-                "drill resolved in {} — within the RTO of {}",
-                mmss(took),
-                mmss(rto)
+    if let Some(score) = app
+        .learn
+        .result
+        .as_ref()
+        .filter(|s| run.run_id.as_ref().is_some_and(|id| s.runs.contains(id)))
+    {
+        let took = crate::lab::scores::clock(score.resolved_s);
+        let verdict = match score.rto_s {
+            Some(rto) if score.resolved_s <= rto => format!(
+                "drill {} resolved in {took} — within the RTO of {}",
+                score.drill,
+                crate::lab::scores::clock(rto)
             ),
             Some(rto) => format!(
-                "drill resolved in {} — over the RTO of {}",
-                mmss(took),
-                mmss(rto)
+                "drill {} resolved in {took} — over the RTO of {}",
+                score.drill,
+                crate::lab::scores::clock(rto)
             ),
-            None => format!("drill resolved in {}", mmss(took)),
+            None => format!("drill {} resolved in {took}", score.drill),
         };
         lines.push(Line::from(styled(verdict, theme.accent())));
     }
