@@ -553,3 +553,208 @@ shell = "echo acted >> {{work}}/count"
                 .is_some_and(|s| s.contains("LOCAL locks only"))
     }));
 }
+
+/// A console in tmux, as `user`, on the team's inventory.
+struct TmuxConsole {
+    socket: String,
+}
+
+impl TmuxConsole {
+    fn start(t: &Team, user: &str) -> TmuxConsole {
+        let socket = format!("opsdeck-team-{user}-{}", std::process::id());
+        let home = t.p(user);
+        let cmd = format!(
+            "env -u OPSDECK_INVENTORY HOME={home} OPSDECK_JOURNAL_DIR={home}/journal OPSDECK_RUNBOOKS={rb} OPSDECK_LOG_DIR={home}/logs setpriv --reuid={user} --regid={user} --init-groups -- {bin} -i {inv}",
+            home = home.display(),
+            rb = t.p("runbooks").display(),
+            bin = env!("CARGO_BIN_EXE_opsdeck"),
+            inv = t.p("inv.toml").display(),
+        );
+        let c = TmuxConsole { socket };
+        c.tmux(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "c",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            &cmd,
+        ]);
+        c
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "c"])
+    }
+
+    fn keys(&self, keys: &str) {
+        self.tmux(&["send-keys", "-t", "c", keys]);
+    }
+
+    /// Waits until the screen shows `what`; returns how long it took.
+    fn wait_for(&self, what: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "timed out waiting for {what:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TmuxConsole {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// The run of `runbook` in `user`'s journal directory (which also holds copies of other
+/// operators' runs, synced by the console).
+fn run_id(t: &Team, user: &str, runbook: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(rd) = std::fs::read_dir(t.p(&format!("{user}/journal")))
+            && let Some(p) = rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .find(|p| {
+                    std::fs::read_to_string(p)
+                        .ok()
+                        .and_then(|t| {
+                            t.lines()
+                                .next()
+                                .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        })
+                        .is_some_and(|h| h["runbook"] == runbook)
+                })
+        {
+            return p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .expect("run");
+        }
+        assert!(Instant::now() < deadline, "no run in {user}'s journal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_consoles_see_each_others_runs_and_a_second_person_approves_from_the_console() {
+    if !runnable() || Command::new("tmux").arg("-V").output().is_err() {
+        return;
+    }
+    let mut t = Team::new("5s");
+    t.runbook(
+        "risky",
+        r#"
+[[steps]]
+id = "drop"
+title = "the risky change"
+kind = "action"
+confirm = "yes"
+target = { selector = "db9" }
+shell = "echo done >> {{work}}/risky"
+"#,
+    );
+    t.runbook(
+        "peek",
+        r#"
+[[steps]]
+id = "look"
+title = "look"
+kind = "diagnose"
+target = { selector = "edge1" }
+shell = "echo looked"
+"#,
+    );
+    let alice = TmuxConsole::start(&t, A);
+    let bob = TmuxConsole::start(&t, B);
+    for c in [&alice, &bob] {
+        c.wait_for("team: no runs", Duration::from_secs(30));
+        c.keys("4");
+        c.wait_for("Journal", Duration::from_secs(10));
+    }
+
+    // Alice's run waits for a second person: Bob's console lists it, live, and says who runs
+    // what and that an approval waits for him.
+    let a = t.spawn(
+        A,
+        &["run", "risky", "--approve", "all", "--approval-wait", "60s"],
+    );
+    let run = run_id(&t, A, "risky", Duration::from_secs(20));
+    let seen = bob.wait_for(&format!("risky {A}@"), Duration::from_secs(5));
+    eprintln!("bob's journal view showed alice's run {seen:?} after her journal had it");
+    assert!(seen < Duration::from_secs(2), "took {seen:?}");
+    bob.wait_for(
+        &format!("team: {A} runs risky on db9"),
+        Duration::from_secs(5),
+    );
+    bob.wait_for("1 approval waiting (a)", Duration::from_secs(10));
+    // Alice cannot approve her own step from her console.
+    alice.keys("a");
+    alice.wait_for(
+        "no step of another operator waits for an approval",
+        Duration::from_secs(5),
+    );
+    assert!(t.lines("risky").is_empty(), "nothing ran yet");
+
+    // Bob sees exactly what he approves, then approves.
+    bob.keys("a");
+    bob.wait_for(
+        "asks a second person to approve step drop",
+        Duration::from_secs(5),
+    );
+    let s = bob.screen();
+    assert!(
+        s.contains("db9: $ echo done >>"),
+        "the command and host:\n{s}"
+    );
+    bob.keys("y");
+    bob.wait_for(
+        &format!("approved step drop of run {run}"),
+        Duration::from_secs(10),
+    );
+    let out = a.wait_with_output().expect("alice ends");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(t.lines("risky"), vec!["done"]);
+
+    // And the other way: Bob's run shows in Alice's journal view.
+    let o = t.run(B, &["run", "peek", "--approve", "all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    run_id(&t, B, "peek", Duration::from_secs(5));
+    alice.wait_for(&format!("peek {B}@"), Duration::from_secs(5));
+
+    // etcd gone: both consoles say so.
+    for i in 0..3 {
+        t.etcd.kill(i);
+    }
+    for c in [&alice, &bob] {
+        c.wait_for(
+            "team: etcd unreachable, changes refused",
+            Duration::from_secs(20),
+        );
+    }
+}

@@ -38,6 +38,7 @@ pub enum Action {
     Search,
     TopProcesses,
     Hint,
+    Approve,
     Confirm,
     Deny,
     Skip,
@@ -144,6 +145,12 @@ pub const ACTIONS: &[(Context, &str, Action, &str)] = &[
         "hint",
         Action::Hint,
         "a hint for the running drill (counted in its score)",
+    ),
+    (
+        Context::Global,
+        "approve",
+        Action::Approve,
+        "team mode: approve a step another operator's run waits on (shows what it covers first)",
     ),
     (
         Context::Run,

@@ -7,4 +7,4 @@ pub mod run;
 pub mod stack;
 pub mod state;
 
-pub use state::{App, Command, Event, View, update};
+pub use state::{App, Command, Event, TeamView, View, update};

@@ -82,11 +82,40 @@ pub struct App {
     pub run: Option<RunState>,
     pub journal: JournalState,
     pub learn: LearnState,
+    /// Team mode (`[team]` in the inventory): what the team's etcd last said, or why it
+    /// could not be read. `None` when working alone or before the first answer.
+    pub team: Option<TeamView>,
+    /// A step of another operator's run this operator is asked to approve (the overlay).
+    pub approving: Option<crate::team::approvals::Request>,
     /// A transient message for the footer (what a key did, an error).
     pub flash: Option<String>,
     pub quit: bool,
     /// Terminal size at the last draw, for mouse hit-testing and paging.
     pub size: (u16, u16),
+}
+
+/// The team as the console last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamView {
+    /// This console's operator (`account@machine`).
+    pub me: String,
+    /// The team's state, or why etcd could not be read (changing steps are then refused).
+    pub state: Result<crate::team::Snapshot, String>,
+}
+
+impl TeamView {
+    /// Steps waiting for a second person that this operator may approve (asked by others).
+    pub fn approvable(&self) -> Vec<&crate::team::approvals::Request> {
+        let me = crate::team::approvals::account(&self.me);
+        match &self.state {
+            Ok(s) => s
+                .pending
+                .iter()
+                .filter(|r| crate::team::approvals::account(&r.requested_by) != me)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -190,6 +219,13 @@ pub enum Event {
         journal_path: String,
         engine: Box<rengine::Engine>,
     },
+    /// Team mode: what the team's etcd says now (runs, approvals waiting), or why it could
+    /// not be read; sent on every change the console's watch sees.
+    Team(TeamView),
+    /// Team mode: the journal directory now holds newer copies of other operators' runs.
+    JournalSynced,
+    /// Team mode: this operator's approval was recorded (the run and step), or why not.
+    ApprovalGiven(Result<(String, String), String>),
     /// Team mode: another account approved the step waiting for a second person.
     SecondApproved {
         by: String,
@@ -253,6 +289,8 @@ pub enum Command {
     /// Fetch a host's busiest processes now.
     TopProcesses(String),
     CheckDrill(String),
+    /// Team mode: approve another operator's step as this console's operator.
+    GrantApproval(Box<crate::team::approvals::Request>),
     /// Append a resolved drill's score to the scores file (the executor adds the operator).
     SaveScore(Box<crate::lab::scores::Score>),
 }
@@ -296,6 +334,8 @@ impl App {
             },
             run: None,
             journal: JournalState::default(),
+            team: None,
+            approving: None,
             learn: LearnState::default(),
             flash: None,
             quit: false,
@@ -368,6 +408,10 @@ impl App {
     }
 
     fn context(&self) -> Context {
+        if self.approving.is_some() {
+            // The approval overlay answers like a confirmation: y / n.
+            return Context::Run;
+        }
         match self.view {
             View::Run => Context::Run,
             View::Runbooks => Context::Browser,
@@ -479,6 +523,34 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         // closed, never half-opened.
         Event::SessionOpened(_) => vec![Command::CloseRun],
         Event::SecondApproved { by } => decide(app, Decision::SecondApproval { by }),
+        Event::Team(view) => {
+            app.team = Some(view);
+            // A request that went away (granted elsewhere, expired) closes its overlay.
+            if let Some(r) = &app.approving
+                && !app.team.as_ref().is_some_and(|t| {
+                    t.approvable()
+                        .iter()
+                        .any(|p| p.run == r.run && p.step == r.step)
+                })
+            {
+                app.approving = None;
+            }
+            Vec::new()
+        }
+        Event::JournalSynced => {
+            if app.view == View::Journal {
+                vec![Command::ListJournal]
+            } else {
+                Vec::new()
+            }
+        }
+        Event::ApprovalGiven(r) => {
+            app.flash = Some(match r {
+                Ok((run, step)) => format!("approved step {step} of run {run}"),
+                Err(e) => format!("approval not recorded: {e}"),
+            });
+            Vec::new()
+        }
         Event::ExecDone { seq, result } => feed(app, RunInput::Result { seq, result }),
         Event::HealthDue(req) => answer_health(app, &req),
         Event::ExecDoneFor { req, result } => feed(
@@ -492,18 +564,29 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             // The feed tells the last day; older runs are in the journal view.
             app.feed
                 .journal_runs(&runs, app.wall - chrono::Duration::hours(24));
+            // A relisting (another operator's run changed) keeps the run the operator is on.
+            let was = app
+                .journal
+                .runs
+                .get(app.journal.selected)
+                .map(|r| r.run.clone());
             app.journal.runs = runs;
             app.journal.runs.reverse();
-            app.journal.selected = 0;
+            app.journal.selected = was
+                .and_then(|w| app.journal.runs.iter().position(|r| r.run == w))
+                .unwrap_or(0);
             app.journal
                 .runs
-                .first()
+                .get(app.journal.selected)
                 .map(|r| vec![Command::LoadJournal(r.run.clone())])
                 .unwrap_or_default()
         }
         Event::JournalLoaded { run, markdown } => {
+            // The same run reloaded (it grew) keeps its scroll.
+            if app.journal.timeline.as_ref().is_none_or(|(r, _)| *r != run) {
+                app.journal.scroll = 0;
+            }
             app.journal.timeline = Some((run, markdown));
-            app.journal.scroll = 0;
             Vec::new()
         }
         Event::Exported(r) => {
@@ -582,7 +665,39 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
         return Vec::new();
     }
     app.flash = None;
+    if let Some(req) = app.approving.clone() {
+        // The approval overlay takes every key: y approves, n or esc closes it.
+        match action {
+            Action::Confirm => {
+                app.approving = None;
+                return vec![Command::GrantApproval(Box::new(req))];
+            }
+            Action::Deny | Action::Back | Action::Approve => app.approving = None,
+            Action::Quit => {
+                app.quit = true;
+                return vec![Command::Quit];
+            }
+            _ => {}
+        }
+        return Vec::new();
+    }
     match action {
+        Action::Approve => {
+            let first = app
+                .team
+                .as_ref()
+                .and_then(|t| t.approvable().first().map(|r| (*r).clone()));
+            match first {
+                Some(r) => app.approving = Some(r),
+                None => {
+                    app.flash = Some(if app.team.is_some() {
+                        "no step of another operator waits for an approval".to_owned()
+                    } else {
+                        "approvals need team mode ([team] in the inventory)".to_owned()
+                    });
+                }
+            }
+        }
         Action::Quit => {
             app.quit = true;
             return vec![Command::Quit];

@@ -192,6 +192,77 @@ impl Team {
         Ok(true)
     }
 
+    /// What a console shows of the team: the runs holding locks and the steps waiting for a
+    /// second person, with the etcd revision they were read at (to watch from).
+    pub async fn snapshot(&self) -> Result<Snapshot, TeamError> {
+        let revision = self.client.revision().await?;
+        let active = self.active_runs().await?;
+        let prefix = self.key("approvals/");
+        let kvs = self.client.list(&prefix, 0).await?;
+        let granted: std::collections::HashSet<&str> = kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_suffix("/grant"))
+            .collect();
+        let mut pending: Vec<approvals::Request> = kvs
+            .iter()
+            .filter(|kv| {
+                kv.key
+                    .strip_suffix("/request")
+                    .is_some_and(|k| !granted.contains(k))
+            })
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect();
+        pending.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(Snapshot {
+            revision,
+            active,
+            pending,
+        })
+    }
+
+    /// Waits (up to `wait`) for anything under the team's prefix to change after `revision`:
+    /// `true` if something did.
+    pub async fn changed_since(&self, revision: i64, wait: Duration) -> Result<bool, TeamError> {
+        Ok(self
+            .client
+            .watch_once(&self.key(""), revision, wait)
+            .await?
+            .is_some())
+    }
+
+    /// Brings this machine's copies of every shared run up to date: a run missing here is
+    /// copied; a copy that is a strict prefix of the shared lines (another operator's run
+    /// still going) is replaced by the longer one. A file with lines the team does not have
+    /// (this machine's own run: its local journal is written first) is never touched.
+    /// Returns how many files changed.
+    pub async fn sync_runs(&self, dir: &std::path::Path) -> Result<usize, TeamError> {
+        let mut n = 0;
+        for (run, _) in self.runs().await? {
+            if run.contains('/') || run.contains("..") || run.is_empty() {
+                continue;
+            }
+            let path = dir.join(format!("{run}.jsonl"));
+            let shared = self.lines(&run).await?;
+            if shared.is_empty() {
+                continue;
+            }
+            if let Ok(local) = std::fs::read_to_string(&path) {
+                let local: Vec<&str> = local.lines().collect();
+                let is_prefix = local.len() < shared.len()
+                    && local.iter().zip(&shared).all(|(a, b)| *a == b.as_str());
+                if !is_prefix {
+                    continue;
+                }
+            }
+            let text = shared.join("\n") + "\n";
+            let _ = crate::private_fs::private_dir(dir);
+            crate::private_fs::write_atomic(&path, text.as_bytes())
+                .map_err(|e| TeamError::Lost(format!("cannot write {}: {e}", path.display())))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// A run's published journal lines, in order.
     pub async fn lines(&self, run: &str) -> Result<Vec<String>, TeamError> {
         let kvs = self
@@ -203,6 +274,16 @@ impl Team {
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
             .collect())
     }
+}
+
+/// The team as one console sees it (`Team::snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: i64,
+    /// Runs holding locks now, every operator's.
+    pub active: Vec<ActiveRun>,
+    /// Steps waiting for a second person, oldest first.
+    pub pending: Vec<approvals::Request>,
 }
 
 /// A run as the team sees it while it holds its locks.

@@ -236,6 +236,22 @@ impl Executor {
                     });
                 });
             }
+            Command::GrantApproval(req) => {
+                let Some(cfg) = self.inv.team.as_ref() else {
+                    return;
+                };
+                let team = crate::team::Team::new(cfg);
+                let tx = self.events.clone();
+                tokio::spawn(async move {
+                    let me = crate::identity::current().to_string();
+                    let r = team
+                        .grant_approval(&req, &me)
+                        .await
+                        .map(|()| (req.run.clone(), req.step.clone()))
+                        .map_err(|e| crate::secret::mask(&e.to_string()).into_owned());
+                    let _ = tx.send(Event::ApprovalGiven(r)).await;
+                });
+            }
             Command::SaveScore(mut score) => {
                 score.operator = crate::identity::current().to_string();
                 let path = self.scores.clone();
@@ -497,9 +513,72 @@ pub async fn launch(
     // Offer unfinished runs from the journal (shown in the header, resumed from the journal view).
     let mut exec = exec;
     exec.handle(Command::ListJournal);
+    let watcher = inv.team.as_ref().map(|cfg| {
+        tokio::spawn(watch_team(
+            crate::team::Team::new(cfg),
+            crate::runbook::journal::default_dir(),
+            exec.events.clone(),
+        ))
+    });
     let result = run(app, theme, rx, exec, erx).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     cancel.cancel();
     // Probes in flight may be waiting on slow hosts: do not hold the exit for them.
     sched.abort();
     Ok(result?)
+}
+
+/// Team mode: keeps the console's view of the team current. Reads the team's state (runs
+/// holding locks, approvals waiting) and copies other operators' runs into the journal
+/// directory, then waits on an etcd watch for the next change (at most a few seconds, so a
+/// lost etcd shows as soon as it is lost). Everything it learns goes to the app as events.
+async fn watch_team(team: crate::team::Team, dir: PathBuf, tx: mpsc::Sender<Event>) {
+    let me = crate::identity::current().to_string();
+    loop {
+        let revision = match team.snapshot().await {
+            Ok(snap) => {
+                let revision = snap.revision;
+                let view = app::TeamView {
+                    me: me.clone(),
+                    state: Ok(snap),
+                };
+                if tx.send(Event::Team(view)).await.is_err() {
+                    return;
+                }
+                if matches!(team.sync_runs(&dir).await, Ok(n) if n > 0)
+                    && tx.send(Event::JournalSynced).await.is_err()
+                {
+                    return;
+                }
+                Some(revision)
+            }
+            Err(e) => {
+                let view = app::TeamView {
+                    me: me.clone(),
+                    state: Err(crate::secret::mask(&e.to_string()).into_owned()),
+                };
+                if tx.send(Event::Team(view)).await.is_err() {
+                    return;
+                }
+                None
+            }
+        };
+        match revision {
+            Some(rev) => {
+                if team
+                    .changed_since(rev, Duration::from_secs(3))
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                } else {
+                    // Changes come in bursts (a step's journal lines): take them together.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod journal;
 pub mod learn;
 pub mod run;
 pub mod svg;
+pub mod team;
 pub mod theme;
 pub mod widgets;
 
@@ -48,6 +49,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
         View::Learn => learn::render(app, theme, frame, body),
     }
     render_footer(app, theme, frame, footer);
+    team::render_approval(app, theme, frame, area);
     if app.help {
         help::render(app, theme, frame, area);
     }
@@ -225,6 +227,9 @@ fn header_spans(
                 theme.accent()
             },
         ));
+    }
+    if let Some(t) = team::header_span(app, theme) {
+        spans.push(t);
     }
     let unfinished = app
         .journal
