@@ -1,6 +1,8 @@
 //! Team mode on screen: the header's "who runs what" and the overlay where a second person
 //! approves another operator's step, seeing everything it covers first.
 
+use std::fmt::Write as _;
+
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -17,14 +19,11 @@ use crate::team::approvals::account;
 /// waiting for this operator. `None` when working alone.
 pub fn header_span(app: &App, theme: &Theme) -> Option<Span<'static>> {
     let team = app.team.as_ref()?;
-    let snap = match &team.state {
-        Err(_) => {
-            return Some(styled(
-                "│ team: etcd unreachable, changes refused ".to_owned(),
-                theme.state_style(State::Critical),
-            ));
-        }
-        Ok(s) => s,
+    let Ok(snap) = &team.state else {
+        return Some(styled(
+            "│ team: etcd unreachable, changes refused ".to_owned(),
+            theme.state_style(State::Critical),
+        ));
     };
     let mut text = match snap.active.as_slice() {
         [] => "│ team: no runs ".to_owned(),
@@ -44,11 +43,12 @@ pub fn header_span(app: &App, theme: &Theme) -> Option<Span<'static>> {
     };
     let waiting = team.approvable().len();
     if waiting > 0 {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "· {waiting} approval{} waiting ({}) ",
             if waiting == 1 { "" } else { "s" },
             app.keymap.hint(Context::Global, Action::Approve)
-        ));
+        );
         return Some(styled(text, theme.state_style(State::Warning)));
     }
     Some(styled(text, theme.accent()))
