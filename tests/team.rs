@@ -758,3 +758,164 @@ shell = "echo looked"
         );
     }
 }
+
+/// One etcd member serving clients over TLS only, requiring a client certificate.
+struct TlsEtcd {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        kill_9(&mut self.child);
+    }
+}
+
+fn tls_etcd(pki: &support::tls::Pki) -> TlsEtcd {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    };
+    let (port, peer) = (free(), free());
+    let data = tempfile::tempdir().expect("tempdir");
+    let child = Command::new("etcd")
+        .args(["--name", "t1", "--data-dir"])
+        .arg(data.path().join("t1"))
+        .args([
+            "--listen-client-urls",
+            &format!("https://127.0.0.1:{port}"),
+            "--advertise-client-urls",
+            &format!("https://127.0.0.1:{port}"),
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-cluster",
+            &format!("t1=http://127.0.0.1:{peer}"),
+            "--client-cert-auth",
+        ])
+        .arg("--trusted-ca-file")
+        .arg(&pki.ca.cert)
+        .arg("--cert-file")
+        .arg(&pki.server.cert)
+        .arg("--key-file")
+        .arg(&pki.server.key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts");
+    TlsEtcd {
+        child,
+        port,
+        _data: data,
+    }
+}
+
+#[test]
+fn etcd_over_tls_with_a_client_certificate_and_a_wrong_ca_is_a_clear_refusal() {
+    if !support::etcd::available() {
+        assert!(
+            std::env::var_os("OPSDECK_REQUIRE_ROOT_TESTS").is_none(),
+            "etcd is required"
+        );
+        return;
+    }
+    let pki = support::tls::Pki::new();
+    let etcd = tls_etcd(&pki);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = dir.path().join("runbooks");
+    std::fs::create_dir(&rb).expect("mkdir");
+    std::fs::write(
+        rb.join("touch.toml"),
+        format!(
+            "id = \"touch\"\ntitle = \"touch\"\n[[steps]]\nid = \"t\"\ntitle = \"t\"\nkind = \"action\"\nconfirm = \"yes\"\ntarget = {{ selector = \"edge1\" }}\nshell = \"echo t >> {}/touched\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("runbook");
+    let inventory = |name: &str, tls: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"tls\"\n[tiers.edge]\n[hosts.edge1]\ntier = \"edge\"\nlocal = {{}}\n[team]\nendpoints = [\"https://127.0.0.1:{}\"]\nprefix = \"/opsdeck-tls\"\ntls = {tls}\n",
+                etcd.port
+            ),
+        )
+        .expect("inventory");
+        p
+    };
+    let good = inventory(
+        "good.toml",
+        &format!(
+            "{{ ca_file = {:?}, client_cert = {:?}, client_key = {:?} }}",
+            pki.ca.cert, pki.client.cert, pki.client.key
+        ),
+    );
+    let wrong_ca = inventory(
+        "wrong-ca.toml",
+        &format!(
+            "{{ ca_file = {:?}, client_cert = {:?}, client_key = {:?} }}",
+            pki.other_ca.cert, pki.client.cert, pki.client.key
+        ),
+    );
+    let no_cert = inventory(
+        "no-cert.toml",
+        &format!("{{ ca_file = {:?} }}", pki.ca.cert),
+    );
+    let opsdeck = |inv: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_opsdeck"))
+            .env_remove("OPSDECK_INVENTORY")
+            .env("OPSDECK_JOURNAL_DIR", dir.path().join("journal"))
+            .env("OPSDECK_RUNBOOKS", &rb)
+            .env("OPSDECK_LOG_DIR", dir.path().join("logs"))
+            .arg("-i")
+            .arg(inv)
+            .args(args)
+            .output()
+            .expect("opsdeck runs")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = opsdeck(&good, &["team"]);
+        if o.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "etcd over TLS: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = opsdeck(&good, &["team"]);
+    assert!(
+        text(&o).contains("etcd: ok (https://127.0.0.1:"),
+        "{}",
+        text(&o)
+    );
+    let o = opsdeck(&good, &["run", "touch", "--approve", "all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("touched")).unwrap_or_default(),
+        "t\n"
+    );
+
+    // A CA that did not sign the server: a certificate error, and nothing changes.
+    let o = opsdeck(&wrong_ca, &["team"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).to_lowercase().contains("certificate"),
+        "{}",
+        text(&o)
+    );
+    let o = opsdeck(&wrong_ca, &["run", "touch", "--approve", "all"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    // Without a client certificate etcd refuses the connection.
+    let o = opsdeck(&no_cert, &["team"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("touched")).unwrap_or_default(),
+        "t\n",
+        "refused runs changed nothing"
+    );
+}

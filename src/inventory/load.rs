@@ -260,11 +260,11 @@ impl Resolver<'_> {
             return None;
         }
         for e in &t.endpoints {
-            if !e.starts_with("http://") {
+            if !e.starts_with("http://") && !e.starts_with("https://") {
                 self.err(
                     Some(span.clone()),
-                    format!("[team] endpoint {e:?} is not an http:// URL"),
-                    "use http://HOST:PORT (terminate TLS in front of etcd for now)".to_owned(),
+                    format!("[team] endpoint {e:?} is not an http:// or https:// URL"),
+                    "use https://HOST:PORT (with tls = { ca_file = ... } for a private CA) or http://HOST:PORT".to_owned(),
                 );
                 return None;
             }
@@ -325,8 +325,10 @@ impl Resolver<'_> {
                 }
             })
             .collect();
+        let tls = self.tls("[team]", "etcd", &span, t.tls.as_ref());
         Some(super::TeamConfig {
             endpoints: t.endpoints.clone(),
+            tls,
             user: t.user.clone(),
             password,
             lease_ttl: t.lease_ttl.unwrap_or(std::time::Duration::from_secs(10)),

@@ -43,6 +43,9 @@ pub struct Inventory {
 #[derive(Debug, Clone, Serialize)]
 pub struct TeamConfig {
     pub endpoints: Vec<String>,
+    /// For `https://` endpoints (`None`: system CAs, full verification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
     pub user: Option<String>,
     #[serde(skip)]
     pub password: Option<crate::secret::Secret>,

@@ -46,6 +46,10 @@ pub struct TeamDef {
     pub second_person: Vec<String>,
     /// Key prefix (default `/opsdeck/<inventory name>`).
     pub prefix: Option<String>,
+    /// TLS to `https://` endpoints: `tls = true` (system CAs) or `tls = { ca_file = "...",
+    /// client_cert = "...", client_key = "..." }` (etcd's `--client-cert-auth`).
+    #[serde(default, deserialize_with = "tls_setting")]
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]

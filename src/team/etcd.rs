@@ -14,7 +14,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value as Json, json};
 
 use crate::secret::Secret;
@@ -73,6 +72,8 @@ pub struct TxnResult {
 #[derive(Clone)]
 pub struct Client {
     endpoints: Vec<String>,
+    /// For `https://` endpoints: trust and identity (`None`: the system CAs).
+    tls: Option<crate::inventory::TlsSettings>,
     timeout: Duration,
     credentials: Option<(String, Secret)>,
 }
@@ -126,15 +127,17 @@ fn kv(v: &Json) -> Kv {
 }
 
 impl Client {
-    /// `endpoints`: `http://host:port` (loopback or a private network; TLS endpoints go
-    /// through a TLS-terminating proxy for now).
+    /// `endpoints`: `http://host:port` or `https://host:port` (checked with `tls`, or the
+    /// system CAs).
     pub fn new(
         endpoints: Vec<String>,
         timeout: Duration,
         credentials: Option<(String, Secret)>,
+        tls: Option<crate::inventory::TlsSettings>,
     ) -> Client {
         Client {
             endpoints,
+            tls,
             timeout,
             credentials,
         }
@@ -144,28 +147,36 @@ impl Client {
         &self.endpoints
     }
 
-    async fn post_once(
+    /// One POST to `endpoint` over the project's HTTP client (`transport::http::send`),
+    /// TLS for `https://`; the answer's body streams (the caller reads it, then aborts the
+    /// connection's task).
+    async fn post(
+        &self,
         endpoint: &str,
         path: &str,
         body: &Json,
         token: Option<&str>,
-    ) -> Result<(u16, Json), String> {
+    ) -> Result<
+        (
+            hyper::Response<hyper::body::Incoming>,
+            tokio::task::JoinHandle<()>,
+        ),
+        String,
+    > {
         let uri: hyper::Uri = format!("{}{path}", endpoint.trim_end_matches('/'))
             .parse()
             .map_err(|e| format!("{endpoint}: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!("{endpoint}: only http:// endpoints are supported"));
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("{endpoint}: endpoints are http:// or https://")),
+        };
         let host = uri.host().unwrap_or("127.0.0.1").to_owned();
         let port = uri.port_u16().unwrap_or(2379);
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("{endpoint}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        let conn = tokio::spawn(conn);
         let mut req = Request::post(uri.clone())
             .header("host", format!("{host}:{port}"))
             .header("content-type", "application/json");
@@ -175,10 +186,26 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let sent = if https {
+            let tls = self.tls.clone().unwrap_or_default();
+            let io = crate::transport::tls::connect(stream, &tls, &host)
+                .await
+                .map_err(|e| format!("{endpoint}: {e}"))?;
+            crate::transport::http::send(io, req).await
+        } else {
+            crate::transport::http::send(stream, req).await
+        };
+        sent.map_err(|e| format!("{endpoint}: {e}"))
+    }
+
+    async fn post_once(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Json,
+        token: Option<&str>,
+    ) -> Result<(u16, Json), String> {
+        let (resp, conn) = self.post(endpoint, path, body, token).await?;
         let status = resp.status().as_u16();
         // Streaming answers (watch, keepalive) send one JSON object per line: the first
         // complete one is the answer.
@@ -223,7 +250,7 @@ impl Client {
             };
             match tokio::time::timeout(
                 self.timeout,
-                Self::post_once(ep, path, body, token.as_deref()),
+                self.post_once(ep, path, body, token.as_deref()),
             )
             .await
             {
@@ -264,7 +291,7 @@ impl Client {
         let body = json!({"name": user, "password": password.expose()});
         match tokio::time::timeout(
             self.timeout,
-            Self::post_once(ep, "/v3/auth/authenticate", &body, None),
+            self.post_once(ep, "/v3/auth/authenticate", &body, None),
         )
         .await
         {
@@ -433,7 +460,7 @@ impl Client {
         let mut errors = Vec::new();
         for ep in &self.endpoints {
             // The first line confirms the watch was created; the second carries events.
-            let r = tokio::time::timeout(wait, Self::watch_events(ep, &body)).await;
+            let r = tokio::time::timeout(wait, self.watch_events(ep, &body)).await;
             match r {
                 Ok(Ok(kvs)) => return Ok(Some(kvs)),
                 Ok(Err(e)) => errors.push(e),
@@ -443,27 +470,14 @@ impl Client {
         Err(EtcdError::Unreachable(errors.join("; ")))
     }
 
-    async fn watch_events(endpoint: &str, body: &Json) -> Result<Vec<Kv>, String> {
-        let uri: hyper::Uri = format!("{}/v3/watch", endpoint.trim_end_matches('/'))
-            .parse()
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        let host = uri.host().unwrap_or("127.0.0.1").to_owned();
-        let port = uri.port_u16().unwrap_or(2379);
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        let conn = tokio::spawn(conn);
-        let req = Request::post(uri)
-            .header("host", format!("{host}:{port}"))
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| e.to_string())?;
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
+    async fn watch_events(&self, endpoint: &str, body: &Json) -> Result<Vec<Kv>, String> {
+        let token = match &self.credentials {
+            Some(c) => Some(self.authenticate(endpoint, c).await?),
+            None => None,
+        };
+        let (resp, conn) = self
+            .post(endpoint, "/v3/watch", body, token.as_deref())
+            .await?;
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
         let result = 'read: loop {

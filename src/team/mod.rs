@@ -45,7 +45,12 @@ impl Team {
             _ => None,
         };
         Team {
-            client: Client::new(cfg.endpoints.clone(), Duration::from_secs(3), credentials),
+            client: Client::new(
+                cfg.endpoints.clone(),
+                Duration::from_secs(3),
+                credentials,
+                cfg.tls.clone(),
+            ),
             cfg: cfg.clone(),
         }
     }

@@ -62,7 +62,8 @@ impl Pki {
             dir.path(),
             &ca,
             "server",
-            "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth",
+            // clientAuth too: etcd's gateway dials its own gRPC port with the server certificate.
+            "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth",
         );
         let named = issue(
             dir.path(),
