@@ -714,7 +714,7 @@ fn every_other_view_renders_in_two_themes_and_two_sizes() {
             assert!(t.contains("Sentinel"), "what the cache tier does:\n{t}");
             key(&mut app, 'l');
             let t = text(&draw(&app, &theme, w, h));
-            assert!(t.contains("runbook 1 of 8"), "{t}");
+            assert!(t.contains("runbook 1 of 12"), "{t}");
         }
     }
 }

@@ -441,7 +441,7 @@ fn lab_setup_is_idempotent() {
 // Engines elsewhere: DOCKER_HOST=ssh://, docker contexts, tcp:// with TLS
 // ---------------------------------------------------------------------------------------------
 
-/// `opsdeck exec HOST --json -- cat /etc/opsdeck-who` with exactly `env` (plus a PATH holding
+/// `opsdeck exec HOST --json-all -- cat /etc/opsdeck-who` with exactly `env` (plus a PATH holding
 /// no `ssh` program), returning the host's result.
 fn exec_who(
     work: &std::path::Path,
@@ -458,7 +458,7 @@ fn exec_who(
         .env("OPSDECK_LOG_DIR", work.join("logs"))
         .arg("-i")
         .arg(inv)
-        .args(["exec", host, "--json", "--", "cat /etc/opsdeck-who"]);
+        .args(["exec", host, "--json-all", "--", "cat /etc/opsdeck-who"]);
     for (k, v) in env {
         cmd.env(k, v);
     }

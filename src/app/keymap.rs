@@ -150,7 +150,7 @@ pub const ACTIONS: &[(Context, &str, Action, &str)] = &[
         Context::Global,
         "approve",
         Action::Approve,
-        "team mode: approve a step another operator's run waits on (shows what it covers first)",
+        "approve another operator's step (team mode)",
     ),
     (
         Context::Run,
