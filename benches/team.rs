@@ -36,6 +36,7 @@ fn main() {
     let cluster = EtcdCluster::start(&tmp.path().join("etcd"), 3).unwrap();
     let cfg = opsdeck::inventory::TeamConfig {
         endpoints: cluster.endpoints(),
+        tls: None,
         user: None,
         password: None,
         lease_ttl: Duration::from_secs(10),

@@ -150,7 +150,8 @@ async fn newcomer_fixes(c: &mut Console, dir: &Path, drill: &str, runbook: &str)
         c.key(KeyCode::Char('j'));
     }
     assert_eq!(
-        c.app.dashboard.selected, target,
+        c.app.dashboard.selected,
+        target,
         "j reaches {host} on the map:\n{}",
         c.screen()
     );
