@@ -331,8 +331,11 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
         "cache-full" => {
             let pw = redis_pw(lab)?;
             let master = current_master()?;
-            // Half-megabyte pages until Redis refuses a write (noeviction at maxmemory).
-            let page = "x".repeat(512 * 1024);
+            // Half-megabyte pages until Redis refuses a write (noeviction at maxmemory), then
+            // smaller ones until those are refused too: the cache ends truly full (above any
+            // critical level), not wherever the last big page happened to stop.
+            let mut size = 512 * 1024;
+            let mut page = "x".repeat(size);
             let mut n = 0;
             loop {
                 let key = format!("page:warmup:{n:05}");
@@ -346,6 +349,10 @@ pub fn inject(lab: &Lab, name: &str) -> Result<String> {
                 )
                 .map_err(LabError::io("filling the page cache"))?;
                 match r.last() {
+                    Some(Reply::Error(e)) if e.starts_with("OOM") && size > 4096 => {
+                        size /= 8;
+                        page = "x".repeat(size);
+                    }
                     Some(Reply::Error(e)) if e.starts_with("OOM") => break,
                     Some(Reply::Error(e)) => {
                         return Err(LabError::Failed(format!("SET {key}: {e}")));

@@ -2446,7 +2446,9 @@ impl Engine {
 
     fn step_failed(&mut self, msg: String) {
         let step = self.step();
-        if self.opts.approve == ApprovePolicy::Ask {
+        // A person decides after a failure, unless the runbook already did (`on_failure =
+        // "continue"` / `"goto:…"`: a failure there is an answer, e.g. "Redis is down").
+        if self.opts.approve == ApprovePolicy::Ask && matches!(step.on_failure, OnFailure::Abort) {
             self.emit(Event::Note {
                 step: Some(step.id.clone()),
                 text: format!("failed: {msg}"),
