@@ -162,12 +162,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     let conns = Arc::new(Connections::new());
                     let opts = headless::health::Options::default();
                     sweep_with_progress(&runtime()?, &conns, inv, &hosts, &opts)
-                        .map(|r| r.checks)
+                        .map(|r| (inv, r.checks))
                         .ok()
                 }
                 _ => None,
             };
-            headless::run::list(&runbooks(&set, Some(dir)), *json, checks.as_deref())
+            let checks = checks.as_ref().map(|(inv, c)| (*inv, c.as_slice()));
+            headless::run::list(&runbooks(&set, Some(dir)), *json, checks)
         }
         Command::Journal { command } => {
             let inv = load_inventory(&set).ok();

@@ -23,6 +23,7 @@ use crate::runbook::engine::{
     self as rengine, Decision, DecisionKind, ExecRequest, ExecResult, Input as RunInput,
 };
 use crate::runbook::journal::RunSummary;
+pub use crate::runbook::suggest::{Suggestion, suggest};
 use crate::runbook::{Runbook, Severity};
 
 /// The top-level views, in tab order.
@@ -122,16 +123,6 @@ impl TeamView {
 pub struct DashboardState {
     /// Index into `inventory.hosts`.
     pub selected: usize,
-}
-
-/// A runbook health suggests, and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Suggestion {
-    pub runbook: usize,
-    pub state: State,
-    /// `check on host: reason` for each matching check.
-    pub because: Vec<String>,
-    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -430,7 +421,7 @@ impl App {
     fn refresh_checks(&mut self) {
         self.checks = self.health.checks(self.now);
         self.by_host = index_by_host(&self.checks);
-        self.suggestions = suggest(&self.runbooks, &self.checks);
+        self.suggestions = suggest(&self.runbooks, &self.inventory, &self.checks);
         self.feed.observe(&self.checks, self.wall);
         self.rebuild_stack();
     }
@@ -852,53 +843,6 @@ pub fn mmss(d: std::time::Duration) -> String {
 }
 
 /// Which runbooks the checks call for, most severe first (then by runbook severity).
-pub fn suggest(runbooks: &[Arc<Runbook>], checks: &[Check]) -> Vec<Suggestion> {
-    let mut out: Vec<Suggestion> = Vec::new();
-    for (i, rb) in runbooks.iter().enumerate() {
-        let hits: Vec<&Check> = checks
-            .iter()
-            .filter(|c| {
-                // A runbook for some tiers is not suggested by a check on another tier (a
-                // cache host down does not call for the database failover).
-                c.state != State::Ok
-                    && (rb.tiers.is_empty() || rb.tiers.contains(&c.tier))
-                    && rb.triggered_by(&c.id, super::run::convert(c.state))
-            })
-            .collect();
-        if hits.is_empty() {
-            continue;
-        }
-        let state = check::worst(hits.iter().copied());
-        let mut hosts: Vec<String> = hits.iter().map(|c| c.host.clone()).collect();
-        hosts.dedup();
-        out.push(Suggestion {
-            runbook: i,
-            state,
-            because: hits
-                .iter()
-                .map(|c| format!("{} on {}: {}", c.id, c.host, c.reason))
-                .collect(),
-            hosts,
-        });
-    }
-    out.sort_by(|a, b| {
-        b.state.cmp(&a.state).then(
-            severity_rank(runbooks[b.runbook].severity)
-                .cmp(&severity_rank(runbooks[a.runbook].severity)),
-        )
-    });
-    out
-}
-
-fn severity_rank(s: Severity) -> u8 {
-    match s {
-        Severity::Low => 0,
-        Severity::Medium => 1,
-        Severity::High => 2,
-        Severity::Critical => 3,
-    }
-}
-
 /// Shows runbook `index` selected in the browser.
 fn focus_runbook(app: &mut App, index: usize) {
     app.browser.query.clear();

@@ -135,21 +135,16 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         topology = Some(sweep.topology);
         let checks = sweep.checks;
         if treats {
-            let mut fired: Vec<String> = Vec::new();
-            for c in &checks {
-                if rb.triggered_by(&c.id, crate::probes::check::runbook_state(c.state))
-                    && !fired.contains(&c.host)
-                {
-                    if !args.json {
-                        eprintln!(
-                            "health: {} {} on {} ({})",
-                            c.id,
-                            c.state.as_str(),
-                            c.host,
-                            secret::mask(&c.reason)
-                        );
-                    }
-                    fired.push(c.host.clone());
+            let fired = crate::runbook::suggest::fired_hosts(&rb, inv, &checks);
+            if !args.json {
+                for c in crate::runbook::suggest::hits(&rb, &checks) {
+                    eprintln!(
+                        "health: {} {} on {} ({})",
+                        c.id,
+                        c.state.as_str(),
+                        c.host,
+                        secret::mask(&c.reason)
+                    );
                 }
             }
             if fired.is_empty() {
@@ -464,7 +459,7 @@ pub fn human(e: &Event) -> String {
 pub fn list(
     sources: &runbook::Sources,
     json: bool,
-    checks: Option<&[crate::probes::check::Check]>,
+    checks: Option<(&crate::inventory::Inventory, &[crate::probes::check::Check])>,
 ) -> anyhow::Result<i32> {
     // Listed whatever the inventory: `opsdeck check` says which cannot run on it.
     let mut rows = Vec::new();
@@ -483,7 +478,7 @@ pub fn list(
         .map(|(rb, _, _)| std::sync::Arc::new(rb.clone()))
         .collect();
     let suggestions = checks
-        .map(|c| crate::app::state::suggest(&arcs, c))
+        .map(|(inv, c)| crate::runbook::suggest::suggest(&arcs, inv, c))
         .unwrap_or_default();
     let suggested = |i: usize| suggestions.iter().find(|s| s.runbook == i);
     if json {

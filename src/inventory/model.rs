@@ -342,6 +342,10 @@ pub struct HaproxyDef {
     /// The runtime API socket (`stats socket ... level admin`) runbooks drain and enable
     /// servers through (`{{haproxy.socket}}`).
     pub socket: Option<String>,
+    /// The servers it balances over (`host:port`), as for nginx: a load balancer's HTTP
+    /// symptom implicates them when a runbook's target comes from health.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
 }
 
 /// The application on an app server.

@@ -120,11 +120,15 @@ pub fn render(lab: &Lab, docker: bool) -> String {
                 );
             }
             Role::Haproxy => {
+                let ups: Vec<String> = layout::app_hosts()
+                    .map(|a| format!("\"{}:{HTTP_PORT}\"", a.addr))
+                    .collect();
                 let _ = writeln!(
                     s,
                     "description = \"HAProxy (seed 001 phase 3) in front of the app servers\"\n\
-                     haproxy = {{ stats_url = \"http://{a}:{port}/stats;csv\", socket = {sock} }}\n\
+                     haproxy = {{ stats_url = \"http://{a}:{port}/stats;csv\", socket = {sock}, upstreams = [{u}] }}\n\
                      http = [{{ url = \"http://{a}/health\", app_health = true }}]",
+                    u = ups.join(", "),
                     a = h.addr,
                     port = layout::HAPROXY_STATS_PORT,
                     sock = toml_str(&lab.haproxy_socket(h.name).display().to_string()),

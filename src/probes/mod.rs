@@ -10,7 +10,6 @@ pub mod parse;
 pub mod plan;
 pub mod scheduler;
 pub mod state;
-pub mod suggest;
 pub mod sweep;
 pub mod thresholds;
 pub mod top;

@@ -12,8 +12,10 @@ use super::model::{Outcome, ProbeResult, Sample, TargetKey};
 use super::plan::ProbeSpec;
 use super::thresholds::Thresholds;
 
-/// The window over which HTTP latency percentiles are taken.
-pub const LATENCY_WINDOW: Duration = Duration::from_secs(300);
+/// The window over which HTTP latency percentiles are taken: a minute, so that a fix (a
+/// restarted php-fpm) shows as ok within a minute instead of the slow samples holding p95 up
+/// for as long as a longer window remembers them.
+pub const LATENCY_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct TargetState {
@@ -376,6 +378,47 @@ mod tests {
         // 20 points: nearest-rank p95 is the 19th smallest = 400 ms.
         assert_eq!(lat.value, Some(400.0));
         assert_eq!(lat.state, State::Warning);
+    }
+
+    #[test]
+    fn a_fixed_latency_is_ok_once_the_slow_samples_leave_the_window() {
+        let a = spec("lb-1", ProbeKind::Http, "http://127.0.0.1/");
+        let mut s = HealthState::new(
+            std::slice::from_ref(&a),
+            BTreeMap::new(),
+            History::default(),
+        );
+        let t0 = Instant::now();
+        let sample = |ms| {
+            Outcome::Ok(Sample::Http(HttpSample {
+                url: "http://127.0.0.1/".to_owned(),
+                status: 200,
+                latency: Duration::from_millis(ms),
+                app: None,
+            }))
+        };
+        // Two minutes slow (one sample a second), then fixed.
+        for i in 0..120u64 {
+            update(
+                &mut s,
+                result(&a.key, t0 + Duration::from_secs(i), sample(450)),
+            );
+        }
+        let slow = s.checks(t0 + Duration::from_secs(119));
+        assert_eq!(
+            state_of(&slow, "lb-1", "http.latency").state,
+            State::Warning
+        );
+        for i in 120..190u64 {
+            update(
+                &mut s,
+                result(&a.key, t0 + Duration::from_secs(i), sample(20)),
+            );
+        }
+        let c = s.checks(t0 + Duration::from_secs(189));
+        let lat = state_of(&c, "lb-1", "http.latency");
+        assert_eq!(lat.state, State::Ok, "{}", lat.reason);
+        assert_eq!(lat.value, Some(20.0));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod journal;
 pub mod lock;
 pub mod model;
 pub mod read_only;
+pub mod suggest;
 pub mod template;
 pub mod validate;
 
