@@ -421,7 +421,13 @@ impl App {
     fn refresh_checks(&mut self) {
         self.checks = self.health.checks(self.now);
         self.by_host = index_by_host(&self.checks);
-        self.suggestions = suggest(&self.runbooks, &self.inventory, &self.checks);
+        let topology = self.topology();
+        self.suggestions = suggest(
+            &self.runbooks,
+            &self.inventory,
+            &self.checks,
+            Some(&topology),
+        );
         self.feed.observe(&self.checks, self.wall);
         self.rebuild_stack();
     }

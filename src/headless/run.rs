@@ -135,7 +135,7 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
         topology = Some(sweep.topology);
         let checks = sweep.checks;
         if treats {
-            let fired = crate::runbook::suggest::fired_hosts(&rb, inv, &checks);
+            let fired = crate::runbook::suggest::fired_hosts(&rb, inv, &checks, topology.as_ref());
             if !args.json {
                 for c in crate::runbook::suggest::hits(&rb, &checks) {
                     eprintln!(
@@ -478,7 +478,7 @@ pub fn list(
         .map(|(rb, _, _)| std::sync::Arc::new(rb.clone()))
         .collect();
     let suggestions = checks
-        .map(|(inv, c)| crate::runbook::suggest::suggest(&arcs, inv, c))
+        .map(|(inv, c)| crate::runbook::suggest::suggest(&arcs, inv, c, None))
         .unwrap_or_default();
     let suggested = |i: usize| suggestions.iter().find(|s| s.runbook == i);
     if json {

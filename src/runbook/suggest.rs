@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{Runbook, Severity};
 use crate::inventory::{Host, Inventory};
 use crate::probes::check::{self, Check, State};
+use crate::probes::topology::{Topology, declared_live};
 
 /// A runbook health suggests, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +39,17 @@ pub fn hits<'a>(rb: &Runbook, checks: &'a [Check]) -> Vec<&'a Check> {
 /// The hosts a run of `rb` treats when no operator named them: the hosts whose checks call
 /// for it and, for a load balancer among them whose HTTP checks do, the upstream servers the
 /// inventory says it balances over (`upstreams` of its nginx or haproxy) — a slow or failing load balancer is
-/// slow or failing because of what is behind it, and the remedy acts there.
-pub fn fired_hosts(rb: &Runbook, inv: &Inventory, checks: &[Check]) -> Vec<String> {
+/// slow or failing because of what is behind it, and the remedy acts there — and, for a
+/// replica among them whose Redis or MySQL checks do, the master (primary) of its tier: a
+/// replica mirrors its master (a full replica is a full master), and a remedy that changes
+/// data acts on the master. Live roles come from `topology` where the servers were asked,
+/// else from the inventory.
+pub fn fired_hosts(
+    rb: &Runbook,
+    inv: &Inventory,
+    checks: &[Check],
+    topology: Option<&Topology>,
+) -> Vec<String> {
     let hits = hits(rb, checks);
     let mut hosts: Vec<String> = Vec::new();
     let mut add = |h: &str| {
@@ -65,11 +75,43 @@ pub fn fired_hosts(rb: &Runbook, inv: &Inventory, checks: &[Check]) -> Vec<Strin
             }
         }
     }
+    let live = |h: &Host| -> Vec<String> {
+        topology
+            .and_then(|t| t.roles_of(&h.name))
+            .map_or_else(|| declared_live(h), <[String]>::to_vec)
+    };
+    for c in &hits {
+        let source = if c.id.starts_with("redis.") {
+            "master"
+        } else if c.id.starts_with("mysql.") {
+            "primary"
+        } else {
+            continue;
+        };
+        let Some(replica) = inv.hosts.iter().find(|h| h.name == c.host) else {
+            continue;
+        };
+        if !live(replica).iter().any(|r| r == "replica") {
+            continue;
+        }
+        for h in inv
+            .hosts
+            .iter()
+            .filter(|h| h.tier == replica.tier && live(h).iter().any(|r| r == source))
+        {
+            add(&h.name);
+        }
+    }
     hosts
 }
 
 /// Every runbook the checks call for, the worst state first, then the most severe runbook.
-pub fn suggest(runbooks: &[Arc<Runbook>], inv: &Inventory, checks: &[Check]) -> Vec<Suggestion> {
+pub fn suggest(
+    runbooks: &[Arc<Runbook>],
+    inv: &Inventory,
+    checks: &[Check],
+    topology: Option<&Topology>,
+) -> Vec<Suggestion> {
     let mut out: Vec<Suggestion> = Vec::new();
     for (i, rb) in runbooks.iter().enumerate() {
         let hits = hits(rb, checks);
@@ -83,7 +125,7 @@ pub fn suggest(runbooks: &[Arc<Runbook>], inv: &Inventory, checks: &[Check]) -> 
                 .iter()
                 .map(|c| format!("{} on {}: {}", c.id, c.host, c.reason))
                 .collect(),
-            hosts: fired_hosts(rb, inv, checks),
+            hosts: fired_hosts(rb, inv, checks, topology),
         });
     }
     out.sort_by(|a, b| {
@@ -222,7 +264,10 @@ confirm = "yes"
         let rb = runbook();
         let checks = [check("lb", "lb", "http.latency", State::Warning)];
         // app3 answers on another port than the upstream names: not behind this balancer.
-        assert_eq!(fired_hosts(&rb, &inv, &checks), ["lb", "app1", "app2"]);
+        assert_eq!(
+            fired_hosts(&rb, &inv, &checks, None),
+            ["lb", "app1", "app2"]
+        );
     }
 
     #[test]
@@ -235,11 +280,75 @@ confirm = "yes"
             check("lb", "db", "http.latency", State::Critical),
             check("app1", "app", "disk./", State::Critical),
         ];
-        assert_eq!(fired_hosts(&rb, &inv, &checks), ["app3"]);
-        let s = suggest(&[Arc::new(rb)], &inv, &checks);
+        assert_eq!(fired_hosts(&rb, &inv, &checks, None), ["app3"]);
+        let s = suggest(&[Arc::new(rb)], &inv, &checks, None);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].state, State::Critical);
         assert_eq!(s[0].because, ["http.latency on app3: slow"]);
+    }
+
+    #[test]
+    fn a_full_replica_implicates_the_master_of_its_tier() {
+        let text = r#"
+name = "t"
+[tiers.cache]
+[tiers.sessions]
+
+[hosts.cache1]
+tier = "cache"
+roles = ["master"]
+local = {}
+
+[hosts.cache2]
+tier = "cache"
+roles = ["replica"]
+local = {}
+
+[hosts.sessions1]
+tier = "sessions"
+roles = ["master"]
+local = {}
+"#;
+        let inv = crate::inventory::load_str(text, std::path::Path::new("t.toml")).expect("inv");
+        let rb = crate::runbook::load_str(
+            r#"
+id = "flush"
+title = "Flush"
+summary = "s"
+severity = "high"
+tiers = ["cache"]
+triggers = [{ check = "redis.memory", state = "warning" }]
+
+[[steps]]
+id = "flush"
+title = "Flush"
+kind = "action"
+target = { selector = "cache:master", pick = "first" }
+redis = ["FLUSHDB"]
+confirm = "typed"
+"#,
+            std::path::Path::new("flush.toml"),
+            None,
+        )
+        .expect("runbook")
+        .0;
+        let checks = [check("cache2", "cache", "redis.memory", State::Critical)];
+        // The master of its own tier, not another tier's.
+        assert_eq!(fired_hosts(&rb, &inv, &checks, None), ["cache2", "cache1"]);
+        // After a failover the servers say cache2 is the master: nothing else is implicated.
+        let mut live = Topology::default();
+        for (h, r) in [("cache1", "replica"), ("cache2", "master")] {
+            live.hosts.insert(
+                h.to_owned(),
+                crate::probes::topology::Observed {
+                    roles: vec![r.to_owned()],
+                    evidence: Vec::new(),
+                    at: None,
+                    stale: false,
+                },
+            );
+        }
+        assert_eq!(fired_hosts(&rb, &inv, &checks, Some(&live)), ["cache2"]);
     }
 
     #[test]
