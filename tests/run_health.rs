@@ -212,3 +212,37 @@ fn a_remedy_that_leaves_the_fault_ends_not_resolved_and_one_that_works_succeeds(
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("nothing to treat"), "{}", text(&o));
 }
+
+#[test]
+fn a_fault_that_comes_back_right_after_the_remedy_is_not_resolved() {
+    let f = Fixture::new();
+    // The remedy starts the server; something kills it again two seconds later (a crash
+    // loop, a leak that reopens what was killed). Ok for a moment is not resolved.
+    let pidfile = f.p("redis.pid");
+    f.runbook(
+        "flapping-fix",
+        &format!(
+            "{TRIGGERED}shell = \"redis-server --port {port} --bind 127.0.0.1 --daemonize yes --save '' --appendonly no --pidfile {pid} --dir {dir}; setsid sh -c 'sleep 2; kill $(cat {pid})' >/dev/null 2>&1 < /dev/null &\"\n",
+            port = f.port,
+            pid = pidfile.display(),
+            dir = f.dir.path().display()
+        ),
+    );
+    let o = f.run(&[
+        "run",
+        "flapping-fix",
+        "--approve",
+        "all",
+        "--verify-timeout",
+        "6s",
+    ]);
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(13), "{t}");
+    assert!(
+        t.contains("NotResolved") && t.contains("redis.ping down on cache1"),
+        "{t}"
+    );
+}

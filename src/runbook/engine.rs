@@ -463,6 +463,10 @@ pub struct Options {
     pub changes_refused: Option<String>,
 }
 
+/// How long the end check's triggers must stay ok (two probes this far apart) before the run
+/// is called resolved.
+pub const VERIFY_SETTLE: Duration = Duration::from_secs(3);
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -985,6 +989,8 @@ pub struct Engine {
     health_fresh: bool,
     /// When the end check started (it re-probes until `verify_timeout`).
     verify_started: Option<Duration>,
+    /// Since when the end check has seen the triggers ok, probe after probe.
+    verify_ok_since: Option<Duration>,
     phase: Phase,
     now: Duration,
     cursor: usize,
@@ -1040,6 +1046,7 @@ impl Engine {
             health: BTreeMap::new(),
             health_fresh: false,
             verify_started: None,
+            verify_ok_since: None,
             phase: Phase::NotStarted,
             now: Duration::ZERO,
             cursor: 0,
@@ -1312,6 +1319,7 @@ impl Engine {
             }
             if self.opts.verify && !self.rb.triggers.is_empty() {
                 self.verify_started = Some(self.now);
+                self.verify_ok_since = None;
                 return self.request_health(HealthUse::Verify, self.verify_hosts(), Duration::ZERO);
             }
             self.finish(Outcome::Succeeded, "all steps done".to_owned());
@@ -2292,7 +2300,25 @@ impl Engine {
         let started = self.verify_started.unwrap_or(self.now);
         let out_of_time = self.now.saturating_sub(started) >= self.opts.verify_timeout;
         let probe_failed = result.error.clone();
-        if failing.is_empty() && probe_failed.is_none() {
+        let ok_now = failing.is_empty() && probe_failed.is_none();
+        if !ok_now {
+            self.verify_ok_since = None;
+        }
+        // Ok once is not enough: a fault that comes back by itself (a leak reopening what was
+        // killed, a crash-looping service) is ok for a moment. The triggers must still be ok
+        // on a second probe VERIFY_SETTLE later.
+        if ok_now {
+            let since = *self.verify_ok_since.get_or_insert(self.now);
+            let settled = self.now.saturating_sub(since);
+            if settled < VERIFY_SETTLE {
+                return self.request_health(
+                    HealthUse::Verify,
+                    self.verify_hosts(),
+                    VERIFY_SETTLE - settled,
+                );
+            }
+        }
+        if ok_now {
             let end = self.failing(Some(&self.verify_hosts()));
             self.emit(Event::Health {
                 when: "end".to_owned(),
