@@ -2314,7 +2314,7 @@ impl Engine {
                 return self.request_health(
                     HealthUse::Verify,
                     self.verify_hosts(),
-                    VERIFY_SETTLE - settled,
+                    VERIFY_SETTLE.saturating_sub(settled),
                 );
             }
         }
