@@ -104,6 +104,27 @@ async fn newcomer_fixes(c: &mut Console, dir: &Path, drill: &str, runbook: &str)
         suggested(a, runbook)
     })
     .await;
+    // A newcomer reads the banner before acting: give the suggestion's hosts a moment to
+    // settle (on the lab every host shares one machine, so host.cpu fires host by host as
+    // each one's probe comes round, and the run acts on the hosts suggested when it starts).
+    let hosts_now = |a: &App| {
+        a.suggestions
+            .iter()
+            .find(|s| runbook_index(a, runbook) == Some(s.runbook))
+            .map(|s| s.hosts.clone())
+            .unwrap_or_default()
+    };
+    let mut seen = hosts_now(&c.app);
+    let mut stable_since = Instant::now();
+    let settle_deadline = Instant::now() + Duration::from_secs(30);
+    while stable_since.elapsed() < Duration::from_secs(3) && Instant::now() < settle_deadline {
+        c.step().await;
+        let now = hosts_now(&c.app);
+        if now != seen {
+            seen = now;
+            stable_since = Instant::now();
+        }
+    }
     let title = c.app.runbooks[runbook_index(&c.app, runbook).expect("runbook")]
         .title
         .clone();

@@ -217,17 +217,35 @@ fn a_remedy_that_leaves_the_fault_ends_not_resolved_and_one_that_works_succeeds(
 fn a_fault_that_comes_back_right_after_the_remedy_is_not_resolved() {
     let f = Fixture::new();
     // The remedy starts the server; something kills it again two seconds later (a crash
-    // loop, a leak that reopens what was killed). Ok for a moment is not resolved.
+    // loop, a leak that reopens what was killed). Ok for a moment is not resolved. The
+    // killer is this test, not a background job of the step (the step's process group ends
+    // with the step).
     let pidfile = f.p("redis.pid");
     f.runbook(
         "flapping-fix",
         &format!(
-            "{TRIGGERED}shell = \"redis-server --port {port} --bind 127.0.0.1 --daemonize yes --save '' --appendonly no --pidfile {pid} --dir {dir}; setsid sh -c 'sleep 2; kill $(cat {pid})' >/dev/null 2>&1 < /dev/null &\"\n",
+            "{TRIGGERED}shell = \"redis-server --port {port} --bind 127.0.0.1 --daemonize yes --save '' --appendonly no --pidfile {pid} --dir {dir}\"\n",
             port = f.port,
             pid = pidfile.display(),
             dir = f.dir.path().display()
         ),
     );
+    let watched = pidfile.clone();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(pid) = std::fs::read_to_string(&watched)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+            {
+                std::thread::sleep(Duration::from_secs(2));
+                let _ = Command::new("kill").arg(pid.trim()).status();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
     let o = f.run(&[
         "run",
         "flapping-fix",
@@ -236,9 +254,10 @@ fn a_fault_that_comes_back_right_after_the_remedy_is_not_resolved() {
         "--verify-timeout",
         "6s",
     ]);
-    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-    }
+    assert!(
+        killer.join().expect("killer"),
+        "the remedy never started Redis"
+    );
     let t = text(&o);
     assert_eq!(o.status.code(), Some(13), "{t}");
     assert!(

@@ -2,8 +2,9 @@
 //!
 //! Each server gets a config file `DIR/NAME.conf` (mode 0600: it may hold the lab's password,
 //! as any Redis config does; opsdeck's own inventory only ever references passwords by file)
-//! and logs to `DIR/NAME.log` through [`Daemon::spawn`]. Nothing is persisted: `save ""`,
-//! no AOF.
+//! and logs to `DIR/NAME.log` through [`Daemon::spawn`]. Nothing is persisted unless asked
+//! (`persist`: an append-only file, as the lab's session Redis keeps); never RDB
+//! snapshots (`save ""`).
 
 #![allow(
     clippy::doc_markdown,
@@ -35,6 +36,10 @@ pub struct RedisOptions {
     pub password: Option<String>,
     pub replica_of: Option<(IpAddr, u16)>,
     pub maxclients: Option<u32>,
+    /// Keep the data across a restart in an append-only file (fsynced every second), as seed
+    /// 001's session Redis does (`appendonly yes`). Without it a master killed and started
+    /// again comes back empty, and its replicas resync to empty: every session is lost.
+    pub persist: bool,
 }
 
 impl RedisOptions {
@@ -47,6 +52,7 @@ impl RedisOptions {
             password: None,
             replica_of: None,
             maxclients: None,
+            persist: false,
         }
     }
 }
@@ -80,7 +86,17 @@ pub fn start_redis(opts: &RedisOptions) -> io::Result<Daemon> {
         let _ = writeln!(conf, "replica-announce-ip {}", opts.addr);
     }
     let _ = writeln!(conf, "save \"\"");
-    let _ = writeln!(conf, "appendonly no");
+    if opts.persist {
+        let _ = writeln!(conf, "appendonly yes");
+        let _ = writeln!(conf, "appendfsync everysec");
+        let _ = writeln!(
+            conf,
+            "appenddirname {}",
+            quote(&format!("{}.aof", opts.name))
+        );
+    } else {
+        let _ = writeln!(conf, "appendonly no");
+    }
     let _ = writeln!(conf, "dbfilename {}", quote(&format!("{}.rdb", opts.name)));
     // DEBUG (SLEEP, for slow-reply drills) only from loopback clients.
     let _ = writeln!(conf, "enable-debug-command local");
@@ -212,6 +228,34 @@ mod tests {
     use super::*;
     use crate::lab::process::free_port;
     use crate::lab::wire;
+
+    /// A persisted server killed outright (as the redis-down drill kills the master) comes
+    /// back with its data: a master restarted empty would wipe its replicas on resync.
+    #[test]
+    fn a_persisted_server_killed_and_started_again_keeps_its_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let opts = RedisOptions {
+            persist: true,
+            ..RedisOptions::new(dir.path(), "kept", ip, free_port(ip).expect("free port"))
+        };
+        let addr = SocketAddr::new(ip, opts.port);
+        let mut first = start_redis(&opts).expect("starts");
+        wire::redis1(addr, None, &["SET", "session:1", "alice"]).expect("SET");
+        // appendfsync everysec: on disk within a second.
+        std::thread::sleep(Duration::from_millis(1500));
+        first
+            .signal(nix::sys::signal::Signal::SIGKILL)
+            .expect("SIGKILL");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while first.is_alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut again = start_redis(&opts).expect("starts again");
+        let got = wire::redis1(addr, None, &["GET", "session:1"]).map(|r| r.text());
+        again.stop(Duration::from_secs(2));
+        assert_eq!(got.ok().as_deref(), Some("alice"));
+    }
 
     /// A replica is listed by its master at the address it binds, from its first handshake on
     /// (so nothing has to change its announce address while it syncs).

@@ -504,6 +504,7 @@ pub fn start_redis(
         password: Some(password.to_owned()),
         replica_of: replica_of.map(|a| (a.ip(), a.port())),
         maxclients: Some(200),
+        persist: true,
     })
     .map_err(LabError::io(format!("starting Redis on {}", h.name)))?;
     d.detach();

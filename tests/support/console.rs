@@ -84,26 +84,32 @@ impl Console {
                 "timed out waiting for {what}; screen:\n{}",
                 self.screen()
             );
-            let probe = async {
-                match self.probes.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                Some(r) = probe => dispatch(&mut self.app, &mut self.exec, Event::Probe(Box::new(r))),
-                Some(e) = self.events.recv() => dispatch(&mut self.app, &mut self.exec, e),
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            dispatch(
-                &mut self.app,
-                &mut self.exec,
-                Event::Tick {
-                    now: Instant::now(),
-                    wall: chrono::Utc::now(),
-                },
-            );
+            self.step().await;
         }
+    }
+
+    /// Delivers what arrived (a probe result or an executor event, waiting up to 100 ms),
+    /// then a clock tick.
+    pub async fn step(&mut self) {
+        let probe = async {
+            match self.probes.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(r) = probe => dispatch(&mut self.app, &mut self.exec, Event::Probe(Box::new(r))),
+            Some(e) = self.events.recv() => dispatch(&mut self.app, &mut self.exec, e),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        dispatch(
+            &mut self.app,
+            &mut self.exec,
+            Event::Tick {
+                now: Instant::now(),
+                wall: chrono::Utc::now(),
+            },
+        );
     }
 
     /// The screen as text, as a 160×45 terminal would show it.
