@@ -683,9 +683,16 @@ fn high_cpu(lab: &Lab) {
     assert!(lab.present("high-cpu"));
     let text = lab.fixes("high-cpu");
     assert!(text.contains("restarting queue:work"), "{}", tail(&text));
+    // No command ran on a load balancer (a command is printed `HOST: $ …`, its output
+    // `HOST| …`); health at the start may well list their CPU: the lab's hosts share one.
+    let on_lb = text.lines().map(str::trim_start).find(|l| {
+        ["lb:", "lb|", "lb2:", "lb2|"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    });
     assert!(
-        !text.contains("on lb:") && !text.contains("on lb,"),
-        "high-cpu acted on a load balancer:\n{}",
+        on_lb.is_none(),
+        "high-cpu acted on a load balancer: {on_lb:?}\n{}",
         tail(&text)
     );
     assert!(!lab.present("high-cpu"));
@@ -1013,7 +1020,7 @@ fn db_failover_not_resolved(lab: &Lab) {
 type Case = (&'static str, fn(&Lab));
 
 /// The canaries (every password the lab generated) appear in no output, journal or export.
-fn canaries_absent(lab: &Lab) {
+fn canaries_absent(lab: &Lab, min_runs: usize) {
     let canaries: Vec<String> = ["mysql", "mysql-app", "mysql-repl", "redis"]
         .iter()
         .map(|s| lab.secret(s))
@@ -1023,7 +1030,7 @@ fn canaries_absent(lab: &Lab) {
     let runs: serde_json::Value = serde_json::from_str(&list).expect("journal list JSON");
     let runs = runs.as_array().expect("runs");
     assert!(
-        runs.len() >= 20,
+        runs.len() >= min_runs,
         "expected every run in the journal: {list}"
     );
     for r in runs {
@@ -1094,7 +1101,7 @@ fn every_runbook_fixes_its_drill_headless_with_its_defaults() {
         case(&lab);
         eprintln!("{name}: {:.0?}", t.elapsed());
     }
-    canaries_absent(&lab);
+    canaries_absent(&lab, if only.is_some() { 1 } else { 20 });
     if only
         .as_deref()
         .is_none_or(|o| o.split(',').any(|o| o == "db-failover-not-resolved"))
