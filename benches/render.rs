@@ -6,7 +6,7 @@
 //!   a poll of probe results for 100 hosts folded in before every frame (target ≤ 16 ms);
 //!   the poll's own cost is measured as `poll_100_hosts`.
 //! - `first_frame_100_unreachable`: the `launch` path — inventory, thresholds, probe plan,
-//!   `HealthState`, the scheduler spawned over 100 SSH hosts at 127.0.0.1:1 (nothing listens:
+//!   `HealthStore`, the scheduler spawned over 100 SSH hosts at 127.0.0.1:1 (nothing listens:
 //!   every probe fails), runbooks loaded, `App` built — until the first draw returns
 //!   (target ≤ 100 ms).
 //!
@@ -26,7 +26,7 @@ use opsdeck::app::{self, App, Event};
 use opsdeck::probes::history::History;
 use opsdeck::probes::plan::{self, Intervals};
 use opsdeck::probes::scheduler::{self, SchedulerConfig};
-use opsdeck::probes::state::HealthState;
+use opsdeck::probes::state::HealthStore;
 use opsdeck::transport::Connections;
 use opsdeck::ui::demo_state::{self, POLL};
 use opsdeck::ui::{self, theme::Theme};
@@ -135,7 +135,7 @@ async fn first_frame(inv_text: &str, term: &mut Terminal<TestBackend>) -> Durati
     let hosts: Vec<_> = inv.hosts.iter().collect();
     let specs = plan::plan(&inv, &hosts, &intervals);
     let history = History::covering(Duration::from_secs(600), intervals.default);
-    let health = HealthState::new(&specs, thresholds, history);
+    let health = HealthStore::new(&specs, thresholds, history);
     let conns = Arc::new(Connections::new());
     let (tx, _rx) = tokio::sync::mpsc::channel(1024);
     let cancel = tokio_util::sync::CancellationToken::new();

@@ -20,7 +20,7 @@ use opsdeck::app::{App, View};
 use opsdeck::probes::history::History;
 use opsdeck::probes::plan::{self, Intervals};
 use opsdeck::probes::scheduler::{self, SchedulerConfig};
-use opsdeck::probes::state::HealthState;
+use opsdeck::probes::state::HealthStore;
 use opsdeck::runbook::engine::{DecisionKind, Outcome};
 use opsdeck::transport::Connections;
 use support::console::Console;
@@ -305,7 +305,7 @@ async fn every_drill_is_fixed_from_the_console_with_the_defaults() {
     let intervals = Intervals::uniform(Duration::from_secs(1));
     let specs = plan::plan(&inv, &hosts, &intervals);
     let thresholds = opsdeck::probes::thresholds::resolve(&inv).expect("thresholds");
-    let health = HealthState::new(&specs, thresholds, History::new(600));
+    let health = HealthStore::new(&specs, thresholds, History::new(600));
     let conns = Arc::new(Connections::new());
     let (ptx, probes) = mpsc::channel(1024);
     let cancel = tokio_util::sync::CancellationToken::new();

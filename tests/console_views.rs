@@ -15,7 +15,7 @@ use opsdeck::probes::model::{
     HostSample, MountSample, MysqlSample, MysqlStatus, Outcome, ProbeKind, ProbeResult, Sample,
 };
 use opsdeck::probes::plan::{self, Intervals};
-use opsdeck::probes::state::HealthState;
+use opsdeck::probes::state::HealthStore;
 use opsdeck::ui::{self, theme::Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -29,7 +29,7 @@ fn fixture_app() -> App {
     let inv = Arc::new(opsdeck::inventory::load(Some(Path::new(&path))).expect("fixture loads"));
     let hosts: Vec<_> = inv.hosts.iter().collect();
     let specs = plan::plan(&inv, &hosts, &Intervals::default());
-    let mut health = HealthState::new(&specs, Default::default(), History::new(120));
+    let mut health = HealthStore::new(&specs, Default::default(), History::new(120));
     let t0 = Instant::now();
     let wall = chrono::Utc
         .with_ymd_and_hms(2026, 11, 22, 3, 4, 5)
@@ -759,7 +759,7 @@ fn empty_app() -> (App, Vec<opsdeck::probes::plan::ProbeSpec>, Instant) {
     let inv = Arc::new(opsdeck::inventory::load(Some(Path::new(&path))).expect("fixture loads"));
     let hosts: Vec<_> = inv.hosts.iter().collect();
     let specs = plan::plan(&inv, &hosts, &Intervals::default());
-    let health = HealthState::new(&specs, Default::default(), History::new(120));
+    let health = HealthStore::new(&specs, Default::default(), History::new(120));
     let t0 = Instant::now();
     let app = App::new(inv, health, Keymap::defaults(), t0, wall_at(0));
     (app, specs, t0)

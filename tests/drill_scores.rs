@@ -12,7 +12,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use opsdeck::app::keymap::Keymap;
 use opsdeck::app::{self, App, Event};
 use opsdeck::probes::history::History;
-use opsdeck::probes::state::HealthState;
+use opsdeck::probes::state::HealthStore;
 use opsdeck::transport::Connections;
 use opsdeck::tui::Executor;
 
@@ -83,7 +83,7 @@ async fn a_resolved_drill_is_saved_privately_and_listed() {
     )
     .expect("runbook");
     let t0 = Instant::now();
-    let health = HealthState::new(&[], Default::default(), History::new(10));
+    let health = HealthStore::new(&[], Default::default(), History::new(10));
     let mut a = App::new(Arc::clone(&inv), health, Keymap::defaults(), t0, wall(0))
         .with_runbooks(vec![Arc::new(rb)]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);

@@ -12,7 +12,7 @@ use opsdeck::probes::history::History;
 use opsdeck::probes::model::ProbeKind;
 use opsdeck::probes::plan::{self, Intervals};
 use opsdeck::probes::scheduler::{self, SchedulerConfig};
-use opsdeck::probes::state::HealthState;
+use opsdeck::probes::state::HealthStore;
 use opsdeck::probes::thresholds;
 use opsdeck::transport::Connections;
 use serde_json::Value;
@@ -92,7 +92,7 @@ async fn watched_host_goes_down_while_the_other_keeps_updating() {
         &hosts,
         &Intervals::uniform(Duration::from_millis(500)),
     );
-    let mut state = HealthState::new(
+    let mut state = HealthStore::new(
         &specs,
         thresholds::resolve(&inv).expect("thresholds"),
         History::default(),
@@ -111,7 +111,7 @@ async fn watched_host_goes_down_while_the_other_keeps_updating() {
     ));
     // Safety net against a hang, not a timing assertion.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let reachable = |state: &HealthState, host: &str| {
+    let reachable = |state: &HealthStore, host: &str| {
         state
             .checks(Instant::now())
             .into_iter()

@@ -86,7 +86,7 @@ fn topology(inv: &Inventory, results: Vec<ProbeResult>) -> Topology {
         Duration::from_secs(60),
         Duration::from_secs(5),
     );
-    let mut state = opsdeck::probes::state::HealthState::new(&specs, th, history);
+    let mut state = opsdeck::probes::state::HealthStore::new(&specs, th, history);
     for r in results {
         state.update(r);
     }

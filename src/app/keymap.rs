@@ -492,11 +492,9 @@ impl Keymap {
     }
 }
 
+/// The user's keymap: `keys.toml` in the config directory ([`crate::config::dir`]).
 pub fn user_file() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("OPSDECK_CONFIG_DIR") {
-        return Some(PathBuf::from(d).join("keys.toml"));
-    }
-    directories::ProjectDirs::from("", "", "opsdeck").map(|d| d.config_dir().join("keys.toml"))
+    crate::config::dir().map(|d| d.join("keys.toml"))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod browser;
 pub mod feed;
 pub mod keymap;
+pub mod layout;
 pub mod run;
 pub mod stack;
 pub mod state;

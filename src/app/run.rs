@@ -420,12 +420,8 @@ pub fn health_facts(
         .map(|c| engine::HealthFact {
             host: c.host.clone(),
             check: c.id.clone(),
-            state: convert(c.state),
+            state: c.state,
             reason: c.reason.clone(),
         })
         .collect()
-}
-
-pub fn convert(s: crate::probes::check::State) -> crate::runbook::HealthState {
-    crate::probes::check::runbook_state(s)
 }

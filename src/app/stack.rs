@@ -10,7 +10,7 @@ use crate::inventory::{Inventory, RedisRole};
 use crate::probes::check::{self, Check, State};
 use crate::probes::history::History;
 use crate::probes::model::{MysqlSample, Outcome, ProbeKind, Sample, TargetKey};
-use crate::probes::state::{HealthState, metric_name};
+use crate::probes::state::{HealthStore, metric_name};
 
 /// A figure with the state it is drawn in. `long` is shown where there is room, else `short`.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +100,7 @@ struct Facts {
 }
 
 /// The target keys of every host, once (the plan does not change while the console runs).
-pub fn targets_by_host(health: &HealthState) -> HashMap<String, Vec<TargetKey>> {
+pub fn targets_by_host(health: &HealthStore) -> HashMap<String, Vec<TargetKey>> {
     let mut out: HashMap<String, Vec<TargetKey>> = HashMap::new();
     for k in health.targets() {
         out.entry(k.host.clone()).or_default().push(k.clone());
@@ -111,7 +111,7 @@ pub fn targets_by_host(health: &HealthState) -> HashMap<String, Vec<TargetKey>> 
 /// The whole map, tiers in inventory (traffic) order, hosts in inventory order.
 pub fn build<S1: std::hash::BuildHasher, S2: std::hash::BuildHasher>(
     inv: &Inventory,
-    health: &HealthState,
+    health: &HealthStore,
     targets: &HashMap<String, Vec<TargetKey>, S1>,
     checks: &[Check],
     by_host: &HashMap<String, (State, Vec<usize>), S2>,
@@ -161,7 +161,7 @@ fn find<'a>(checks: &[&'a Check], id: &str) -> Option<&'a Check> {
     checks.iter().copied().find(|c| c.id == id)
 }
 
-fn latest_sample<'a>(health: &'a HealthState, key: &TargetKey) -> Option<&'a Sample> {
+fn latest_sample<'a>(health: &'a HealthStore, key: &TargetKey) -> Option<&'a Sample> {
     match &health.latest(key)?.outcome {
         Outcome::Ok(s) => Some(s),
         _ => None,
@@ -182,7 +182,7 @@ fn redis_host(inv: &Inventory, addr: &str) -> Option<String> {
 
 fn host_facts(
     inv: &Inventory,
-    health: &HealthState,
+    health: &HealthStore,
     keys: &[TargetKey],
     checks: &[&Check],
 ) -> Facts {

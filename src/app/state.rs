@@ -17,7 +17,7 @@ use super::stack::{self, TierRow};
 use crate::inventory::Inventory;
 use crate::probes::check::{self, Check, State};
 use crate::probes::model::{ProbeResult, TargetKey};
-use crate::probes::state::HealthState;
+use crate::probes::state::HealthStore;
 use crate::runbook::driver::RunSpec;
 use crate::runbook::engine::{
     self as rengine, Decision, DecisionKind, ExecRequest, ExecResult, Input as RunInput,
@@ -53,7 +53,7 @@ impl View {
 /// Everything the console shows. Rendering is a pure function of this.
 pub struct App {
     pub inventory: Arc<Inventory>,
-    pub health: HealthState,
+    pub health: HealthStore,
     /// Checks as of the last tick or sample, so drawing never evaluates anything.
     pub checks: Vec<Check>,
     /// Per host: its worst state and its checks (indexes into `checks`), worst first, then
@@ -289,7 +289,7 @@ pub enum Command {
 impl App {
     pub fn new(
         inventory: Arc<Inventory>,
-        health: HealthState,
+        health: HealthStore,
         keymap: Keymap,
         now: Instant,
         wall: DateTime<Utc>,
@@ -818,7 +818,7 @@ fn on_mouse(app: &mut App, m: MouseEvent) {
     match (app.view, m.kind) {
         (View::Dashboard, MouseEventKind::Down(MouseButton::Left)) => {
             // Hit-test against the same layout the dashboard draws.
-            let boxes = crate::ui::dashboard::host_boxes(app, crate::ui::body_area(app, app.size));
+            let boxes = super::layout::host_boxes(app, super::layout::body_area(app, app.size));
             if let Some(&(i, ..)) = boxes
                 .iter()
                 .find(|(_, x, y, w)| m.row == *y && m.column >= *x && m.column < x + w)

@@ -13,22 +13,17 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::exit;
 use super::table::{Colors, Table, Tone, cell};
 use crate::inventory::{Host, Inventory};
 use crate::probes::check::{self, Check, State};
-use crate::probes::history::History;
-use crate::probes::plan::{self, Intervals};
-use crate::probes::scheduler::{self, SchedulerConfig};
-use crate::probes::state::HealthState;
-use crate::probes::thresholds::{self, ThresholdErrors};
+use crate::probes::plan::Intervals;
+use crate::probes::thresholds::ThresholdErrors;
 use crate::secret::{mask, to_masked_json};
 use crate::transport::Connections;
 
@@ -43,22 +38,10 @@ pub fn exit_code(worst: State) -> i32 {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub concurrency: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(5),
-            concurrency: 128,
-        }
-    }
-}
+/// How health is probed: the interval thresholds are judged against, the per-probe timeout,
+/// probes in flight at once.
+pub use crate::probes::sweep::SweepOptions as Options;
+pub use crate::probes::sweep::SweepProgress;
 
 /// One health report.
 #[derive(Debug, Clone, Serialize)]
@@ -101,26 +84,6 @@ impl Report {
     }
 }
 
-fn setup(
-    inv: &Inventory,
-    hosts: &[&Host],
-    opts: &Options,
-) -> Result<(Vec<plan::ProbeSpec>, HealthState), ThresholdErrors> {
-    let th = thresholds::resolve(inv)?;
-    let specs = plan::plan(inv, hosts, &Intervals::uniform(opts.interval));
-    let history = History::covering(Duration::from_secs(600), opts.interval);
-    let state = HealthState::new(&specs, th, history);
-    Ok((specs, state))
-}
-
-fn config(opts: &Options) -> SchedulerConfig {
-    SchedulerConfig {
-        concurrency: opts.concurrency,
-        timeout: opts.timeout,
-        ..SchedulerConfig::default()
-    }
-}
-
 /// One sweep over `hosts`.
 pub async fn once(
     conns: &Arc<Connections>,
@@ -131,69 +94,16 @@ pub async fn once(
     once_with(conns, inv, hosts, opts, &mut |_| {}).await
 }
 
-/// How far a sweep is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SweepProgress {
-    pub probes_done: usize,
-    pub probes: usize,
-    /// Hosts whose every probe has answered.
-    pub hosts_done: usize,
-    pub hosts: usize,
-}
-
 /// [`once`], calling `progress` each time a probe answers (the progress line on a terminal).
-/// At most `opts.concurrency` probes run at once, as in [`scheduler::sweep`].
 pub async fn once_with(
     conns: &Arc<Connections>,
     inv: &Inventory,
     hosts: &[&Host],
     opts: &Options,
-    progress: &mut dyn FnMut(SweepProgress),
+    progress: &mut (dyn FnMut(SweepProgress) + Send),
 ) -> Result<Report, ThresholdErrors> {
-    use futures::StreamExt as _;
-    let (specs, mut state) = setup(inv, hosts, opts)?;
-    let cfg = config(opts);
-    let sem = tokio::sync::Semaphore::new(opts.concurrency.max(1));
-    // Probes left per host, to say when a host is done.
-    let mut left: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in &specs {
-        *left.entry(s.key.host.as_str()).or_insert(0) += 1;
-    }
-    let mut p = SweepProgress {
-        probes_done: 0,
-        probes: specs.len(),
-        hosts_done: 0,
-        hosts: left.len(),
-    };
-    progress(p);
-    let mut running: futures::stream::FuturesUnordered<_> = specs
-        .iter()
-        .map(|spec| {
-            let sem = &sem;
-            let cfg = &cfg;
-            async move {
-                let _permit = sem.acquire().await.ok();
-                (
-                    spec.key.host.as_str(),
-                    scheduler::sweep(conns, std::slice::from_ref(spec), cfg).await,
-                )
-            }
-        })
-        .collect();
-    while let Some((host, results)) = running.next().await {
-        for r in results {
-            state.update(r);
-        }
-        p.probes_done += 1;
-        if let Some(n) = left.get_mut(host) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                p.hosts_done += 1;
-            }
-        }
-        progress(p);
-    }
-    Ok(Report::new(&inv.name, state.checks(Instant::now())))
+    let sweep = crate::probes::sweep::sweep_with(conns, inv, hosts, opts, progress).await?;
+    Ok(Report::new(&inv.name, sweep.checks))
 }
 
 /// Watches `hosts`, writing one JSON line per interval to `out`, until Ctrl-C or `count`
@@ -206,16 +116,14 @@ pub async fn watch(
     count: Option<u64>,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<State> {
-    let (specs, mut state) = setup(inv, hosts, opts)?;
-    let (tx, mut rx) = mpsc::channel(1024);
-    let cancel = CancellationToken::new();
-    let sched = tokio::spawn(scheduler::run(
+    let pipeline = crate::probes::driver::start(
         conns,
-        specs,
-        config(opts),
-        tx,
-        cancel.clone(),
-    ));
+        inv,
+        hosts,
+        &Intervals::uniform(opts.interval),
+        opts.scheduler(),
+    )?;
+    let (mut state, mut rx, stopper) = pipeline.into_parts();
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + opts.interval, opts.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,8 +148,7 @@ pub async fn watch(
             _ = &mut ctrl_c => break,
         }
     }
-    cancel.cancel();
-    let _ = sched.await;
+    stopper.stop().await;
     Ok(worst)
 }
 

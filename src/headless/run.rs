@@ -169,7 +169,7 @@ pub fn run(args: &RunArgs, inv: &Inventory) -> anyhow::Result<i32> {
             .map(|c| crate::runbook::engine::HealthFact {
                 host: c.host.clone(),
                 check: c.id.clone(),
-                state: crate::probes::check::runbook_state(c.state),
+                state: c.state,
                 reason: c.reason.clone(),
             })
             .collect();

@@ -18,11 +18,9 @@ use std::sync::Arc;
 use crate::app::keymap::Keymap;
 use crate::app::{self, App, Command, Event};
 use crate::inventory::Inventory;
-use crate::probes::history::History;
 use crate::probes::model::ProbeResult;
-use crate::probes::plan::{self, Intervals};
-use crate::probes::scheduler::{self, SchedulerConfig};
-use crate::probes::state::HealthState;
+use crate::probes::plan::Intervals;
+use crate::probes::scheduler::SchedulerConfig;
 use crate::runbook::driver::{self, RunSpec, Session};
 use crate::runbook::engine::{ExecRequest, ExecResult};
 use crate::transport::Connections;
@@ -469,24 +467,18 @@ pub async fn launch(
     runbooks: &crate::runbook::Sources,
     view: app::View,
 ) -> anyhow::Result<()> {
-    let thresholds = crate::probes::thresholds::resolve(&inv)?;
     let inv = std::sync::Arc::new(inv);
-    let intervals = Intervals::default();
     let hosts: Vec<_> = inv.hosts.iter().collect();
-    let specs = plan::plan(&inv, &hosts, &intervals);
-    let history = History::covering(Duration::from_secs(600), intervals.default);
-    let health = HealthState::new(&specs, thresholds, history);
     let conns = std::sync::Arc::new(Connections::new());
-    let (tx, rx) = mpsc::channel(1024);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let conns_for_exec = Arc::clone(&conns);
-    let sched = tokio::spawn(scheduler::run(
-        conns,
-        specs,
+    let (health, rx, probes) = crate::probes::driver::start(
+        Arc::clone(&conns),
+        &inv,
+        &hosts,
+        &Intervals::default(),
         SchedulerConfig::default(),
-        tx,
-        cancel.clone(),
-    ));
+    )?
+    .into_parts();
+    let conns_for_exec = conns;
     // The console offers what loads (the user's runbooks over the built-in ones); a broken
     // runbook file is reported by `opsdeck check`.
     let runbooks: Vec<Arc<crate::runbook::Runbook>> = runbooks
@@ -524,9 +516,8 @@ pub async fn launch(
     if let Some(w) = watcher {
         w.abort();
     }
-    cancel.cancel();
     // Probes in flight may be waiting on slow hosts: do not hold the exit for them.
-    sched.abort();
+    probes.abort();
     Ok(result?)
 }
 

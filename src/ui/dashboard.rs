@@ -13,17 +13,9 @@ use super::theme::{StateKind, Theme};
 use super::widgets::{fit, pad, spark, state_span, styled};
 use crate::app::App;
 use crate::app::feed::{FeedEntry, FeedKind};
+use crate::app::layout::{Row, rows, split};
 use crate::app::stack::{Figure, HostRow, TierRow};
 use crate::probes::state::metric_name;
-
-/// One drawn line of the stack map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Row {
-    /// Tier `t` of `app.stack`.
-    Tier(usize),
-    /// Host `h` of tier `t`.
-    Host(usize, usize),
-}
 
 /// Column positions of the host rows, shared by every row so sparklines line up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,66 +103,6 @@ impl Columns {
     fn trend_x(&self) -> usize {
         self.cpu_spark_x() + self.cpu_spark + 1
     }
-}
-
-/// The stack map's rows, tiers in traffic order.
-pub fn rows(app: &App) -> Vec<Row> {
-    let mut out = Vec::new();
-    for (t, tier) in app.stack.iter().enumerate() {
-        out.push(Row::Tier(t));
-        for h in 0..tier.hosts.len() {
-            out.push(Row::Host(t, h));
-        }
-    }
-    out
-}
-
-/// How the body splits: (map, feed), and the first map row shown.
-pub fn split(app: &App, area: Rect) -> (Rect, Rect, usize) {
-    let rows = rows(app);
-    let need = rows.len().max(1);
-    let h = usize::from(area.height);
-    // The feed keeps at least a quarter of the screen (and 4 lines) when the map is long.
-    let feed_min = (h / 4).max(4).min(h.saturating_sub(3));
-    let map_h = need.min(h.saturating_sub(feed_min)).max(usize::from(h > 0));
-    let map = Rect::new(area.x, area.y, area.width, map_h as u16);
-    let feed = Rect::new(
-        area.x,
-        area.y + map_h as u16,
-        area.width,
-        (h - map_h) as u16,
-    );
-    let selected = rows
-        .iter()
-        .position(|r| matches!(r, Row::Host(t, i) if app.stack[*t].hosts[*i].index == app.dashboard.selected))
-        .unwrap_or(0);
-    // Keep the selected host and, where possible, its tier heading in view.
-    let offset = if selected < map_h {
-        0
-    } else {
-        (selected + 1 - map_h).min(rows.len().saturating_sub(map_h))
-    };
-    (map, feed, offset)
-}
-
-/// Where each visible host row is: (host index, x, y, width), for mouse hit-testing.
-pub fn host_boxes(app: &App, area: Rect) -> Vec<(usize, u16, u16, u16)> {
-    let (map, _, offset) = split(app, area);
-    rows(app)
-        .iter()
-        .skip(offset)
-        .take(usize::from(map.height))
-        .enumerate()
-        .filter_map(|(y, r)| match r {
-            Row::Host(t, i) => Some((
-                app.stack[*t].hosts[*i].index,
-                map.x,
-                map.y + y as u16,
-                map.width,
-            )),
-            Row::Tier(_) => None,
-        })
-        .collect()
 }
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {

@@ -1,5 +1,5 @@
 //! A realistic console state with no servers behind it: a lab-shaped inventory (or a fleet of
-//! any size shaped the same way), the real probe plan, and a `HealthState` fed typed probe
+//! any size shaped the same way), the real probe plan, and a `HealthStore` fed typed probe
 //! results that tell one incident — the database primary running out of connections, a cache
 //! host gone, an app server's CPU climbing. The screenshots, the render benchmarks and the docs
 //! draw this through the real `ui::render`.
@@ -20,7 +20,7 @@ use crate::probes::model::{
     ReplicationSample, Sample, SentinelSample, UpstreamSample,
 };
 use crate::probes::plan::{self, Intervals, ProbeSpec};
-use crate::probes::state::HealthState;
+use crate::probes::state::HealthStore;
 use crate::runbook::Runbook;
 
 /// Seconds between two polls of the story.
@@ -446,7 +446,7 @@ pub fn app(inv: Inventory, runbooks: Vec<Arc<Runbook>>) -> App {
 pub fn app_and_story(inv: Inventory, runbooks: Vec<Arc<Runbook>>) -> (App, Story) {
     let mut story = Story::new(&inv, Instant::now());
     let history = History::covering(Duration::from_secs(600), POLL);
-    let health = HealthState::new(&story.specs, std::collections::BTreeMap::default(), history);
+    let health = HealthStore::new(&story.specs, std::collections::BTreeMap::default(), history);
     let start = story.at(0);
     let mut app = App::new(
         Arc::new(inv),

@@ -55,11 +55,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
     }
 }
 
-/// The area the dashboard body gets on a screen of `size` (for mouse hit-testing).
-pub fn body_area(app: &App, size: (u16, u16)) -> Rect {
-    let banner = u16::from(!app.suggestions.is_empty() && app.view == View::Dashboard);
-    Rect::new(0, 1 + banner, size.0, size.1.saturating_sub(2 + banner))
-}
+pub use crate::app::layout::body_area;
 
 /// The suggestion banner on the dashboard: the most severe runbook health calls for.
 fn banner_line(app: &App, theme: &Theme) -> Option<Line<'static>> {

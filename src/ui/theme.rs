@@ -122,10 +122,7 @@ struct StateFile {
 
 /// The user's theme directory: `$OPSDECK_CONFIG_DIR/themes` or `~/.config/opsdeck/themes`.
 pub fn user_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("OPSDECK_CONFIG_DIR") {
-        return Some(PathBuf::from(d).join("themes"));
-    }
-    directories::ProjectDirs::from("", "", "opsdeck").map(|d| d.config_dir().join("themes"))
+    crate::config::dir().map(|d| d.join("themes"))
 }
 
 impl Theme {
@@ -407,6 +404,29 @@ fn parse_color(s: &str) -> Option<Color> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_file_in_themes_is_built_in_with_the_same_text() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("themes");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .expect("themes/")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        files.sort();
+        let mut builtin: Vec<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
+        builtin.sort();
+        assert_eq!(
+            files, builtin,
+            "a theme in themes/ is missing from BUILTIN (or the reverse)"
+        );
+        for (name, text) in BUILTIN {
+            let on_disk = std::fs::read_to_string(dir.join(format!("{name}.toml"))).expect("theme");
+            assert_eq!(&on_disk, text, "{name}");
+        }
+    }
 
     #[test]
     fn every_builtin_theme_parses_and_has_distinct_state_symbols_and_colours() {

@@ -10,7 +10,7 @@ use opsdeck::app::{App, Event};
 use opsdeck::inventory::Inventory;
 use opsdeck::probes::history::History;
 use opsdeck::probes::model::ProbeResult;
-use opsdeck::probes::state::HealthState;
+use opsdeck::probes::state::HealthStore;
 use opsdeck::runbook::Runbook;
 use opsdeck::transport::Connections;
 use opsdeck::tui::{Executor, dispatch};
@@ -34,12 +34,12 @@ impl Console {
         runbooks: Vec<Arc<Runbook>>,
         journal_dir: std::path::PathBuf,
         conns: Arc<Connections>,
-        health: Option<(HealthState, mpsc::Receiver<ProbeResult>)>,
+        health: Option<(HealthStore, mpsc::Receiver<ProbeResult>)>,
     ) -> Console {
         let (health, probes) = match health {
             Some((h, rx)) => (h, Some(rx)),
             None => (
-                HealthState::new(&[], std::collections::BTreeMap::default(), History::new(10)),
+                HealthStore::new(&[], std::collections::BTreeMap::default(), History::new(10)),
                 None,
             ),
         };

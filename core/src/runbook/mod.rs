@@ -6,6 +6,7 @@
 //! - [`journal`]: the JSON Lines record of every run, resume and per-target locks.
 
 pub mod cond;
+pub mod drills;
 pub mod driver;
 pub mod engine;
 pub mod executor;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let dir = manifest.join("runbooks");
-    println!("cargo:rerun-if-changed=runbooks");
+    // The shipped runbooks live at the top of the repository, beside this crate.
+    let dir = manifest.join("..").join("runbooks");
+    println!("cargo:rerun-if-changed=../runbooks");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| {
             entries

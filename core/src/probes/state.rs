@@ -26,19 +26,21 @@ struct TargetState {
     failures: u32,
 }
 
+/// Every planned probe target's latest sample, failures and history: what the checks are
+/// judged from. (A check's state is [`super::check::State`].)
 #[derive(Debug, Clone)]
-pub struct HealthState {
+pub struct HealthStore {
     targets: IndexMap<TargetKey, TargetState>,
     thresholds: BTreeMap<String, Thresholds>,
     history: History,
 }
 
 /// Folds one result into the state (the `update` of the health loop).
-pub fn update(state: &mut HealthState, result: ProbeResult) {
+pub fn update(state: &mut HealthStore, result: ProbeResult) {
     state.update(result);
 }
 
-impl HealthState {
+impl HealthStore {
     /// A state expecting `specs` (in display order); hosts missing from `thresholds` use the
     /// defaults.
     pub fn new(
@@ -61,7 +63,7 @@ impl HealthState {
                 )
             })
             .collect();
-        HealthState {
+        HealthStore {
             targets,
             thresholds,
             history,
@@ -241,7 +243,7 @@ mod tests {
 
     #[test]
     fn never_heard_from_is_unknown_not_ok() {
-        let s = HealthState::new(
+        let s = HealthStore::new(
             &[spec("db-1", ProbeKind::Mysql, "x")],
             BTreeMap::new(),
             History::default(),
@@ -257,7 +259,7 @@ mod tests {
     fn fresh_then_stale_then_down_then_recovered() {
         let a = spec("db-1", ProbeKind::Mysql, "x");
         let b = spec("db-2", ProbeKind::Mysql, "x");
-        let mut s = HealthState::new(&[a.clone(), b.clone()], BTreeMap::new(), History::default());
+        let mut s = HealthStore::new(&[a.clone(), b.clone()], BTreeMap::new(), History::default());
         let t0 = Instant::now();
         update(&mut s, result(&a.key, t0, mysql(148)));
         update(&mut s, result(&b.key, t0, mysql(10)));
@@ -326,7 +328,7 @@ mod tests {
     #[test]
     fn history_records_check_values() {
         let a = spec("db-1", ProbeKind::Mysql, "x");
-        let mut s = HealthState::new(std::slice::from_ref(&a), BTreeMap::new(), History::new(3));
+        let mut s = HealthStore::new(std::slice::from_ref(&a), BTreeMap::new(), History::new(3));
         let t0 = Instant::now();
         for i in 0..5u64 {
             update(
@@ -345,7 +347,7 @@ mod tests {
     #[test]
     fn http_p95_over_the_window() {
         let a = spec("lb-1", ProbeKind::Http, "http://127.0.0.1/");
-        let mut s = HealthState::new(
+        let mut s = HealthStore::new(
             std::slice::from_ref(&a),
             BTreeMap::new(),
             History::default(),
@@ -383,7 +385,7 @@ mod tests {
     #[test]
     fn a_fixed_latency_is_ok_once_the_slow_samples_leave_the_window() {
         let a = spec("lb-1", ProbeKind::Http, "http://127.0.0.1/");
-        let mut s = HealthState::new(
+        let mut s = HealthStore::new(
             std::slice::from_ref(&a),
             BTreeMap::new(),
             History::default(),
@@ -424,7 +426,7 @@ mod tests {
     #[test]
     fn rates_use_the_previous_good_sample() {
         let a = spec("cache-1", ProbeKind::Redis, "x");
-        let mut s = HealthState::new(
+        let mut s = HealthStore::new(
             std::slice::from_ref(&a),
             BTreeMap::new(),
             History::default(),
@@ -466,7 +468,7 @@ mod tests {
                 ..Thresholds::default()
             },
         );
-        let mut s = HealthState::new(std::slice::from_ref(&a), th, History::default());
+        let mut s = HealthStore::new(std::slice::from_ref(&a), th, History::default());
         let t0 = Instant::now();
         update(
             &mut s,

@@ -257,16 +257,14 @@ impl Validator<'_> {
         }
         let rto = self.duration(&f.rto, "rto");
         if let Some(d) = &f.drill
-            && !crate::lab::drill::DRILLS
-                .iter()
-                .any(|(n, _)| n == d.get_ref())
+            && !super::drills::DRILLS.iter().any(|(n, _)| n == d.get_ref())
         {
             self.err(
                 d.span(),
                 format!(
                     "unknown drill {:?}; the drills are: {}",
                     d.get_ref(),
-                    crate::lab::drill::DRILLS
+                    super::drills::DRILLS
                         .iter()
                         .map(|(n, _)| *n)
                         .collect::<Vec<_>>()

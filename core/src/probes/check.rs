@@ -1,7 +1,7 @@
 //! Evaluation: from samples to checks, each ok / warning / unknown / critical / down with a
 //! reason a person can act on ("connections 148/150 (99 %)").
 //!
-//! Pure functions only. [`super::state::HealthState`] calls them when a sample arrives and
+//! Pure functions only. [`super::state::HealthStore`] calls them when a sample arrives and
 //! applies staleness when asked for the current checks.
 
 use std::fmt;
@@ -32,19 +32,33 @@ pub enum State {
     Down,
 }
 
-/// The runbook engine's view of a check state.
-pub fn runbook_state(s: State) -> crate::runbook::HealthState {
-    use crate::runbook::HealthState as R;
-    match s {
-        State::Ok => R::Ok,
-        State::Warning => R::Warning,
-        State::Unknown => R::Unknown,
-        State::Critical => R::Critical,
-        State::Down => R::Down,
-    }
-}
-
 impl State {
+    /// `ok`, `warning`, `unknown`, `critical` or `down`; anything else is `None`.
+    pub fn parse(s: &str) -> Option<State> {
+        s.parse().ok()
+    }
+
+    /// Severity rank for comparisons in runbook conditions (`health.X >= warning`);
+    /// `unknown` has none: it is neither better nor worse than a known state.
+    pub fn rank(self) -> Option<u8> {
+        match self {
+            State::Ok => Some(0),
+            State::Warning => Some(1),
+            State::Critical => Some(2),
+            State::Down => Some(3),
+            State::Unknown => None,
+        }
+    }
+
+    /// True if `self` is at least as bad as `min` (for triggers); `unknown` only matches
+    /// `unknown`.
+    pub fn at_least(self, min: State) -> bool {
+        match (self.rank(), min.rank()) {
+            (Some(a), Some(b)) => a >= b,
+            _ => self == min,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Ok => "ok",

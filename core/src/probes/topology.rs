@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::model::{MysqlSample, Outcome, ProbeKind, Sample, TargetKey};
-use super::state::HealthState;
+use super::state::HealthStore;
 use crate::inventory::{Host, Inventory, RedisRole};
 
 /// Roles the servers decide, not the inventory.
@@ -54,7 +54,7 @@ impl Topology {
     /// `max_age` (or a probe that failed) makes the host's observation stale.
     pub fn observe(
         inv: &Inventory,
-        state: &HealthState,
+        state: &HealthStore,
         now: Instant,
         max_age: Duration,
     ) -> Topology {

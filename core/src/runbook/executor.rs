@@ -127,7 +127,7 @@ async fn health(
             .map(|c| super::engine::HealthFact {
                 host: c.host.clone(),
                 check: c.id.clone(),
-                state: crate::probes::check::runbook_state(c.state),
+                state: c.state,
                 reason: secret::mask(&c.reason).into_owned(),
             })
             .collect(),

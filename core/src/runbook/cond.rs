@@ -13,62 +13,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::template::{Value, Vars, lookup};
 
-/// A health check's state, as the probes report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum HealthState {
-    Ok,
-    Warning,
-    Critical,
-    Down,
-    Unknown,
-}
-
-impl HealthState {
-    pub fn parse(s: &str) -> Option<HealthState> {
-        Some(match s {
-            "ok" => HealthState::Ok,
-            "warning" => HealthState::Warning,
-            "critical" => HealthState::Critical,
-            "down" => HealthState::Down,
-            "unknown" => HealthState::Unknown,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthState::Ok => "ok",
-            HealthState::Warning => "warning",
-            HealthState::Critical => "critical",
-            HealthState::Down => "down",
-            HealthState::Unknown => "unknown",
-        }
-    }
-
-    /// Severity rank; `unknown` has none.
-    fn rank(self) -> Option<u8> {
-        match self {
-            HealthState::Ok => Some(0),
-            HealthState::Warning => Some(1),
-            HealthState::Critical => Some(2),
-            HealthState::Down => Some(3),
-            HealthState::Unknown => None,
-        }
-    }
-
-    /// True if `self` is at least as bad as `min` (for triggers).
-    pub fn at_least(self, min: HealthState) -> bool {
-        match (self.rank(), min.rank()) {
-            (Some(a), Some(b)) => a >= b,
-            _ => self == min,
-        }
-    }
-}
+/// A health check's state: the probes' own five states ([`crate::probes::check::State`]).
+pub use crate::probes::check::State as HealthState;
 
 /// Current health: check id -> state.
 pub type Health = BTreeMap<String, HealthState>;

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod collect;
+pub mod driver;
 pub mod haproxy;
 pub mod history;
 pub mod model;

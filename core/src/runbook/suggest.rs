@@ -31,7 +31,7 @@ pub fn hits<'a>(rb: &Runbook, checks: &'a [Check]) -> Vec<&'a Check> {
             // host down does not call for the database failover).
             c.state != State::Ok
                 && (rb.tiers.is_empty() || rb.tiers.contains(&c.tier))
-                && rb.triggered_by(&c.id, check::runbook_state(c.state))
+                && rb.triggered_by(&c.id, c.state)
         })
         .collect()
 }
