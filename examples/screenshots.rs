@@ -271,7 +271,24 @@ fn fake_result(req: &ExecRequest, _app: &App) -> ExecResult {
                 ],
             ],
         ),
-        "idle" => rows(&["Id"], &[&["4711"], &["4712"], &["4716"], &["4733"]]),
+        "sleepers" => rows(
+            &["Id", "User", "Host", "Time"],
+            &[
+                &["4711", "app", "127.0.10.11:51234", "912"],
+                &["4712", "app", "127.0.10.11:51240", "905"],
+                &["4716", "app", "127.0.10.11:51302", "874"],
+                &["4733", "app", "127.0.10.12:40112", "611"],
+            ],
+        ),
+        "idle" => rows(
+            &["Id", "User", "Time"],
+            &[
+                &["4711", "app", "912"],
+                &["4712", "app", "905"],
+                &["4716", "app", "874"],
+                &["4733", "app", "611"],
+            ],
+        ),
         "kill-idle" => ExecResult {
             output: "0 rows affected".to_owned(),
             ..ExecResult::default()
@@ -386,7 +403,24 @@ fn main() -> Result<()> {
         s.advance(&mut app, &mut story, Duration::from_secs(3))?;
     }
     if !awaiting_confirm(&app) {
-        bail!("the run never asked for a confirmation");
+        let log: Vec<String> = app
+            .run
+            .as_ref()
+            .map(|r| {
+                r.log
+                    .iter()
+                    .map(|l| format!("[{}] {}", l.step, l.text))
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!(
+            "the run never asked for a confirmation (asked: {:?}):\n{}",
+            app.run
+                .as_ref()
+                .and_then(|r| r.ask.as_ref())
+                .map(|a| a.kind.clone()),
+            log.join("\n")
+        );
     }
     s.advance(&mut app, &mut story, Duration::from_secs(14))?;
     // Show the processlist the operator just read... the current step is the kill.
