@@ -51,6 +51,15 @@ impl Drop for Down {
     }
 }
 
+/// The run's log as the console keeps it, one `[step] text` per line (for failure messages).
+fn run_log(run: &opsdeck::app::run::RunState) -> String {
+    run.log
+        .iter()
+        .map(|l| format!("[{}] {}", l.step, l.text))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Index of `runbook` in the console's list.
 fn runbook_index(app: &App, runbook: &str) -> Option<usize> {
     app.runbooks.iter().position(|r| r.id == runbook)
@@ -213,19 +222,13 @@ async fn newcomer_fixes(c: &mut Console, dir: &Path, drill: &str, runbook: &str)
             break;
         }
         let ask = run.ask.clone().expect("ask");
-        if Instant::now() > deadline {
-            let log: Vec<String> = run
-                .log
-                .iter()
-                .map(|l| format!("[{}] {}", l.step, l.text))
-                .collect();
-            panic!(
-                "{runbook}: the run did not end in 300 s, still asking {:?}:\n{}\n{}",
-                ask.kind,
-                c.screen(),
-                log.join("\n")
-            );
-        }
+        assert!(
+            Instant::now() <= deadline,
+            "{runbook}: the run did not end in 300 s, still asking {:?}:\n{}\n{}",
+            ask.kind,
+            c.screen(),
+            run_log(run)
+        );
         match ask.kind {
             DecisionKind::Confirm => c.key(KeyCode::Char('y')),
             // The box to type into opens by itself when the confirmation is asked.
@@ -244,32 +247,22 @@ async fn newcomer_fixes(c: &mut Console, dir: &Path, drill: &str, runbook: &str)
                 c.key(KeyCode::Enter);
             }
             other => {
-                let log: Vec<String> = run
-                    .log
-                    .iter()
-                    .map(|l| format!("[{}] {}", l.step, l.text))
-                    .collect();
                 panic!(
                     "{runbook}: unexpected decision {other:?}:\n{}\n{}",
                     c.screen(),
-                    log.join("\n")
+                    run_log(run)
                 )
             }
         }
     }
     let run = c.app.run.as_ref().expect("run");
-    let log: Vec<String> = run
-        .log
-        .iter()
-        .map(|l| format!("[{}] {}", l.step, l.text))
-        .collect();
     assert_eq!(
         run.finished.as_ref().map(|f| f.0),
         Some(Outcome::Succeeded),
         "{runbook}: {:?}\n{}\n{}",
         run.finished,
         c.screen(),
-        log.join("\n")
+        run_log(run)
     );
 
     // Gone on the real servers, as the drill's own check judges them.
